@@ -37,6 +37,8 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
              "Largest tool result, in tokens (cl100k, so Chinese counts correctly)."),
     Variable("TOOLSUITE_CACHE_DIR", "`$XDG_CACHE_HOME/toolsuite` (`~/.cache/toolsuite`)",
              "Where derived data (indexes, conversions, transcripts) is kept."),
+    Variable("TOOLSUITE_OUTPUT_DIR", "`./toolsuite-output`",
+             "Host folder where files copied out of tool-python sandboxes are written."),
     Variable("TOOLSUITE_TOOL_TIMEOUT", "1200", "Hard server-side limit for one tool call, in seconds."),
     Variable("TOOLSUITE_MODEL_TIMEOUT", "120", "Seconds one remote model request may take."),
     Variable("TOOLSUITE_MODEL_RETRIES", "3", "Retries of a failed remote model request (429, 5xx, network)."),

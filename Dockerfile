@@ -1,0 +1,23 @@
+# One image for every toolsuite server; docker-compose.yml runs one service per server.
+FROM python:3.11-slim-bookworm
+
+# bubblewrap isolates tool-python sandboxes; tesseract is the faster OCR engine when present.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bubblewrap tesseract-ocr tesseract-ocr-chi-sim \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md LICENSE ./
+COPY shared ./shared
+COPY servers ./servers
+RUN pip install --no-cache-dir '.[all]'
+
+RUN useradd --create-home --uid 10001 toolsuite && mkdir -p /cache /data /output \
+    && chown toolsuite /cache /output
+USER toolsuite
+ENV TOOLSUITE_CACHE_DIR=/cache \
+    TOOLSUITE_ROOTS=/data \
+    PYTHONUNBUFFERED=1
+
+EXPOSE 8101-8109
+CMD ["toolsuite", "serve", "all", "--host", "0.0.0.0"]

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fake_openai import FakeOpenAI
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+_MODEL_VARIABLES = [
+    name
+    for name in os.environ
+    if name.startswith(("TOOLSUITE_", "OPENAI_", "VISION_", "REASONING_", "WHISPER_", "EMBEDDING_", "AUDIO_"))
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Each test starts with no model configured, its own cache and its own allowed root."""
+    for name in _MODEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "root"
+    root.mkdir()
+    monkeypatch.setenv("TOOLSUITE_ROOTS", str(root))
+    monkeypatch.setenv("TOOLSUITE_CACHE_DIR", str(tmp_path / "cache"))
+    yield
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,92 @@
+"""Settings, output budgets and error descriptions of the shared layer."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shared import budget, settings
+from shared.errors import InputError, describe, leaf_exception, redact
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_variable_table_matches_the_settings():
+    text = README.read_text(encoding="utf-8")
+    start = text.index("<!-- settings-table:start -->")
+    end = text.index("<!-- settings-table:end -->")
+    table = text[start:end].split("\n", 1)[1].strip()
+    assert table == settings.markdown_table(), "regenerate with: toolsuite settings --markdown"
+    documented = set(re.findall(r"`(TOOLSUITE_[A-Z_]+)`", table))
+    declared = {v.name for v in settings.ALL_VARIABLES if v.name.startswith("TOOLSUITE_")}
+    assert documented == declared
+
+
+def test_every_toolsuite_variable_read_in_code_is_declared():
+    used: set[str] = set()
+    for path in Path(__file__).resolve().parent.parent.glob("*/**/*.py"):
+        if ".venv" in path.parts or "tests" in path.parts:
+            continue
+        used |= set(re.findall(r"\"(TOOLSUITE_[A-Z_]+)\"", path.read_text(encoding="utf-8")))
+    declared = {v.name for v in settings.ALL_VARIABLES}
+    assert used <= declared, used - declared
+
+
+def test_role_settings_prefer_own_then_alias_then_openai(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "fallback-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://fallback/v1")
+    monkeypatch.setenv("REASONING_MODEL_NAME", "alias-model")
+    endpoint = settings.model_endpoint("REASONING")
+    assert (endpoint.model, endpoint.api_key, endpoint.base_url) == ("alias-model", "fallback-key", "http://fallback/v1")
+    assert endpoint.configured
+    monkeypatch.setenv("TOOLSUITE_REASONING_MODEL", "own-model")
+    monkeypatch.setenv("VISION_BASE_URL", "http://vision/v1")
+    assert settings.model_endpoint("REASONING").model == "own-model"
+    assert settings.model_endpoint("VISION").base_url == "http://vision/v1"
+    assert not settings.model_endpoint("VISION").configured  # no model name
+
+
+def test_tokens_are_counted_right_for_chinese_and_english():
+    chinese = "中华人民共和国是一个位于东亚的国家" * 10
+    english = "The quick brown fox jumps over the lazy dog. " * 10
+    assert budget.count_tokens(chinese) > len(chinese) / 4 * 2  # chars/4 would undercount badly
+    assert budget.count_tokens(english) < len(english) / 3
+    assert budget.estimate_tokens(chinese) == pytest.approx(budget.count_tokens(chinese), rel=0.4)
+
+
+def test_fit_text_cuts_with_a_visible_note_and_keeps_short_text():
+    assert budget.fit_text("short", 100) == ("short", False)
+    long_text = "第一段内容。" * 2000
+    cut, was_cut = budget.fit_text(long_text, 500)
+    assert was_cut and "output cut at the 500-token budget" in cut
+    assert budget.count_tokens(cut) <= 500
+    assert long_text.startswith(cut.split("\n\n[output cut")[0])
+
+
+def test_page_of_gives_a_continuation_hint():
+    text = "abcdefghij" * 100
+    page = budget.page_of(text, start_index=100, max_chars=250)
+    assert (page.start_index, page.end_index, page.total_chars) == (100, 350, 1000)
+    assert page.text == text[100:350]
+    assert "start_index=350" in page.continuation_hint()
+    last = budget.page_of(text, start_index=900, max_chars=250)
+    assert not last.has_more and last.continuation_hint() == ""
+
+
+def test_exception_groups_are_unwrapped_to_the_real_cause():
+    group = BaseExceptionGroup("unhandled errors in a TaskGroup", [InputError("file not found: x.pdf")])
+    nested = ExceptionGroup("outer", [ExceptionGroup("inner", [ValueError("deep")])])
+    assert describe(group) == "file not found: x.pdf"
+    assert isinstance(leaf_exception(nested), ValueError)
+    message = describe(nested, action="video_quick_analysis")
+    assert "TaskGroup" not in message and "Traceback" not in message and "ValueError" in message
+
+
+def test_unexpected_errors_hide_details_and_secrets(monkeypatch):
+    monkeypatch.setenv("TOOLSUITE_VISION_API_KEY", "my-very-secret-value")
+    assert "my-very-secret-value" not in redact("failed with key my-very-secret-value")
+    assert "sk-abcdefghijkl" not in redact("Bearer sk-abcdefghijklmnop")
+    message = describe(FileNotFoundError(2, "No such file", "/home/someone/private/thing"))
+    assert "/home/someone" not in message
