@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -128,10 +129,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             for entry, port in servers:
                 group.start_soon(serve_http, entry.build(), args.host, port)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         anyio.run(serve_all)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -168,7 +167,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("call", help="call a tool through the real MCP path (in-memory client)")
     p.add_argument("server")
     p.add_argument("tool")
-    p.add_argument("--arg", action="append", metavar="KEY=VALUE", help="an argument (value parsed as JSON if it can be)")
+    p.add_argument("--arg", action="append", metavar="KEY=VALUE", help="one argument; JSON values parsed")
     p.add_argument("--args-json", metavar="JSON", help="all arguments as one JSON object")
     p.add_argument("--json", action="store_true", help="print structuredContent and isError")
     p.set_defaults(func=cmd_call)

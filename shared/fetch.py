@@ -10,6 +10,7 @@ plus an overall deadline.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -32,7 +33,9 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 @dataclass
 class FetchLimits:
     max_bytes: int = field(default_factory=lambda: int(settings.number("TOOLSUITE_MAX_DOWNLOAD_MB", 100) * 2**20))
-    connect_timeout: float = field(default_factory=lambda: settings.number("TOOLSUITE_CONNECT_TIMEOUT", 10, minimum=0.1))
+    connect_timeout: float = field(
+        default_factory=lambda: settings.number("TOOLSUITE_CONNECT_TIMEOUT", 10, minimum=0.1)
+    )
     read_timeout: float = field(default_factory=lambda: settings.number("TOOLSUITE_READ_TIMEOUT", 30, minimum=0.1))
     total_timeout: float = 300.0
     max_redirects: int = field(default_factory=lambda: int(settings.number("TOOLSUITE_MAX_REDIRECTS", 5, minimum=0)))
@@ -46,10 +49,8 @@ class FetchedFile:
     content_type: str | None
 
     def remove(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:

@@ -86,10 +86,7 @@ class ToolResult:
             content.append(ImageContent(type="image", data=base64.b64encode(image.data).decode("ascii"),
                                         mime_type=image.mime))
         structured: dict[str, Any] | None
-        if isinstance(self.data, BaseModel):
-            structured = self.data.model_dump(mode="json", by_alias=True)
-        else:
-            structured = self.data
+        structured = self.data.model_dump(mode="json", by_alias=True) if isinstance(self.data, BaseModel) else self.data
         return CallToolResult(content=content, structured_content=structured, is_error=self.is_error)
 
 
@@ -208,7 +205,7 @@ def add_tool(
             )
         except anyio.get_cancelled_exc_class():
             raise
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes an isError result
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             return error_result(describe(exc, action=tool_name))

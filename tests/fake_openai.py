@@ -55,7 +55,8 @@ class FakeOpenAI:
                     if scripted.delay:
                         time.sleep(scripted.delay)
                     if scripted.body is not None or scripted.status != 200:
-                        self._send(scripted.status, scripted.body if scripted.body is not None else {}, scripted.headers)
+                        body_out = scripted.body if scripted.body is not None else {}
+                        self._send(scripted.status, body_out, scripted.headers)
                         return
                 self._send(200, owner.default_response(self.path, body, self.headers.get("content-type", "")))
 
@@ -113,3 +114,20 @@ class FakeOpenAI:
             return {"text": "hello from the fake transcriber", "language": "english", "duration": 1.5,
                     "segments": [{"id": 0, "start": 0.0, "end": 1.5, "text": "hello from the fake transcriber"}]}
         return {"error": {"message": f"unknown path {path}"}}
+
+
+def main() -> None:
+    """Run the fake server on its own (used by bench/inspector_check.sh): prints its base URL."""
+    import sys
+
+    server = FakeOpenAI().start()
+    sys.stdout.write(server.base_url + "\n")
+    sys.stdout.flush()
+    try:
+        sys.stdin.read()  # serve until stdin closes
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

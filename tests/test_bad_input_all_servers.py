@@ -11,7 +11,8 @@ pytestmark = pytest.mark.anyio
 
 
 def _sample_value(schema: dict) -> object:
-    kind = schema.get("type") or next((s.get("type") for s in schema.get("anyOf", []) if s.get("type") != "null"), "string")
+    arms = [s.get("type") for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    kind = schema.get("type") or (arms[0] if arms else "string")
     return {"string": "x", "integer": 1, "number": 1.0, "boolean": True}.get(kind, "x")
 
 

@@ -74,14 +74,21 @@ def test_stdout_carries_only_json_rpc_and_the_server_exits_when_stdin_closes():
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "reasoning", "arguments": {}}},
         {"jsonrpc": "2.0", "id": 3, "method": "tools/list"},
     ]
-    payload = "".join(json.dumps(m) + "\n" for m in messages).encode()
-    out, _err = process.communicate(payload, timeout=20)
-    assert process.returncode == 0
-    lines = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert process.stdin and process.stdout
+    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages).encode())
+    process.stdin.flush()
+    lines = []
+    while len([m for m in lines if "id" in m]) < 3:
+        raw = process.stdout.readline()
+        assert raw, "the server closed stdout before answering"
+        lines.append(json.loads(raw))  # every stdout line must be JSON-RPC
     assert all(line.get("jsonrpc") == "2.0" for line in lines)
     by_id = {line["id"]: line for line in lines if "id" in line}
     assert by_id[2]["result"]["isError"] is True
     assert by_id[3]["result"]["tools"][0]["name"] == "reasoning"
+    process.stdin.close()
+    assert process.wait(timeout=10) == 0
+    assert process.stdout.read() == b""
 
 
 def _free_port() -> int:
@@ -123,8 +130,9 @@ async def test_http_transport_lists_and_calls_in_both_eras(http_server, mode):
 
 
 def test_http_transport_checks_origin_and_host(http_server):
+    client_info = {"name": "t", "version": "1"}
     body = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": client_info}}
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
     good = httpx.post(f"{http_server}/mcp", json=body, headers={**headers, "origin": "http://localhost:3000"})
     assert good.status_code == 200
@@ -137,7 +145,8 @@ def test_http_transport_checks_origin_and_host(http_server):
 def test_python_dash_m_cli_is_importable_without_heavy_engines():
     code = ("import sys, servers.registry as r\n"
             "[e.build() for e in r.SERVERS]\n"
-            "heavy = [m for m in ('openai', 'cv2', 'onnxruntime', 'faster_whisper', 'numpy', 'fitz') if m in sys.modules]\n"
+            "names = ('openai', 'cv2', 'onnxruntime', 'faster_whisper', 'numpy', 'fitz')\n"
+            "heavy = [m for m in names if m in sys.modules]\n"
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env())
     assert out.returncode == 0, out.stderr
