@@ -1,89 +1,279 @@
-"""tool-python: a local, stateful, locked-down code sandbox. Interface complete; engine pending."""
+"""tool-python: the MCP face of `servers.python.sandbox` (local, stateful, locked-down sandboxes)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import threading
+from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
 
-from shared.server import EXECUTES_CODE, PendingOutput, add_tool, create_server, pending_tool
+from servers.python.sandbox import CodeResult, CommandResult, SandboxManager, network_allowed
+from shared import settings
+from shared.fetch import FetchLimits, fetch_to_file
+from shared.inputs import display_path, resolve_local_path
+from shared.server import Image, ToolResult, add_tool, create_server
 from shared.transport import run_server
 
 NAME = "tool-python"
 
+CREATES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+RUNS_CODE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
+WRITES_SANDBOX = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
+                                 open_world_hint=False)
+FETCHES_INTO_SANDBOX = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
+                                       open_world_hint=True)
+WRITES_HOST = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                              open_world_hint=False)
+
 SandboxId = Annotated[str, Field(description="The id create_sandbox returned.", min_length=1, max_length=200)]
-SandboxPath = Annotated[str, Field(description="A path inside the sandbox home (/home/user).",
-                                   min_length=1, max_length=4096)]
+SandboxPath = Annotated[str, Field(description="A path inside the sandbox home (/home/user); a folder keeps the "
+                                   "file's own name.", min_length=1, max_length=4096)]
 
 
-def create_sandbox(
-    timeout: Annotated[int, Field(description="Seconds of inactivity after which the sandbox and its files "
-                                  "are removed (60-86400).", ge=60, le=86400)] = 600,
-) -> None:
-    """Create an isolated sandbox (no network, private home at /home/user) and return its id."""
-    return pending_tool(NAME, "create_sandbox")
+# -- output models -------------------------------------------------------------------------------
+
+class CreateOutput(BaseModel):
+    sandbox_id: str
+    idle_timeout_seconds: int = Field(description="Idle time after which the sandbox and its files are removed.")
+    isolation: str = Field(description="'bwrap' (namespaces) or 'process' (weaker, operator's choice).")
+    network: bool = Field(description="Whether code in the sandbox can reach the network.")
+    limits: dict[str, int]
+    cgroup_limits: list[str] = Field(description="Limits enforced by cgroups (others by rlimits).")
+    home: str = "/home/user"
 
 
-def run_python_code(
-    code_block: Annotated[str, Field(description="Python code to run; state persists between calls.",
-                                     min_length=1, max_length=1_000_000)],
-    sandbox_id: SandboxId,
-) -> None:
-    """Run Python in the sandbox's persistent interpreter; returns stdout, stderr, the last value, errors
-    and figures."""
-    return pending_tool(NAME, "run_python_code")
+class ErrorInfo(BaseModel):
+    name: str
+    value: str
+    traceback: str
 
 
-def run_command(
-    command: Annotated[str, Field(description="A shell command to run in the sandbox home.",
-                                  min_length=1, max_length=100_000)],
-    sandbox_id: SandboxId,
-) -> None:
-    """Run a shell command in the sandbox; returns exit code, stdout and stderr."""
-    return pending_tool(NAME, "run_command")
+class RunCodeOutput(BaseModel):
+    sandbox_id: str
+    stdout: str
+    stderr: str
+    result: str | None = Field(description="repr() of the last expression's value, when it is not None.")
+    error: ErrorInfo | None
+    images: int = Field(description="How many matplotlib figures are attached as PNG images.")
+    stdout_chars_dropped: int
+    stderr_chars_dropped: int
+    seconds: float
+    state_lost: bool = Field(description="True when earlier variables were lost (the interpreter was restarted).")
+    notes: list[str]
 
 
-def upload_file_from_local_to_sandbox(
-    sandbox_id: SandboxId,
-    local_file_path: Annotated[str, Field(description="A host file inside the allowed roots.",
-                                          min_length=1, max_length=4096)],
-    sandbox_file_path: SandboxPath = "/home/user",
-) -> None:
-    """Copy a host file (inside the allowed roots) into the sandbox."""
-    return pending_tool(NAME, "upload_file_from_local_to_sandbox")
+class RunCommandOutput(BaseModel):
+    sandbox_id: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    stdout_chars_dropped: int
+    stderr_chars_dropped: int
+    seconds: float
+    notes: list[str]
 
 
-def download_file_from_internet_to_sandbox(
-    sandbox_id: SandboxId,
-    url: Annotated[str, Field(description="An http(s) URL (fetched by the host with limits).",
-                              min_length=1, max_length=8192)],
-    sandbox_file_path: SandboxPath = "/home/user",
-) -> None:
-    """Download a URL into the sandbox through the host's safe fetcher."""
-    return pending_tool(NAME, "download_file_from_internet_to_sandbox")
+class TransferOutput(BaseModel):
+    sandbox_id: str
+    sandbox_path: str
+    local_path: str | None = None
+    bytes: int
 
 
-def download_file_from_sandbox_to_local(
-    sandbox_id: SandboxId,
-    sandbox_file_path: SandboxPath,
-    local_filename: Annotated[str | None, Field(description="File name to save as in the output folder.",
-                                                max_length=255)] = None,
-) -> None:
-    """Copy a file out of the sandbox into the configured output folder on the host."""
-    return pending_tool(NAME, "download_file_from_sandbox_to_local")
+# -- the engine, one per server ------------------------------------------------------------------
+
+class _Engine:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._manager: SandboxManager | None = None
+
+    def get(self) -> SandboxManager:
+        with self._lock:
+            if self._manager is None:
+                self._manager = SandboxManager()
+            return self._manager
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._manager is not None:
+                self._manager.shutdown()
+                self._manager = None
+
+
+def _max_transfer_bytes() -> int:
+    return int(settings.number("TOOLSUITE_MAX_DOWNLOAD_MB", 100) * 2**20)
+
+
+def output_dir() -> Path:
+    configured = settings.text("TOOLSUITE_OUTPUT_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    return settings.allowed_roots()[0] / "toolsuite-output"
+
+
+def _section(title: str, body: str, dropped: int = 0) -> str:
+    note = f"\n[{dropped} more characters were cut]" if dropped else ""
+    return f"[{title}]\n{body.rstrip()}{note}"
+
+
+def render_code(result: CodeResult) -> str:
+    parts = [f"note: {note}" for note in result.notes]
+    if result.stdout or result.stdout_dropped:
+        parts.append(_section("stdout", result.stdout, result.stdout_dropped))
+    if result.stderr or result.stderr_dropped:
+        parts.append(_section("stderr", result.stderr, result.stderr_dropped))
+    if result.result is not None:
+        parts.append(_section("result", result.result))
+    if result.error:
+        parts.append(_section("error", result.error["traceback"] or f"{result.error['name']}: {result.error['value']}"))
+    if result.images:
+        parts.append(f"[figures]\n{len(result.images)} PNG image(s) attached")
+    if not parts:
+        parts.append("(no output)")
+    return "\n\n".join(parts)
+
+
+def render_command(result: CommandResult) -> str:
+    parts = [f"note: {note}" for note in result.notes]
+    parts.append(f"[exit code] {result.exit_code if result.exit_code is not None else 'none (killed)'}")
+    if result.stdout or result.stdout_dropped:
+        parts.append(_section("stdout", result.stdout, result.stdout_dropped))
+    if result.stderr or result.stderr_dropped:
+        parts.append(_section("stderr", result.stderr, result.stderr_dropped))
+    return "\n\n".join(parts)
 
 
 def build():
-    server = create_server(NAME, "Runs Python and shell commands in local isolated sandboxes.")
-    for fn, title in (
-        (create_sandbox, "Create a sandbox"),
-        (run_python_code, "Run Python code"),
-        (run_command, "Run a shell command"),
-        (upload_file_from_local_to_sandbox, "Upload a file to a sandbox"),
-        (download_file_from_internet_to_sandbox, "Download a URL into a sandbox"),
-        (download_file_from_sandbox_to_local, "Download a file from a sandbox"),
-    ):
-        add_tool(server, fn, title=title, output=PendingOutput, annotations=EXECUTES_CODE)
+    import base64
+
+    engine = _Engine()
+    server = create_server(
+        NAME,
+        "Runs Python (stateful, like a notebook) and shell commands in local sandboxes with no network, a "
+        "private home at /home/user and CPU, memory, process, file and time limits.",
+    )
+    server._sandbox_engine = engine  # type: ignore[attr-defined]  # tests shut it down
+
+    def create_sandbox(
+        timeout: Annotated[int, Field(description="Seconds of inactivity after which the sandbox and its files "
+                                      "are removed (60-86400).", ge=60, le=86400)] = 600,
+    ) -> ToolResult:
+        """Create an isolated sandbox and return its id.
+
+        The sandbox has a private home at /home/user (the only writable place besides /tmp), a
+        read-only system with Python and the data packages (numpy, pandas, matplotlib, scipy when
+        installed), no network, and limits on CPU time, memory, processes, file size and wall time
+        per call. Python state persists between run_python_code calls of one sandbox. Idle sandboxes
+        expire after `timeout` seconds and their files are deleted.
+        """
+        sandbox = engine.get().create(float(timeout))
+        data = CreateOutput(sandbox_id=sandbox.id, idle_timeout_seconds=timeout, isolation=sandbox.mode,
+                            network=network_allowed(), limits=sandbox.limits.describe(),
+                            cgroup_limits=sandbox.cgroups.active)
+        text = f"Sandbox created with sandbox_id: {sandbox.id}"
+        if sandbox.mode == "process":
+            text += "\n(warning: weak isolation mode 'process': code can read the server's files)"
+        return ToolResult(text=text, data=data)
+
+    def run_python_code(
+        code_block: Annotated[str, Field(description="Python code to run. Variables, imports and open files "
+                                         "persist between calls of the same sandbox; the value of a final "
+                                         "expression is returned.", min_length=1, max_length=1_000_000)],
+        sandbox_id: SandboxId,
+    ) -> ToolResult:
+        """Run Python in the sandbox's persistent interpreter (like a notebook cell).
+
+        Returns stdout, stderr, the value of the last expression, the error with its traceback, and
+        matplotlib figures as PNG images. Output beyond 50,000 characters per stream is cut with a
+        note. A call that passes the wall-clock limit (TOOLSUITE_SANDBOX_CALL_TIMEOUT, 120 s) is killed
+        with all its processes; the next call then starts a fresh interpreter and says state was lost.
+        """
+        result = engine.get().run_code(sandbox_id, code_block)
+        error = ErrorInfo(**result.error) if result.error else None
+        data = RunCodeOutput(sandbox_id=sandbox_id, stdout=result.stdout, stderr=result.stderr, result=result.result,
+                             error=error, images=len(result.images), stdout_chars_dropped=result.stdout_dropped,
+                             stderr_chars_dropped=result.stderr_dropped, seconds=result.seconds,
+                             state_lost=result.state_lost, notes=result.notes)
+        images = [Image(base64.b64decode(png), "image/png") for png in result.images]
+        return ToolResult(text=render_code(result), data=data, images=images)
+
+    def run_command(
+        command: Annotated[str, Field(description="A shell command (run by /bin/sh -c in /home/user).",
+                                      min_length=1, max_length=100_000)],
+        sandbox_id: SandboxId,
+    ) -> ToolResult:
+        """Run a shell command in the sandbox; returns the exit code, stdout and stderr.
+
+        The command runs once (no automatic retries) under the sandbox's limits; a command that
+        passes the wall-clock limit is killed with its children.
+        """
+        result = engine.get().run_command(sandbox_id, command)
+        data = RunCommandOutput(sandbox_id=sandbox_id, exit_code=result.exit_code, stdout=result.stdout,
+                                stderr=result.stderr, timed_out=result.timed_out,
+                                stdout_chars_dropped=result.stdout_dropped, stderr_chars_dropped=result.stderr_dropped,
+                                seconds=result.seconds, notes=result.notes)
+        return ToolResult(text=render_command(result), data=data)
+
+    def upload_file_from_local_to_sandbox(
+        sandbox_id: SandboxId,
+        local_file_path: Annotated[str, Field(description="A host file inside the allowed roots (TOOLSUITE_ROOTS).",
+                                              min_length=1, max_length=4096)],
+        sandbox_file_path: SandboxPath = "/home/user",
+    ) -> ToolResult:
+        """Copy a host file (inside the allowed roots) into the sandbox home; returns its sandbox path."""
+        source = resolve_local_path(local_file_path)
+        path = engine.get().put_file(sandbox_id, source, sandbox_file_path, source.name, _max_transfer_bytes())
+        size = source.stat().st_size
+        return ToolResult(text=f"File uploaded to {path} ({size} bytes)",
+                          data=TransferOutput(sandbox_id=sandbox_id, sandbox_path=path, bytes=size))
+
+    def download_file_from_internet_to_sandbox(
+        sandbox_id: SandboxId,
+        url: Annotated[str, Field(description="An http(s) URL. The host fetches it (size and time limits, no "
+                                  "private addresses); the sandbox itself needs no network.",
+                                  min_length=1, max_length=8192)],
+        sandbox_file_path: SandboxPath = "/home/user",
+    ) -> ToolResult:
+        """Download a URL into the sandbox home through the server's safe fetcher."""
+        manager = engine.get()
+        manager.get(sandbox_id)  # fail fast on a bad id before fetching anything
+        fetched = fetch_to_file(url, FetchLimits())
+        try:
+            name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "download"
+            path = manager.put_file(sandbox_id, fetched.path, sandbox_file_path, name, _max_transfer_bytes())
+        finally:
+            fetched.remove()
+        return ToolResult(text=f"Downloaded {url} to {path} ({fetched.size} bytes)",
+                          data=TransferOutput(sandbox_id=sandbox_id, sandbox_path=path, bytes=fetched.size))
+
+    def download_file_from_sandbox_to_local(
+        sandbox_id: SandboxId,
+        sandbox_file_path: SandboxPath,
+        local_filename: Annotated[str | None, Field(description="Name to save as (folders are stripped); an "
+                                                    "existing file is never overwritten.", max_length=255)] = None,
+    ) -> ToolResult:
+        """Copy a file out of the sandbox into the output folder on the host (TOOLSUITE_OUTPUT_DIR)."""
+        destination, size = engine.get().get_file(sandbox_id, sandbox_file_path, output_dir(), local_filename,
+                                                  _max_transfer_bytes())
+        shown = display_path(destination)
+        return ToolResult(text=f"File downloaded to {shown} ({size} bytes)",
+                          data=TransferOutput(sandbox_id=sandbox_id, sandbox_path=sandbox_file_path,
+                                              local_path=shown, bytes=size))
+
+    tools: list[tuple[Any, str, type[BaseModel], ToolAnnotations]] = [
+        (create_sandbox, "Create a sandbox", CreateOutput, CREATES),
+        (run_python_code, "Run Python code", RunCodeOutput, RUNS_CODE),
+        (run_command, "Run a shell command", RunCommandOutput, RUNS_CODE),
+        (upload_file_from_local_to_sandbox, "Upload a file to a sandbox", TransferOutput, WRITES_SANDBOX),
+        (download_file_from_internet_to_sandbox, "Download a URL into a sandbox", TransferOutput,
+         FETCHES_INTO_SANDBOX),
+        (download_file_from_sandbox_to_local, "Download a file from a sandbox", TransferOutput, WRITES_HOST),
+    ]
+    for fn, title, output, annotations in tools:
+        add_tool(server, fn, title=title, output=output, annotations=annotations)
     return server
 
 

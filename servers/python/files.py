@@ -1,0 +1,162 @@
+"""Moving files across the sandbox boundary without following anything the sandbox planted.
+
+Sandboxed code controls its home: it can replace any folder with a symlink at any moment. So paths
+inside the home are walked one component at a time with `O_NOFOLLOW` relative to an open
+directory descriptor, never resolved as strings; a symlink anywhere on the way is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import posixpath
+import re
+import stat
+from pathlib import Path
+
+from shared.errors import InputError
+
+SANDBOX_HOME = "/home/user"
+COPY_CHUNK = 1 << 20
+
+
+def sandbox_relative(path: str) -> list[str]:
+    """The components of a sandbox path below /home/user, or refuse it."""
+    raw = (path or "").strip() or SANDBOX_HOME
+    if "\x00" in raw:
+        raise InputError("the sandbox path contains a NUL byte")
+    absolute = raw if raw.startswith("/") else posixpath.join(SANDBOX_HOME, raw)
+    normal = posixpath.normpath(absolute)
+    if normal != SANDBOX_HOME and not normal.startswith(SANDBOX_HOME + "/"):
+        raise InputError(f"sandbox path {path!r} is outside {SANDBOX_HOME}, the only place files can go")
+    return [part for part in normal[len(SANDBOX_HOME):].split("/") if part]
+
+
+def _open_dir_chain(home: Path, parts: list[str], create: bool) -> int:
+    """An fd for the folder `home/parts...`, refusing symlinks; creating folders when asked."""
+    fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parts:
+            try:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise InputError(f"folder {part!r} does not exist in the sandbox") from None
+                os.mkdir(part, 0o755, dir_fd=fd)
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise InputError(f"{part!r} in the sandbox path is a symlink or not a folder") from None
+                raise
+            os.close(fd)
+            fd = next_fd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def is_dir_in_home(home: Path, parts: list[str]) -> bool:
+    try:
+        fd = _open_dir_chain(home, parts, create=False)
+    except (InputError, OSError):
+        return False
+    os.close(fd)
+    return True
+
+
+def write_into_home(home: Path, parts: list[str], source: Path, max_bytes: int) -> int:
+    """Copy `source` to home/parts (a file path); returns bytes written."""
+    if not parts:
+        raise InputError("give a file path inside /home/user, not the home folder itself")
+    size = source.stat().st_size
+    if size > max_bytes:
+        raise InputError(f"the file is {size / 2**20:.1f} MB; the sandbox accepts at most {max_bytes / 2**20:.0f} MB")
+    directory = _open_dir_chain(home, parts[:-1], create=True)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        try:
+            out = os.open(parts[-1], flags, 0o644, dir_fd=directory)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR):
+                raise InputError(f"{parts[-1]!r} in the sandbox is a symlink or a folder; choose another name") from None
+            raise
+        written = 0
+        with os.fdopen(out, "wb") as target, open(source, "rb") as origin:
+            while chunk := origin.read(COPY_CHUNK):
+                target.write(chunk)
+                written += len(chunk)
+        return written
+    finally:
+        os.close(directory)
+
+
+def read_from_home(home: Path, parts: list[str], destination: Path, max_bytes: int) -> int:
+    """Copy the regular file home/parts to `destination` (created exclusively); returns bytes copied."""
+    if not parts:
+        raise InputError("give the path of a file inside /home/user")
+    directory = _open_dir_chain(home, parts[:-1], create=False)
+    try:
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+        except FileNotFoundError:
+            raise InputError(f"file not found in the sandbox: /home/user/{'/'.join(parts)}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InputError("the sandbox file is a symlink; copy the real file instead") from None
+            raise
+    finally:
+        os.close(directory)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError("the sandbox path is not a regular file")
+        if info.st_size > max_bytes:
+            raise InputError(f"the file is {info.st_size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+        out = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        copied = 0
+        try:
+            with os.fdopen(out, "wb") as target:
+                while chunk := os.read(fd, COPY_CHUNK):
+                    copied += len(chunk)
+                    if copied > max_bytes:
+                        raise InputError("the sandbox file grew past the size limit while being copied")
+                    target.write(chunk)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(destination)
+            raise
+        return copied
+    finally:
+        os.close(fd)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._\-\u4e00-\u9fff]+")
+
+
+def safe_name(name: str) -> str:
+    """A plain file name: no folders, no leading dots, no odd characters."""
+    base = posixpath.basename(name.replace("\\", "/")).strip()
+    cleaned = _UNSAFE.sub("_", base).lstrip(".") or "file"
+    return cleaned[:200]
+
+
+def unused_path(folder: Path, name: str) -> Path:
+    """`folder/name`, or `name-1`, `name-2`, ... so an existing file is never overwritten."""
+    stem, dot, suffix = name.partition(".") if not name.startswith(".") else (name, "", "")
+    candidate = folder / name
+    counter = 1
+    while candidate.exists() or candidate.is_symlink():
+        candidate = folder / f"{stem}-{counter}{dot}{suffix}"
+        counter += 1
+    return candidate
+
+
+def home_usage_bytes(home: Path) -> int:
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(home, followlinks=False):
+        for filename in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, filename)).st_blocks * 512
+    return total

@@ -1,0 +1,505 @@
+"""Local sandboxes: bubblewrap namespaces, a persistent Python kernel each, limits, expiry.
+
+Knows nothing about MCP. One `SandboxManager` per server process owns every sandbox: it creates
+them (unguessable ids, a private home folder on the host bound at /home/user), runs code and
+commands in them one call at a time, kills the whole process tree when a call passes its wall-clock
+limit, restarts a dead kernel on the next call (saying that state was lost), and removes idle
+sandboxes with their files.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servers.python import files
+from servers.python.limits import CgroupSet, SandboxLimits, apply_rlimits, create_cgroups
+from shared import settings
+from shared.errors import InputError, NotConfigured, ToolFailure
+
+log = logging.getLogger("toolsuite.sandbox")
+
+KERNEL_SOURCE = Path(__file__).with_name("kernel.py")
+KERNEL_INSIDE = "/opt/toolsuite/kernel.py"
+SANDBOX_UID = 1000
+START_TIMEOUT = 30.0
+ID_PREFIX = "sbx_"
+
+# System folders every program needs, read-only. /etc is not bound whole (it holds secrets such as
+# /etc/shadow); only the files below are.
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/fonts",
+              "/etc/ssl/certs", "/etc/alternatives", "/etc/mime.types", "/etc/nsswitch.conf")
+
+
+class SandboxError(ToolFailure):
+    pass
+
+
+@dataclass
+class CodeResult:
+    stdout: str = ""
+    stderr: str = ""
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
+    result: str | None = None
+    error: dict[str, str] | None = None
+    images: list[str] = field(default_factory=list)  # base64 PNG
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    state_lost: bool = False
+
+
+@dataclass
+class CommandResult:
+    exit_code: int | None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
+    timed_out: bool = False
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def isolation_mode() -> str:
+    mode = settings.text("TOOLSUITE_SANDBOX_ISOLATION", "bwrap").lower()
+    if mode not in {"bwrap", "process"}:
+        raise NotConfigured(f"TOOLSUITE_SANDBOX_ISOLATION={mode!r} is not one of: bwrap, process")
+    return mode
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def network_allowed() -> bool:
+    return settings.flag("TOOLSUITE_SANDBOX_NETWORK")
+
+
+def _sandbox_env(home: str) -> dict[str, str]:
+    return {
+        "HOME": home,
+        "USER": "user",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TMPDIR": "/tmp",
+        "MPLBACKEND": "Agg",
+        "MPLCONFIGDIR": "/tmp/matplotlib",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+def _python_prefixes(python: str) -> list[str]:
+    """Folders the sandbox's interpreter needs, bound read-only at the same paths."""
+    prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix),
+                os.path.dirname(os.path.dirname(os.path.realpath(python)))}
+    return sorted(p for p in prefixes if not any(p == d or p.startswith(d + "/") for d in ("/usr",)))
+
+
+class Sandbox:
+    def __init__(self, sandbox_id: str, base: Path, idle_timeout: float, limits: SandboxLimits) -> None:
+        self.id = sandbox_id
+        self.root = base / sandbox_id
+        self.home = self.root / "home"
+        self.idle_timeout = idle_timeout
+        self.limits = limits
+        self.last_used = time.monotonic()
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.cgroups = CgroupSet()
+        self.kernel_starts = 0
+        self.death_note: str | None = None
+        self.mode = isolation_mode()
+        self.root.mkdir(mode=0o700)
+        self.home.mkdir(mode=0o755)
+        (self.root / "etc").mkdir()
+        (self.root / "etc" / "passwd").write_text(f"user:x:{SANDBOX_UID}:{SANDBOX_UID}::/home/user:/bin/sh\n")
+        (self.root / "etc" / "group").write_text(f"user:x:{SANDBOX_UID}:\n")
+        if os.geteuid() == 0 and self.mode == "bwrap":
+            # Inside the user namespace the sandbox user maps to the server's user; keep the home
+            # writable for it without widening the permissions of anything else.
+            os.chmod(self.home, 0o755)
+
+    # -- process lifecycle ------------------------------------------------------------------------
+
+    def _command(self) -> list[str]:
+        python = settings.text("TOOLSUITE_SANDBOX_PYTHON") or sys.executable
+        if self.mode == "process":
+            return [python, str(KERNEL_SOURCE)]
+        bwrap = bwrap_path()
+        if bwrap is None:
+            raise NotConfigured(
+                "bubblewrap (bwrap) is not installed, so no sandbox can be made: install it "
+                "(apt-get install bubblewrap, dnf install bubblewrap), or set "
+                "TOOLSUITE_SANDBOX_ISOLATION=process to run code as a plain limited process, which can "
+                "read every file the server can and reach the network (see the README)"
+            )
+        argv = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+                "--die-with-parent", "--new-session", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+                "--hostname", "sandbox", "--cap-drop", "ALL"]
+        if not network_allowed():
+            argv.append("--unshare-net")
+        for directory in _SYSTEM_DIRS:
+            if os.path.islink(directory):
+                argv += ["--symlink", os.readlink(directory), directory]
+            elif os.path.isdir(directory):
+                argv += ["--ro-bind", directory, directory]
+        for path in _ETC_FILES:
+            argv += ["--ro-bind-try", path, path]
+        if network_allowed():
+            argv += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf", "--ro-bind-try", "/etc/hosts",
+                     "/etc/hosts"]
+        argv += ["--ro-bind", str(self.root / "etc" / "passwd"), "/etc/passwd",
+                 "--ro-bind", str(self.root / "etc" / "group"), "/etc/group"]
+        for prefix in _python_prefixes(python):
+            argv += ["--ro-bind", prefix, prefix]
+        argv += ["--ro-bind", str(KERNEL_SOURCE), KERNEL_INSIDE,
+                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+                 "--bind", str(self.home), files.SANDBOX_HOME, "--chdir", files.SANDBOX_HOME, "--clearenv"]
+        for key, value in _sandbox_env(files.SANDBOX_HOME).items():
+            argv += ["--setenv", key, value]
+        argv += ["--setenv", "TOOLSUITE_KERNEL_OUTPUT_LIMIT", str(self.limits.output_chars)]
+        return [*argv, "--", python, KERNEL_INSIDE]
+
+    def _start(self) -> None:
+        command = self._command()
+        self.cgroups.remove()
+        self.cgroups = create_cgroups(f"toolsuite-{self.id}-{self.kernel_starts}", self.limits)
+        cgroups, limits = self.cgroups, self.limits
+
+        def prepare_child() -> None:
+            cgroups.join()
+            apply_rlimits(limits)
+
+        env = {"PATH": "/usr/bin:/bin"}  # bwrap itself must not carry the server's secrets either
+        if self.mode == "process":
+            env = {**_sandbox_env(str(self.home)), "TOOLSUITE_KERNEL_OUTPUT_LIMIT": str(self.limits.output_chars)}
+        log_file = open(self.root / "kernel.log", "ab")  # noqa: SIM115 - owned by the child process
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, env=env,
+                cwd=str(self.home), start_new_session=True, preexec_fn=prepare_child, close_fds=True,
+            )
+        finally:
+            log_file.close()
+        self.kernel_starts += 1
+        ready = self._read_reply(time.monotonic() + START_TIMEOUT)
+        if ready is None or not ready.get("ready"):
+            detail = self._log_tail()
+            self._kill()
+            raise SandboxError(f"the sandbox could not start its Python interpreter{': ' + detail if detail else ''}")
+
+    def _log_tail(self) -> str:
+        try:
+            return (self.root / "kernel.log").read_text(errors="replace").strip().splitlines()[-1][:300]
+        except (OSError, IndexError):
+            return ""
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def _kill(self) -> None:
+        process = self.process
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+            for stream in (process.stdin, process.stdout):
+                with contextlib.suppress(OSError):
+                    stream and stream.close()
+        self.cgroups.kill_all()
+        self.process = None
+
+    def destroy(self) -> None:
+        self._kill()
+        self.cgroups.remove()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _describe_death(self) -> str:
+        code = self.process.returncode if self.process is not None else None
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            hint = " (probably the memory limit)" if -code == signal.SIGKILL else ""
+            return f"the Python process was killed by {name}{hint}"
+        if code is not None:
+            return f"the Python process exited with code {code}"
+        return "the Python process stopped"
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def _read_reply(self, deadline: float) -> dict[str, Any] | None:
+        """One JSON line from the kernel, or None on EOF; raises TimeoutError past the deadline."""
+        assert self.process is not None and self.process.stdout is not None
+        stream = self.process.stdout
+        buffer = bytearray()
+        with selectors.DefaultSelector() as selector:
+            selector.register(stream, selectors.EVENT_READ)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                if not selector.select(min(remaining, 1.0)):
+                    continue
+                chunk = os.read(stream.fileno(), 1 << 20)
+                if not chunk:
+                    return None
+                buffer.extend(chunk)
+                if buffer.endswith(b"\n"):
+                    return json.loads(buffer)
+
+    def _ensure_kernel(self, notes: list[str]) -> bool:
+        """Start the kernel if needed; True when earlier state was lost."""
+        if self.alive():
+            return False
+        lost = self.kernel_starts > 0
+        if lost:
+            reason = self.death_note or self._describe_death()
+            notes.append(f"{reason}; this call ran in a fresh interpreter: variables and imports from "
+                         "earlier calls are gone (files in /home/user remain)")
+            self.death_note = None
+        self._start()
+        return lost
+
+    def _exchange(self, request: dict[str, Any], wall_seconds: float) -> dict[str, Any] | None:
+        assert self.process is not None and self.process.stdin is not None
+        try:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.process.wait(5)
+            return None
+        try:
+            reply = self._read_reply(time.monotonic() + wall_seconds)
+        except TimeoutError:
+            self._kill()
+            self.death_note = (f"the previous call passed the {wall_seconds:.0f} s wall-clock limit and its "
+                               "processes were killed")
+            raise
+        if reply is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+        return reply
+
+    def _quota_note(self) -> str | None:
+        used = files.home_usage_bytes(self.home)
+        if used > self.limits.home_quota_mb * 2**20:
+            return (f"/home/user now holds {used / 2**20:.0f} MB, over the {self.limits.home_quota_mb} MB quota: "
+                    "delete files you no longer need")
+        return None
+
+    def run_code(self, code: str) -> CodeResult:
+        notes: list[str] = []
+        lost = self._ensure_kernel(notes)
+        wall = self.limits.wall_seconds_per_call
+        try:
+            reply = self._exchange({"kind": "code", "code": code, "cpu_seconds": self.limits.cpu_seconds_per_call},
+                                   wall)
+        except TimeoutError:
+            return CodeResult(error={"name": "TimeoutError", "value": f"execution exceeded {wall} s",
+                                     "traceback": ""},
+                              notes=[*notes, f"the code ran past the {wall} s wall-clock limit; all its processes "
+                                     "were killed and the next call starts a fresh interpreter (files remain)"],
+                              seconds=float(wall), state_lost=lost)
+        if reply is None:
+            death = self._describe_death()
+            self.death_note = f"the previous call ended the interpreter ({death})"
+            return CodeResult(error={"name": "KernelDied", "value": death, "traceback": ""},
+                              notes=[*notes, f"{death} while running this code; the next call starts a fresh "
+                                     "interpreter (files in /home/user remain)"], state_lost=lost)
+        result = CodeResult(
+            stdout=reply["stdout"], stderr=reply["stderr"], stdout_dropped=reply["stdout_dropped"],
+            stderr_dropped=reply["stderr_dropped"], result=reply["result"], error=reply["error"],
+            images=reply["images"][:10], seconds=reply["seconds"], notes=notes, state_lost=lost,
+        )
+        if len(reply["images"]) > 10:
+            result.notes.append(f"{len(reply['images'])} figures were made; the first 10 are returned")
+        if quota := self._quota_note():
+            result.notes.append(quota)
+        return result
+
+    def run_command(self, command: str) -> CommandResult:
+        notes: list[str] = []
+        self._ensure_kernel(notes)
+        wall = self.limits.wall_seconds_per_call
+        try:
+            reply = self._exchange({"kind": "command", "command": command, "timeout": wall}, wall + 5)
+        except TimeoutError:
+            return CommandResult(exit_code=None, timed_out=True, seconds=float(wall),
+                                 notes=[*notes, f"the command ran past the {wall} s limit and was killed"])
+        if reply is None:
+            death = self._describe_death()
+            self.death_note = f"the previous call ended the interpreter ({death})"
+            return CommandResult(exit_code=None, notes=[*notes, f"{death} while the command ran"])
+        result = CommandResult(
+            exit_code=reply["exit_code"], stdout=reply["stdout"], stderr=reply["stderr"],
+            stdout_dropped=reply["stdout_dropped"], stderr_dropped=reply["stderr_dropped"],
+            timed_out=reply["timed_out"], seconds=reply["seconds"], notes=notes,
+        )
+        if reply["timed_out"]:
+            result.notes.append(f"the command ran past the {wall} s limit and was killed")
+        if quota := self._quota_note():
+            result.notes.append(quota)
+        return result
+
+
+class SandboxManager:
+    """Every sandbox of this server process."""
+
+    def __init__(self, base: Path | None = None, reap_interval: float = 5.0) -> None:
+        configured = settings.text("TOOLSUITE_SANDBOX_DIR")
+        self.base = Path(configured) if configured else Path(tempfile.gettempdir()) / f"toolsuite-sandboxes-{os.getuid()}"
+        if base is not None:
+            self.base = base
+        self.base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.max_sandboxes = int(settings.number("TOOLSUITE_SANDBOX_MAX", 16, minimum=1))
+        self._sandboxes: dict[str, Sandbox] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap_loop, args=(reap_interval,), daemon=True,
+                                        name="sandbox-reaper")
+        self._reaper.start()
+        atexit.register(self.shutdown)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def create(self, idle_timeout: float) -> Sandbox:
+        self.reap()
+        with self._lock:
+            if len(self._sandboxes) >= self.max_sandboxes:
+                raise SandboxError(
+                    f"{len(self._sandboxes)} sandboxes are live, the limit (TOOLSUITE_SANDBOX_MAX); reuse one "
+                    "or wait for idle ones to expire"
+                )
+            sandbox_id = ID_PREFIX + secrets.token_urlsafe(18)
+            sandbox = Sandbox(sandbox_id, self.base, idle_timeout, SandboxLimits.from_settings())
+            self._sandboxes[sandbox_id] = sandbox
+        try:
+            with sandbox.lock:
+                sandbox._start()
+        except BaseException:
+            self._discard(sandbox_id)
+            raise
+        return sandbox
+
+    def get(self, sandbox_id: str) -> Sandbox:
+        self.reap()
+        with self._lock:
+            sandbox = self._sandboxes.get(sandbox_id.strip())
+        if sandbox is None:
+            raise InputError(
+                "no such sandbox: it never existed or expired after being idle past its timeout (its files "
+                "were removed); create a new one with create_sandbox"
+            )
+        sandbox.last_used = time.monotonic()
+        return sandbox
+
+    def _discard(self, sandbox_id: str) -> None:
+        with self._lock:
+            sandbox = self._sandboxes.pop(sandbox_id, None)
+        if sandbox is not None:
+            sandbox.destroy()
+
+    def reap(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            expired = [s for s in self._sandboxes.values()
+                       if now - s.last_used > s.idle_timeout and not s.lock.locked()]
+        for sandbox in expired:
+            log.info("sandbox %s expired after %.0f s idle", sandbox.id[:10], sandbox.idle_timeout)
+            self._discard(sandbox.id)
+
+    def _reap_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            with contextlib.suppress(Exception):
+                self.reap()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        with self._lock:
+            ids = list(self._sandboxes)
+        for sandbox_id in ids:
+            self._discard(sandbox_id)
+
+    @property
+    def live(self) -> int:
+        with self._lock:
+            return len(self._sandboxes)
+
+    # -- work -------------------------------------------------------------------------------------
+
+    def _locked(self, sandbox: Sandbox) -> threading.Lock:
+        if not sandbox.lock.acquire(timeout=sandbox.limits.wall_seconds_per_call + 30):
+            raise SandboxError("the sandbox is busy with another call; try again when it finishes")
+        return sandbox.lock
+
+    def run_code(self, sandbox_id: str, code: str) -> CodeResult:
+        sandbox = self.get(sandbox_id)
+        lock = self._locked(sandbox)
+        try:
+            return sandbox.run_code(code)
+        finally:
+            sandbox.last_used = time.monotonic()
+            lock.release()
+
+    def run_command(self, sandbox_id: str, command: str) -> CommandResult:
+        sandbox = self.get(sandbox_id)
+        lock = self._locked(sandbox)
+        try:
+            return sandbox.run_command(command)
+        finally:
+            sandbox.last_used = time.monotonic()
+            lock.release()
+
+    def put_file(self, sandbox_id: str, source: Path, sandbox_path: str, name_hint: str, max_bytes: int) -> str:
+        """Copy a host file into the sandbox; returns its path inside the sandbox."""
+        sandbox = self.get(sandbox_id)
+        parts = files.sandbox_relative(sandbox_path)
+        if not parts or files.is_dir_in_home(sandbox.home, parts) or sandbox_path.endswith("/"):
+            parts = [*parts, files.safe_name(name_hint)]
+        lock = self._locked(sandbox)
+        try:
+            files.write_into_home(sandbox.home, parts, source, max_bytes)
+        finally:
+            sandbox.last_used = time.monotonic()
+            lock.release()
+        return files.SANDBOX_HOME + "/" + "/".join(parts)
+
+    def get_file(self, sandbox_id: str, sandbox_path: str, output_dir: Path, local_name: str | None,
+                 max_bytes: int) -> tuple[Path, int]:
+        """Copy a sandbox file into `output_dir`, never overwriting; returns (host path, bytes)."""
+        sandbox = self.get(sandbox_id)
+        parts = files.sandbox_relative(sandbox_path)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        name = files.safe_name(local_name or (parts[-1] if parts else "file"))
+        destination = files.unused_path(output_dir, name)
+        lock = self._locked(sandbox)
+        try:
+            copied = files.read_from_home(sandbox.home, parts, destination, max_bytes)
+        finally:
+            sandbox.last_used = time.monotonic()
+            lock.release()
+        return destination, copied
