@@ -89,6 +89,12 @@ def collect() -> list[Check]:
                               "apt-get install tesseract-ocr tesseract-ocr-chi-sim (optional, faster)"))
 
     rows.append(_binary_check("tool-python", "sandbox bwrap", "bwrap", "apt-get install bubblewrap"))
+    from servers.python.limits import cgroup_support
+
+    cgroups = cgroup_support()
+    rows.append(Check("tool-python", "sandbox cgroup limits", "ok" if len(cgroups) == 2 else "info",
+                      f"per-sandbox {' and '.join(cgroups)} cgroups" if cgroups else
+                      "no writable cgroups: memory/process limits fall back to rlimits (weaker when run as root)"))
     for dist in ("numpy", "pandas", "matplotlib", "scipy"):
         rows.append(_package_check("tool-python", f"sandbox package {dist}", dist, dist,
                                    "pip install 'toolsuite[python]'"))

@@ -80,7 +80,7 @@ def write_into_home(home: Path, parts: list[str], source: Path, max_bytes: int) 
             out = os.open(parts[-1], flags, 0o644, dir_fd=directory)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.EISDIR):
-                raise InputError(f"{parts[-1]!r} in the sandbox is a symlink or a folder; choose another name") from None
+                raise InputError(f"{parts[-1]!r} in the sandbox is a symlink or a folder; use another name") from None
             raise
         written = 0
         with os.fdopen(out, "wb") as target, open(source, "rb") as origin:
@@ -130,6 +130,12 @@ def read_from_home(home: Path, parts: list[str], destination: Path, max_bytes: i
         return copied
     finally:
         os.close(fd)
+
+
+def plain_name(name: str) -> str:
+    """A file name for inside the sandbox: its own name, without folders (spaces and Unicode kept)."""
+    base = posixpath.basename(name.replace("\\", "/")).replace("\x00", "").strip()
+    return base if base not in ("", ".", "..") else "file"
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._\-\u4e00-\u9fff]+")

@@ -2,13 +2,14 @@
 
 Standard library only and self-contained: it is bound read-only into the sandbox and started by
 the sandbox's Python, which cannot import the server's packages. It speaks JSON lines with the
-server on descriptors 3 (requests) and 4 (replies), moved there from stdin/stdout at start, so nothing user code prints can
-corrupt the channel; user code's stdout/stderr (Python-level and fd-level, subprocesses included)
-are captured per request with a cap.
+server on descriptors 3 (requests) and 4 (replies), moved there from stdin/stdout at start, so
+nothing user code prints can corrupt the channel; user code's stdout/stderr (Python-level and
+fd-level, subprocesses included) are captured per request with a cap.
 """
 
 import ast
 import base64
+import contextlib
 import io
 import json
 import linecache
@@ -93,10 +94,8 @@ def _set_call_cpu_limit(seconds):
     soft = spent + int(seconds)
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
-    try:
+    with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
-    except (ValueError, OSError):
-        pass
 
 
 def _figures():
@@ -161,7 +160,7 @@ class Kernel:
                 if value is not None:
                     self.namespace["_"] = value
                     result = _safe_repr(value, self.output_limit)
-        except BaseException as exc:  # noqa: BLE001 - user code may raise anything, SystemExit included
+        except BaseException as exc:
             error = {"name": type(exc).__name__, "value": str(exc)[:2000], "traceback": _user_traceback(exc)}
         finally:
             _set_call_cpu_limit(10**6)
@@ -220,7 +219,7 @@ def main():
     replies = os.fdopen(REPLIES_FD, "w", encoding="utf-8")
     signal.signal(signal.SIGXCPU, _on_cpu_limit)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-large file becomes an OSError, not a kill
-    kernel = Kernel(int(os.environ.get("TOOLSUITE_KERNEL_OUTPUT_LIMIT", "100000")))
+    kernel = Kernel(int(os.environ.get("KERNEL_OUTPUT_LIMIT", "100000")))
     replies.write(json.dumps({"ready": True, "python": sys.version.split()[0]}) + "\n")
     replies.flush()
     for line in requests:

@@ -146,6 +146,22 @@ def _own_cgroup_v2() -> Path | None:
     return None
 
 
+def cgroup_support() -> list[str]:
+    """Which per-sandbox cgroup limits this host would allow (checked without creating anything)."""
+    v2 = _own_cgroup_v2()
+    if v2 is not None:
+        control = v2 / "cgroup.subtree_control"
+        available = control.read_text() if control.exists() else ""
+        usable = [c for c in ("pids", "memory") if c in available]
+        return usable if os.access(v2, os.W_OK) else []
+    usable = []
+    for controller in ("pids", "memory"):
+        parent = _own_cgroup_v1(controller)
+        if parent is not None and os.access(parent, os.W_OK):
+            usable.append(controller)
+    return usable
+
+
 def create_cgroups(name: str, limits: SandboxLimits) -> CgroupSet:
     """Make the sandbox's cgroups where the host allows; never fails (limits fall back to rlimits)."""
     if settings.text("TOOLSUITE_SANDBOX_CGROUPS", "auto").lower() in {"0", "off", "no", "false"}:

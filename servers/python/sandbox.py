@@ -179,7 +179,9 @@ class Sandbox:
                  "--bind", str(self.home), files.SANDBOX_HOME, "--chdir", files.SANDBOX_HOME, "--clearenv"]
         for key, value in _sandbox_env(files.SANDBOX_HOME).items():
             argv += ["--setenv", key, value]
-        argv += ["--setenv", "TOOLSUITE_KERNEL_OUTPUT_LIMIT", str(self.limits.output_chars)]
+        argv += ["--setenv", "KERNEL_OUTPUT_LIMIT", str(self.limits.output_chars)]
+        # The sandbox's own root folder (where /etc, /opt... are made) becomes read-only too.
+        argv += ["--remount-ro", "/"]
         return [*argv, "--", python, KERNEL_INSIDE]
 
     def _start(self) -> None:
@@ -194,7 +196,7 @@ class Sandbox:
 
         env = {"PATH": "/usr/bin:/bin"}  # bwrap itself must not carry the server's secrets either
         if self.mode == "process":
-            env = {**_sandbox_env(str(self.home)), "TOOLSUITE_KERNEL_OUTPUT_LIMIT": str(self.limits.output_chars)}
+            env = {**_sandbox_env(str(self.home)), "KERNEL_OUTPUT_LIMIT": str(self.limits.output_chars)}
         log_file = open(self.root / "kernel.log", "ab")  # noqa: SIM115 - owned by the child process
         try:
             self.process = subprocess.Popen(
@@ -371,7 +373,8 @@ class SandboxManager:
 
     def __init__(self, base: Path | None = None, reap_interval: float = 5.0) -> None:
         configured = settings.text("TOOLSUITE_SANDBOX_DIR")
-        self.base = Path(configured) if configured else Path(tempfile.gettempdir()) / f"toolsuite-sandboxes-{os.getuid()}"
+        default = Path(tempfile.gettempdir()) / f"toolsuite-sandboxes-{os.getuid()}"
+        self.base = Path(configured) if configured else default
         if base is not None:
             self.base = base
         self.base.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -479,7 +482,7 @@ class SandboxManager:
         sandbox = self.get(sandbox_id)
         parts = files.sandbox_relative(sandbox_path)
         if not parts or files.is_dir_in_home(sandbox.home, parts) or sandbox_path.endswith("/"):
-            parts = [*parts, files.safe_name(name_hint)]
+            parts = [*parts, files.plain_name(name_hint)]
         lock = self._locked(sandbox)
         try:
             files.write_into_home(sandbox.home, parts, source, max_bytes)

@@ -272,8 +272,8 @@ def build():
          FETCHES_INTO_SANDBOX),
         (download_file_from_sandbox_to_local, "Download a file from a sandbox", TransferOutput, WRITES_HOST),
     ]
-    for fn, title, output, annotations in tools:
-        add_tool(server, fn, title=title, output=output, annotations=annotations)
+    for fn, title, output, hints in tools:
+        add_tool(server, fn, title=title, output=output, annotations=hints)
     return server
 
 
