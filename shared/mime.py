@@ -67,7 +67,35 @@ def sniff_bytes(head: bytes) -> FileType:
     return FileType("application/octet-stream", "bin")
 
 
+_ZIP_FLAVOURS = (
+    ("word/", FileType("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "docx")),
+    ("ppt/", FileType("application/vnd.openxmlformats-officedocument.presentationml.presentation", "pptx")),
+    ("xl/", FileType("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "xlsx")),
+)
+
+
+def _zip_flavour(path: Path) -> FileType | None:
+    """Office files and EPUBs are ZIPs; which one is told by the members, not by the first bytes."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            names = bundle.namelist()
+            if "mimetype" in names and bundle.read("mimetype")[:64].strip() == b"application/epub+zip":
+                return FileType("application/epub+zip", "epub")
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return None
+    if "[Content_Types].xml" in names:
+        for prefix, file_type in _ZIP_FLAVOURS:
+            if any(name.startswith(prefix) for name in names):
+                return file_type
+    return None
+
+
 def sniff_file(path: Path) -> FileType:
     with open(path, "rb") as handle:
         head = handle.read(_SNIFF_BYTES)
-    return sniff_bytes(head)
+    found = sniff_bytes(head)
+    if found.mime == "application/zip":
+        return _zip_flavour(path) or found
+    return found

@@ -1,42 +1,160 @@
-"""tool-reader: any document to Markdown. Interface complete; engine pending."""
+"""tool-reader: the MCP face of `servers.reader.engine`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, Field
 
+from servers.reader import engine
+from shared import budget
 from shared.params import PathOrUrl
-from shared.server import READ_ONLY_OPEN, PendingOutput, add_tool, create_server, pending_tool
+from shared.server import READ_ONLY_OPEN, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
 
 NAME = "tool-reader"
 
 
+class ConvertOutput(BaseModel):
+    source: str = Field(description="The path (relative to its root) or URL that was read.")
+    format: str = Field(description="Format found from the file's bytes (pdf, docx, pptx, xlsx, image...).")
+    mime: str
+    title: str | None
+    total_pages: int | None = Field(description="Pages in the whole PDF (PDFs only).")
+    pages_returned: list[int] | None = Field(description="The PDF pages converted in this call.")
+    ocr_pages: list[int] = Field(description="Pages whose text came from OCR.")
+    total_chars: int = Field(description="Characters of Markdown for the pages asked for.")
+    start_index: int
+    end_index: int
+    next_start_index: int | None = Field(description="Pass as start_index to read on; null at the end.")
+    markdown: str
+    notes: list[str]
+    cached: bool = Field(description="True when the conversion came from the cache.")
+    seconds: float
+
+
+class InfoOutput(BaseModel):
+    source: str
+    format: str
+    mime: str
+    size_bytes: int
+    title: str | None
+    author: str | None
+    pages: int | None = Field(description="PDF page count.")
+    units: int | None = Field(description="Sheets, slides, rows or archive members, as unit_name says.")
+    unit_name: str | None
+    outline: list[dict] = Field(description="PDF bookmarks (level, title, page) or the document's headings.")
+    pages_needing_ocr: list[int] = Field(description="PDF pages without a text layer (they will be OCRed).")
+    encrypted: bool
+    characters: int | None = Field(description="Length of the Markdown conversion (non-PDF formats).")
+
+
 def convert_to_markdown(
     uri: PathOrUrl,
-    pages: Annotated[str | None, Field(description="Pages to convert for paged formats, e.g. \"3-7,10\".",
+    ctx: Context,
+    pages: Annotated[str | None, Field(description="PDF pages to convert, 1-based, e.g. \"3-7,10\" (default: all).",
                                        max_length=200)] = None,
-    start_index: Annotated[int, Field(description="First character of the Markdown to return.", ge=0)] = 0,
-    max_chars: Annotated[int | None, Field(description="Most characters to return (default: the output "
-                                           "budget).", ge=100, le=2_000_000)] = None,
-) -> None:
-    """Convert a document (PDF with OCR for scanned pages, DOCX, PPTX, XLSX/XLS/CSV, HTML, EPUB, JSON, XML,
-    text, images, ZIP) to Markdown with page markers; long documents come back in parts."""
-    return pending_tool(NAME, "convert_to_markdown")
+    start_index: Annotated[int, Field(description="First character of the Markdown to return (for paging).",
+                                      ge=0)] = 0,
+    max_chars: Annotated[int | None, Field(description="Most characters to return (default: as much as the "
+                                           "output budget allows, about 20,000 tokens).",
+                                           ge=100, le=2_000_000)] = None,
+    mode: Annotated[Literal["fast", "layout"], Field(description="PDF only: 'fast' (default, text + tables + "
+                                                     "OCR) or 'layout' (pymupdf4llm, richer structure, slower).")
+                    ] = "fast",
+) -> ToolResult:
+    """Convert a document to Markdown: PDF (page markers <!-- page N -->, tables, OCR for scanned pages), DOCX,
+    PPTX, XLSX/XLS/CSV (tables, row caps), HTML (main content), EPUB, JSON, XML, text in any common encoding,
+    images (OCR text, size, EXIF) and ZIP (listing and members).
+
+    Accepts a local path or file:// URI inside the allowed roots, an http(s) URL (fetched safely) or a data:
+    URI. The type comes from the file's bytes, not its name. Long documents come back in parts: the text ends
+    with the next start_index to ask for; `pages` picks PDF pages. Cite PDF content as [file.pdf, page N].
+    Use document_info first to plan reads of a long document.
+    """
+    progress = Progress(ctx)
+    document = engine.convert(uri, pages=pages, mode=mode, progress=progress.report_sync)
+    page = budget.page_of(document.markdown, start_index, max_chars, max_tokens=_content_budget())
+    footer = _footer(document, page)
+    data = ConvertOutput(
+        source=document.label, format=document.format, mime=document.mime, title=document.title,
+        total_pages=document.total_pages, pages_returned=document.pages, ocr_pages=document.ocr_pages,
+        total_chars=page.total_chars, start_index=page.start_index, end_index=page.end_index,
+        next_start_index=page.end_index if page.has_more else None, markdown=page.text, notes=document.notes,
+        cached=document.cached, seconds=document.seconds,
+    )
+    notes = "".join(f"[note: {note}]\n" for note in document.notes)
+    return ToolResult(text=f"{notes}{page.text}\n\n{footer}", data=data)
 
 
-def document_info(uri: PathOrUrl) -> None:
-    """Describe a document before reading it: format, size, pages/sheets/slides, metadata, outline."""
-    return pending_tool(NAME, "document_info")
+def _content_budget() -> int:
+    from shared import settings
+
+    return max(settings.max_output_tokens() - 300, 200)  # room for the footer and notes
+
+
+def _footer(document: engine.Document, page: budget.Page) -> str:
+    where = ""
+    if document.total_pages:
+        shown = document.pages or []
+        span = f"pages {shown[0]}-{shown[-1]}" if len(shown) > 1 else f"page {shown[0]}" if shown else "no pages"
+        where = f"{span} of {document.total_pages}; "
+    if page.has_more:
+        return (f"[{where}characters {page.start_index}-{page.end_index} of {page.total_chars}; call "
+                f"convert_to_markdown again with start_index={page.end_index} for the next part]")
+    return f"[{where}end of document: {page.total_chars} characters]"
+
+
+def document_info(uri: PathOrUrl) -> ToolResult:
+    """Describe a document before reading it: format (from its bytes), size, page/sheet/slide count, title
+    and author, the outline (PDF bookmarks or headings), which PDF pages need OCR, and whether it is
+    encrypted. Cheap for PDFs (no conversion); other formats are converted once and cached."""
+    info = engine.info(uri)
+    data = InfoOutput(source=info.label, format=info.format, mime=info.mime, size_bytes=info.size_bytes,
+                      title=info.title, author=info.author, pages=info.pages, units=info.units,
+                      unit_name=info.unit_name, outline=info.outline, pages_needing_ocr=info.pages_needing_ocr,
+                      encrypted=info.encrypted, characters=info.characters)
+    lines = [f"Source: {info.label}", f"Format: {info.format} ({info.mime})", f"Size: {info.size_bytes} bytes"]
+    if info.encrypted:
+        lines.append("Encrypted: yes (password-protected; cannot be read)")
+    if info.title:
+        lines.append(f"Title: {info.title}")
+    if info.author:
+        lines.append(f"Author: {info.author}")
+    if info.pages is not None:
+        lines.append(f"Pages: {info.pages}")
+    if info.units is not None:
+        lines.append(f"{(info.unit_name or 'units').capitalize()}: {info.units}")
+    if info.characters is not None:
+        lines.append(f"Markdown length: {info.characters} characters")
+    if info.pages_needing_ocr:
+        lines.append(f"Pages without a text layer (OCR): {_ranges(info.pages_needing_ocr)}")
+    if info.outline:
+        lines.append("Outline:")
+        for entry in info.outline[:100]:
+            indent = "  " * max(entry.get("level", 1) - 1, 0)
+            page = f" (page {entry['page']})" if entry.get("page") else ""
+            lines.append(f"{indent}- {entry['title']}{page}")
+    return ToolResult(text="\n".join(lines), data=data)
+
+
+def _ranges(numbers: list[int]) -> str:
+    parts, start = [], None
+    for index, number in enumerate(numbers):
+        if start is None:
+            start = number
+        if index + 1 == len(numbers) or numbers[index + 1] != number + 1:
+            parts.append(str(start) if start == number else f"{start}-{number}")
+            start = None
+    return ",".join(parts)
 
 
 def build():
-    server = create_server(NAME, "Reads any document (local path, URL or data: URI) as Markdown.")
-    add_tool(server, convert_to_markdown, title="Convert a document to Markdown", output=PendingOutput,
+    server = create_server(NAME, "Reads any document (local path, URL or data: URI) as Markdown, in pages.")
+    add_tool(server, convert_to_markdown, title="Convert a document to Markdown", output=ConvertOutput,
              annotations=READ_ONLY_OPEN)
-    add_tool(server, document_info, title="Describe a document", output=PendingOutput,
-             annotations=READ_ONLY_OPEN)
+    add_tool(server, document_info, title="Describe a document", output=InfoOutput, annotations=READ_ONLY_OPEN)
     return server
 
 

@@ -1,0 +1,254 @@
+"""Any document to Markdown: input policy, type from bytes, the right converter, a cache.
+
+Knows nothing about MCP. Conversions are cached under `TOOLSUITE_CACHE_DIR/reader`, keyed by the
+file's SHA-256 and the converter version (and mode), so paging through a long document converts it
+once. PDFs are cached page by page: a call for pages 40-45 converts (and OCRs) only those, and an
+interrupted conversion keeps the pages it finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servers.reader import formats, pdf
+from shared import cache, settings
+from shared.errors import InputError
+from shared.inputs import LocalInput, open_input
+from shared.mime import FileType
+
+log = logging.getLogger("toolsuite.reader")
+
+ENGINE_VERSION = "reader-1"
+ProgressFn = Callable[[float, float | None, str | None], None]
+
+FORMAT_NAMES = {
+    "application/pdf": "pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "application/vnd.ms-excel": "xls",
+    "application/epub+zip": "epub",
+    "application/zip": "zip",
+    "text/html": "html",
+    "application/json": "json",
+    "application/xml": "xml",
+    "text/plain": "text",
+}
+
+
+@dataclass
+class Document:
+    markdown: str
+    format: str
+    mime: str
+    label: str
+    size_bytes: int
+    title: str | None = None
+    total_pages: int | None = None
+    pages: list[int] | None = None
+    units: int | None = None
+    unit_name: str | None = None
+    ocr_pages: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    cached: bool = False
+    seconds: float = 0.0
+
+
+def max_input_bytes() -> int:
+    return int(settings.number("TOOLSUITE_READER_MAX_MB", 512, minimum=1) * 2**20)
+
+
+def _check_size(item: LocalInput) -> None:
+    if item.size == 0:
+        raise InputError(f"{item.label!r} is empty (0 bytes)")
+    if item.size > max_input_bytes():
+        raise InputError(f"{item.label!r} is {item.size / 2**20:.0f} MB; the reader's limit is "
+                         f"{max_input_bytes() // 2**20} MB (TOOLSUITE_READER_MAX_MB)")
+
+
+def format_name(file_type: FileType) -> str:
+    if file_type.mime.startswith("image/"):
+        return "image"
+    return FORMAT_NAMES.get(file_type.mime, file_type.extension)
+
+
+def _extension_note(item: LocalInput, name: str) -> list[str]:
+    suffix = Path(item.label.split("?", 1)[0]).suffix.lower().lstrip(".")
+    aliases = {"jpg": "image", "jpeg": "image", "png": "image", "gif": "image", "webp": "image", "bmp": "image",
+               "tif": "image", "tiff": "image", "htm": "html", "txt": "text", "md": "text", "csv": "text",
+               "tsv": "text", "markdown": "text", "ipynb": "json"}
+    expected = aliases.get(suffix, suffix)
+    if suffix and expected != name and not (name == "text" and suffix in ("log", "py", "rst")):
+        return [f"the file's name ends in .{suffix} but its bytes are {item.file_type.mime}; read as {name}"]
+    return []
+
+
+def _cache_dir(digest: str, mode: str) -> Path:
+    return cache.area("reader") / cache.cache_key(digest, ENGINE_VERSION, pdf.ENGINE_VERSION, mode)
+
+
+def _convert_other(item: LocalInput, name: str) -> formats.Converted:
+    mime = item.file_type.mime
+    if name == "image":
+        return formats.image(item.path, item.file_type)
+    if name in ("xlsx", "xls"):
+        return formats.spreadsheet(item.path, name)
+    if mime in formats.OFFICE_EXTENSIONS:
+        return formats.office(item.path, formats.OFFICE_EXTENSIONS[mime])
+    if name == "zip":
+        return formats.archive(item.path, formats.member_converter)
+    if name == "html":
+        return formats.html(item.path.read_bytes())
+    if name == "json":
+        return formats.json_file(item.path)
+    if name == "xml":
+        return formats.xml_file(item.path)
+    if name == "text":
+        with open(item.path, "rb") as handle:
+            head = handle.read(8192)
+        if formats.sniff_csv(item.label, item.file_type, head):
+            return formats.csv_file(item.path)
+        return formats.text_file(item.path)
+    raise InputError(f"unsupported format: the bytes of {item.label!r} are {mime}; supported are PDF, DOCX, PPTX, "
+                     "XLSX/XLS/CSV, HTML, EPUB, JSON, XML, text, images and ZIP")
+
+
+def _whole_document(item: LocalInput, name: str, digest: str) -> Document:
+    target = _cache_dir(digest, "whole") / "document.json"
+    stored = cache.read(target)
+    if stored is not None:
+        data = json.loads(stored)
+        return Document(**data, cached=True)
+    converted = _convert_other(item, name)
+    document = Document(markdown=converted.markdown, format=name, mime=item.file_type.mime, label=item.label,
+                        size_bytes=item.size, title=converted.title, units=converted.units,
+                        unit_name=converted.unit_name, notes=converted.notes)
+    payload = {k: v for k, v in document.__dict__.items() if k not in ("cached", "seconds")}
+    cache.write_atomic(target, json.dumps(payload, ensure_ascii=False).encode())
+    return document
+
+
+def _pdf_document(item: LocalInput, digest: str, pages_spec: str | None, mode: str,
+                  progress: ProgressFn | None) -> Document:
+    document = pdf.open_pdf(item.path)
+    try:
+        total = document.page_count
+        wanted = pdf.parse_pages(pages_spec, total)
+        folder = _cache_dir(digest, mode)
+        ocr_budget = int(settings.number("TOOLSUITE_READER_OCR_PAGES", 20, minimum=1))
+        texts: list[str] = []
+        ocr_pages: list[int] = []
+        skipped: list[int] = []
+        all_cached = True
+        for done, number in enumerate(wanted, start=1):
+            target = folder / f"p{number:05d}.md"
+            stored = cache.read(target)
+            if stored is not None:
+                text = stored.decode("utf-8")
+                if text.startswith(f"<!-- page {number} (OCR)"):
+                    ocr_pages.append(number)
+            else:
+                all_cached = False
+                page = pdf.convert_page(document, number, mode, allow_ocr=len(ocr_pages) < ocr_budget)
+                text = page.markdown
+                if page.ocr:
+                    ocr_pages.append(number)
+                if "not OCRed in this call" in text:
+                    skipped.append(number)
+                else:
+                    cache.write_atomic(target, text.encode("utf-8"))
+            texts.append(text)
+            if progress is not None:
+                progress(done, len(wanted), f"page {number} of {total}")
+        notes = []
+        if skipped:
+            notes.append(f"{len(skipped)} scanned pages were not OCRed in this call (at most {ocr_budget} per "
+                         f"call, TOOLSUITE_READER_OCR_PAGES); ask for them with pages=\"{skipped[0]}-{skipped[-1]}\"")
+        metadata = document.metadata or {}
+        return Document(markdown="\n\n".join(texts), format="pdf", mime="application/pdf", label=item.label,
+                        size_bytes=item.size, title=metadata.get("title") or None, total_pages=total,
+                        pages=wanted, ocr_pages=ocr_pages, notes=notes, cached=all_cached)
+    finally:
+        document.close()
+
+
+def convert(uri: str, pages: str | None = None, mode: str = "fast", progress: ProgressFn | None = None) -> Document:
+    if mode not in ("fast", "layout"):
+        raise InputError(f"mode must be 'fast' or 'layout', not {mode!r}")
+    started = time.perf_counter()
+    with open_input(uri) as item:
+        _check_size(item)
+        name = format_name(item.file_type)
+        digest = cache.file_digest(item.path)
+        if name == "pdf":
+            document = _pdf_document(item, digest, pages, mode, progress)
+        else:
+            if pages and pages.strip() not in ("1", "1-1"):
+                raise InputError(f"pages applies to PDFs only; this file is {name}: use start_index/max_chars")
+            document = _whole_document(item, name, digest)
+        document.label = item.label
+        document.notes = _extension_note(item, name) + document.notes
+    document.seconds = round(time.perf_counter() - started, 3)
+    return document
+
+
+@dataclass
+class Info:
+    format: str
+    mime: str
+    label: str
+    size_bytes: int
+    title: str | None = None
+    author: str | None = None
+    pages: int | None = None
+    units: int | None = None
+    unit_name: str | None = None
+    outline: list[dict[str, Any]] = field(default_factory=list)
+    pages_needing_ocr: list[int] = field(default_factory=list)
+    encrypted: bool = False
+    characters: int | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def info(uri: str) -> Info:
+    with open_input(uri) as item:
+        _check_size(item)
+        name = format_name(item.file_type)
+        result = Info(format=name, mime=item.file_type.mime, label=item.label, size_bytes=item.size)
+        if name == "pdf":
+            import pymupdf
+
+            try:
+                document = pymupdf.open(item.path, filetype="pdf")
+            except Exception:
+                raise InputError("the PDF is damaged and cannot be opened") from None
+            try:
+                if document.needs_pass:
+                    result.encrypted = True
+                    return result
+                metadata = document.metadata or {}
+                result.title = metadata.get("title") or None
+                result.author = metadata.get("author") or None
+                result.metadata = {k: str(v)[:300] for k, v in metadata.items() if v}
+                result.pages = document.page_count
+                result.outline = pdf.outline(document)
+                result.pages_needing_ocr = [i + 1 for i, page in enumerate(document) if pdf.page_needs_ocr(page)]
+            finally:
+                document.close()
+            return result
+    document = convert(uri)
+    result.title = document.title
+    result.units, result.unit_name = document.units, document.unit_name
+    result.characters = len(document.markdown)
+    result.outline = [
+        {"level": len(line) - len(line.lstrip("#")), "title": line.lstrip("#").strip()}
+        for line in document.markdown.splitlines()
+        if line.startswith("#") and line.lstrip("#").startswith(" ")
+    ][:200]
+    return result

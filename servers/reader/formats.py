@@ -1,0 +1,290 @@
+"""Every non-PDF format to Markdown, each with its caps. Libraries do the parsing: markitdown's
+converters for Office/EPUB/notebooks, readability + markdownify for web pages, openpyxl/xlrd/csv
+streamed for tables (so a million-row sheet is never loaded whole), defusedxml for XML."""
+
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.errors import InputError, NotConfigured
+from shared.mime import FileType, sniff_bytes
+from shared.text import decode
+
+MAX_TABLE_ROWS = 2000
+MAX_TABLE_COLUMNS = 60
+MAX_CELL_CHARS = 300
+MAX_STRUCTURED_BYTES = 20 * 2**20  # JSON/XML pretty-printed up to this size, shown raw beyond
+ZIP_MAX_MEMBERS = 1000
+ZIP_MAX_TOTAL = 200 * 2**20
+ZIP_MAX_RATIO = 100
+ZIP_MAX_MEMBER = 50 * 2**20
+
+
+@dataclass
+class Converted:
+    markdown: str
+    title: str | None = None
+    units: int | None = None  # sheets, slides, members...
+    unit_name: str | None = None
+    notes: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+OFFICE_EXTENSIONS = {
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+    "application/epub+zip": ".epub",
+}
+SHEET_TYPES = {
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "application/vnd.ms-excel": "xls",
+}
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("|", "\\|").replace("\r", " ").replace("\n", "<br>")
+    return text if len(text) <= MAX_CELL_CHARS else text[:MAX_CELL_CHARS] + "…"
+
+
+def rows_to_markdown(rows: Any, max_rows: int = MAX_TABLE_ROWS) -> tuple[str, int, bool]:
+    """A Markdown table from an iterator of rows; returns (markdown, rows read, cut)."""
+    lines: list[str] = []
+    width = 0
+    count = 0
+    cut = False
+    for row in rows:
+        cells = [_cell(value) for value in list(row)[:MAX_TABLE_COLUMNS]]
+        if count == 0:
+            width = max(len(cells), 1)
+            lines.append("| " + " | ".join(cells + [""] * (width - len(cells))) + " |")
+            lines.append("|" + "---|" * width)
+        elif count > max_rows:
+            cut = True
+            break
+        else:
+            cells = (cells + [""] * width)[:width]
+            lines.append("| " + " | ".join(cells) + " |")
+        count += 1
+    return "\n".join(lines), max(count - 1, 0), cut
+
+
+def csv_file(path: Path) -> Converted:
+    with open(path, "rb") as handle:
+        head = handle.read(65536)
+    decoded = decode(head)
+    encoding = decoded.encoding if decoded.encoding != "utf-8-sig" else "utf-8-sig"
+    try:
+        dialect = csv.Sniffer().sniff(decoded.text[:8192], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    with open(path, encoding=encoding, errors="replace", newline="") as handle:
+        table, rows, cut = rows_to_markdown(csv.reader(handle, dialect))
+    notes = [f"only the first {MAX_TABLE_ROWS} rows are shown; the file has more"] if cut else []
+    text = table + (f"\n\n[table cut after {MAX_TABLE_ROWS} rows]" if cut else "")
+    return Converted(text, units=rows, unit_name="rows", notes=notes)
+
+
+def spreadsheet(path: Path, kind: str) -> Converted:
+    parts: list[str] = []
+    notes: list[str] = []
+    if kind == "xlsx":
+        import openpyxl
+
+        try:
+            book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:
+            raise InputError(f"the spreadsheet cannot be opened ({type(exc).__name__})") from None
+        sheets = [(sheet.title, sheet.iter_rows(values_only=True)) for sheet in book.worksheets]
+    else:
+        import xlrd
+
+        try:
+            book = xlrd.open_workbook(str(path), on_demand=True)
+        except Exception as exc:
+            raise InputError(f"the spreadsheet cannot be opened ({type(exc).__name__})") from None
+        sheets = [(sheet.name, (sheet.row_values(i) for i in range(sheet.nrows))) for sheet in book.sheets()]
+    for name, rows in sheets:
+        table, count, cut = rows_to_markdown(row for row in rows if any(v not in (None, "") for v in row))
+        parts.append(f"## Sheet: {name}\n\n{table or '(empty sheet)'}")
+        if cut:
+            parts.append(f"[sheet {name!r} cut after {MAX_TABLE_ROWS} rows]")
+            notes.append(f"sheet {name!r} has more than {MAX_TABLE_ROWS} rows; only the first are shown")
+    return Converted("\n\n".join(parts), units=len(sheets), unit_name="sheets", notes=notes)
+
+
+def office(path: Path, extension: str) -> Converted:
+    try:
+        from markitdown import MarkItDown
+    except ModuleNotFoundError:
+        raise NotConfigured("Office formats need markitdown: pip install 'toolsuite[reader]'") from None
+    try:
+        result = MarkItDown(enable_plugins=False).convert_local(str(path), file_extension=extension)
+    except Exception as exc:
+        raise InputError(f"the {extension[1:].upper()} file cannot be converted ({type(exc).__name__}: "
+                         f"{str(exc)[:150]})") from None
+    markdown = result.markdown or ""
+    units = markdown.count("<!-- Slide number:") if extension == ".pptx" else None
+    return Converted(markdown, title=result.title, units=units or None, unit_name="slides" if units else None)
+
+
+def html(data: bytes, base_title: str | None = None) -> Converted:
+    from markdownify import markdownify
+
+    text = decode(data).text
+    title = base_title
+    try:
+        from readability import Document
+
+        document = Document(text)
+        title = document.short_title() or title
+        main = document.summary(html_partial=True)
+    except Exception:  # readability gives up on fragments; convert the whole page instead
+        main = text
+    markdown = markdownify(main, heading_style="ATX", strip=["script", "style", "img"])
+    markdown = "\n".join(line.rstrip() for line in markdown.splitlines())
+    while "\n\n\n" in markdown:
+        markdown = markdown.replace("\n\n\n", "\n\n")
+    body = markdown.strip()
+    if title and not body.startswith("#"):
+        body = f"# {title}\n\n{body}"
+    return Converted(body, title=title)
+
+
+def json_file(path: Path) -> Converted:
+    size = path.stat().st_size
+    raw = decode(path.read_bytes()) if size <= MAX_STRUCTURED_BYTES else None
+    if raw is None:
+        with open(path, "rb") as handle:
+            head = decode(handle.read(MAX_STRUCTURED_BYTES)).text
+        return Converted(f"```json\n{head}\n```", notes=[f"the JSON is over {MAX_STRUCTURED_BYTES // 2**20} MB; "
+                                                        "shown as raw text, not re-indented"])
+    try:
+        parsed = json.loads(raw.text)
+    except json.JSONDecodeError as exc:
+        return Converted(f"```\n{raw.text}\n```", notes=[f"not valid JSON ({exc.msg} at line {exc.lineno}); shown "
+                                                       "as text"])
+    pretty = json.dumps(parsed, ensure_ascii=False, indent=2)
+    return Converted(f"```json\n{pretty}\n```")
+
+
+def xml_file(path: Path) -> Converted:
+    size = path.stat().st_size
+    data = path.read_bytes() if size <= MAX_STRUCTURED_BYTES else None
+    if data is None:
+        with open(path, "rb") as handle:
+            head = decode(handle.read(MAX_STRUCTURED_BYTES)).text
+        return Converted(f"```xml\n{head}\n```", notes=["the XML is too large to re-indent; shown raw"])
+    try:
+        from defusedxml import minidom
+
+        pretty = minidom.parseString(data).toprettyxml(indent="  ")
+        pretty = "\n".join(line for line in pretty.splitlines() if line.strip())
+    except Exception as exc:  # includes entity-expansion attacks refused by defusedxml
+        return Converted(f"```xml\n{decode(data).text}\n```",
+                         notes=[f"the XML could not be parsed safely ({type(exc).__name__}); shown as text"])
+    return Converted(f"```xml\n{pretty}\n```")
+
+
+def text_file(path: Path) -> Converted:
+    decoded = decode(path.read_bytes())
+    notes = [decoded.note] if decoded.note else []
+    return Converted(decoded.text, notes=notes, metadata={"encoding": decoded.encoding})
+
+
+def image(path: Path, file_type: FileType) -> Converted:
+    from PIL import ExifTags, Image, ImageOps
+
+    Image.MAX_IMAGE_PIXELS = 80_000_000
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            picture = ImageOps.exif_transpose(opened) or opened
+            width, height = picture.size
+            exif = {}
+            for key, value in (opened.getexif() or {}).items():
+                name = ExifTags.TAGS.get(key, str(key))
+                if isinstance(value, bytes) or name in ("MakerNote", "UserComment"):
+                    continue
+                exif[name] = str(value)[:200]
+            rgb = picture.convert("RGB")
+    except Image.DecompressionBombError:
+        raise InputError("the image is too large to decode safely (over 80 megapixels)") from None
+    except Exception as exc:
+        raise InputError(f"the image cannot be decoded ({type(exc).__name__}); the file may be truncated") from None
+    from shared import ocr
+
+    result = ocr.read(rgb)
+    lines = [f"# Image ({file_type.extension.upper()}, {width} x {height} pixels)", ""]
+    if exif:
+        lines += ["## EXIF", "", *[f"- {k}: {v}" for k, v in sorted(exif.items())], ""]
+    lines += [f"## Text found by OCR ({result.engine}, {len(result.lines)} lines)", ""]
+    lines.append(result.text or "(no text found)")
+    return Converted("\n".join(lines), metadata={"width": width, "height": height, "exif": exif,
+                                                 "ocr_engine": result.engine})
+
+
+def archive(path: Path, convert_member: Any) -> Converted:
+    """A listing plus the converted members, within the ZIP bomb caps."""
+    try:
+        bundle = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise InputError("the ZIP archive is damaged or truncated") from None
+    with bundle:
+        members = [m for m in bundle.infolist() if not m.is_dir()]
+        if len(members) > ZIP_MAX_MEMBERS:
+            raise InputError(f"the archive has {len(members)} files; the limit is {ZIP_MAX_MEMBERS}")
+        total = sum(m.file_size for m in members)
+        if total > ZIP_MAX_TOTAL:
+            raise InputError(f"the archive unpacks to {total / 2**20:.0f} MB; the limit is {ZIP_MAX_TOTAL // 2**20} MB "
+                             "(ZIP bomb guard)")
+        listing = ["| File | Size (bytes) | Compressed |", "|---|---|---|"]
+        listing += [f"| {_cell(m.filename)} | {m.file_size} | {m.compress_size} |" for m in members]
+        parts = [f"# ZIP archive: {len(members)} files, {total} bytes unpacked", "", *listing]
+        notes: list[str] = []
+        for member in members:
+            if member.file_size > ZIP_MAX_MEMBER or member.file_size > max(member.compress_size, 1) * ZIP_MAX_RATIO:
+                notes.append(f"{member.filename}: skipped (size or compression ratio over the limits)")
+                continue
+            if member.filename.lower().endswith(".zip"):
+                notes.append(f"{member.filename}: nested archive not opened")
+                continue
+            with bundle.open(member) as handle:
+                data = handle.read(ZIP_MAX_MEMBER + 1)
+            file_type = sniff_bytes(data[:8192])
+            try:
+                converted = convert_member(data, file_type, member.filename)
+            except (InputError, NotConfigured) as exc:
+                notes.append(f"{member.filename}: {exc}")
+                continue
+            if converted is not None:
+                parts += ["", f"## {member.filename}", "", converted.markdown.strip()]
+        if notes:
+            parts += ["", "## Notes", "", *[f"- {note}" for note in notes]]
+    return Converted("\n".join(parts), units=len(members), unit_name="files", notes=notes)
+
+
+def member_converter(data: bytes, file_type: FileType, name: str) -> Converted | None:
+    """Convert one archive member from memory (text-like formats only; binaries are listed)."""
+    if file_type.mime == "application/json":
+        return Converted(f"```json\n{decode(data).text}\n```")
+    if file_type.mime == "text/html":
+        return html(data)
+    if file_type.is_text:
+        return Converted(decode(data).text)
+    return None
+
+
+def sniff_csv(name: str, file_type: FileType, head: bytes) -> bool:
+    if not file_type.is_text or file_type.mime != "text/plain":
+        return False
+    if name.lower().endswith((".csv", ".tsv")):
+        return True
+    sample = decode(head).text.splitlines()[:5]
+    return len(sample) >= 2 and all(line.count(",") >= 1 for line in sample) and \
+        len({line.count(",") for line in sample}) == 1
