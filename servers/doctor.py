@@ -88,6 +88,13 @@ def collect() -> list[Check]:
     rows.append(_binary_check("(shared)", "OCR tesseract", "tesseract",
                               "apt-get install tesseract-ocr tesseract-ocr-chi-sim (optional, faster)"))
 
+    from shared import ocr
+
+    engines = ocr.available_engines()
+    choice = settings.text("TOOLSUITE_OCR_ENGINE", "auto")
+    rows.append(Check("(shared)", "OCR engine in use", "ok" if engines else "missing",
+                      f"{choice}: {engines[0] if choice == 'auto' and engines else choice} (available: "
+                      f"{', '.join(engines) or 'none'})"))
     rows.append(_binary_check("tool-python", "sandbox bwrap", "bwrap", "apt-get install bubblewrap"))
     from servers.python.limits import cgroup_support
 

@@ -42,14 +42,17 @@ def area(name: str) -> Path:
     return path
 
 
-def write_atomic(destination: Path, data: bytes) -> None:
+def write_atomic(destination: Path, data: bytes, *, durable: bool = False) -> None:
+    """Write-then-rename: readers never see a partial file, even if this process dies mid-write.
+    `durable` also fsyncs, for data that must survive a power cut (derived caches need not)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=destination.parent)
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(temporary, destination)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

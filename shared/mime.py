@@ -35,6 +35,12 @@ def _looks_like_text(head: bytes) -> str | None:
             # The sniff window may end inside a multi-byte character.
             if exc.start >= len(head) - 4:
                 return encoding
+    # Mostly valid UTF-8 with a few broken bytes is still text (the decoder replaces them).
+    decoded = head.decode("utf-8", errors="replace")
+    broken = decoded.count("\ufffd")
+    controls = sum(1 for ch in decoded if ord(ch) < 32 and ch not in "\t\n\r\f")
+    if broken <= max(3, len(decoded) // 100) and controls <= len(decoded) // 100:
+        return "utf-8"
     return None
 
 

@@ -151,3 +151,43 @@ def test_python_dash_m_cli_is_importable_without_heavy_engines():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=_env())
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_library_prints_to_stdout_do_not_corrupt_the_stdio_protocol(tmp_path):
+    script = tmp_path / "noisy_server.py"
+    script.write_text(
+        "import os\n"
+        "from pydantic import BaseModel\n"
+        "from shared.server import READ_ONLY_LOCAL, ToolResult, add_tool, create_server\n"
+        "class Out(BaseModel):\n    ok: bool\n"
+        "def noisy() -> ToolResult:\n"
+        "    '''Prints the way some libraries do.'''\n"
+        "    print('python-level noise')\n"
+        "    os.write(1, b'fd-level noise\\n')\n"
+        "    return ToolResult(text='clean', data=Out(ok=True))\n"
+        "server = create_server('noisy', 'test')\n"
+        "add_tool(server, noisy, title='noisy', output=Out, annotations=READ_ONLY_LOCAL)\n"
+        "server.run()\n"
+    )
+    process = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=_env(), cwd=str(tmp_path))
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "noisy", "arguments": {}}},
+    ]
+    assert process.stdin and process.stdout
+    process.stdin.write("".join(json.dumps(m) + "\n" for m in messages).encode())
+    process.stdin.flush()
+    replies = []
+    while len(replies) < 2:
+        line = process.stdout.readline()
+        assert line, "server closed stdout"
+        replies.append(json.loads(line))  # noise on stdout would fail to parse here
+    process.stdin.close()
+    process.wait(timeout=10)
+    err = process.stderr.read()
+    assert replies[1]["result"]["content"][0]["text"] == "clean"
+    assert b"python-level noise" in err and b"fd-level noise" in err

@@ -110,7 +110,7 @@ def spreadsheet(path: Path, kind: str) -> Converted:
             raise InputError(f"the spreadsheet cannot be opened ({type(exc).__name__})") from None
         sheets = [(sheet.name, (sheet.row_values(i) for i in range(sheet.nrows))) for sheet in book.sheets()]
     for name, rows in sheets:
-        table, count, cut = rows_to_markdown(row for row in rows if any(v not in (None, "") for v in row))
+        table, _count, cut = rows_to_markdown(row for row in rows if any(v not in (None, "") for v in row))
         parts.append(f"## Sheet: {name}\n\n{table or '(empty sheet)'}")
         if cut:
             parts.append(f"[sheet {name!r} cut after {MAX_TABLE_ROWS} rows]")

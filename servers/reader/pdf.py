@@ -10,6 +10,7 @@ structure) at a higher cost. Every page starts with a `<!-- page N -->` marker.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +51,13 @@ def page_needs_ocr(page: Any) -> bool:
     return len(page.get_text("text").strip()) < MIN_TEXT_CHARS and bool(page.get_images(full=False))
 
 
-def _looks_ruled(page: Any) -> bool:
-    """Whether the page's vector drawings could form a table grid: at least three distinct
-    horizontal rules and two distinct vertical ones (decorative lines rarely are both)."""
+def _ruled_region(page: Any) -> tuple[float, float, float, float] | None:
+    """Where the page's vector drawings could form a table grid (at least three distinct horizontal
+    rules and two distinct vertical ones; decorative lines rarely are both), or None. The table
+    finder then looks only there: it costs ~50 ms on a whole dense page and ~4 ms on the region."""
     rows: set[tuple[int, int, int]] = set()
     columns: set[int] = set()
+    box = [float("inf"), float("inf"), float("-inf"), float("-inf")]
     for path in page.get_cdrawings():
         for item in path.get("items", ()):
             if item[0] == "l":
@@ -69,15 +72,21 @@ def _looks_ruled(page: Any) -> bool:
                 rows.add((round(y0), round(min(x0, x1) / 5), round(max(x0, x1) / 5)))
             elif abs(x0 - x1) < 2 and abs(y1 - y0) > 8:
                 columns.add(round(x0))
-    return len(rows) >= 3 and len(columns) >= 2
+            else:
+                continue
+            box = [min(box[0], x0, x1), min(box[1], y0, y1), max(box[2], x0, x1), max(box[3], y0, y1)]
+    if len(rows) >= 3 and len(columns) >= 2:
+        return (box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2)
+    return None
 
 
 def _tables(page: Any) -> list[tuple[tuple[float, float, float, float], str]]:
-    if not _looks_ruled(page):
+    region = _ruled_region(page)
+    if region is None:
         return []
     found = []
     try:
-        for table in page.find_tables(use_layout=False).tables:
+        for table in page.find_tables(use_layout=False, clip=region).tables:
             if table.row_count < 2 or table.col_count < 2:
                 continue
             markdown = table.to_markdown(clean=False).strip()
@@ -94,11 +103,8 @@ def _inside(box: tuple[float, float, float, float], outer: tuple[float, float, f
     return outer[0] - 1 <= cx <= outer[2] + 1 and outer[1] - 1 <= cy <= outer[3] + 1
 
 
-def _fast_page(page: Any) -> str:
-    import pymupdf
-
+def _fast_page(page: Any, content: dict[str, Any]) -> str:
     tables = _tables(page)
-    content = page.get_text("dict", sort=True, flags=pymupdf.TEXTFLAGS_TEXT)
     lines: list[tuple[float, float, str]] = []  # (y, size, text)
     sizes: list[float] = []
     for block in content.get("blocks", ()):
@@ -114,7 +120,7 @@ def _fast_page(page: Any) -> str:
                 sizes.extend([span["size"]] * len(span["text"].strip()))
             lines.append((line["bbox"][1], size, text))
     body = statistics.median(sizes) if sizes else 0.0
-    steps = [b[0] - a[0] for a, b in zip(lines, lines[1:], strict=False) if 0 < b[0] - a[0] < 4 * max(a[1], 1)]
+    steps = [b[0] - a[0] for a, b in itertools.pairwise(lines) if 0 < b[0] - a[0] < 4 * max(a[1], 1)]
     usual_step = statistics.median(steps) if steps else 0.0
     pieces: list[tuple[float, str]] = []
     paragraph: list[str] = []
@@ -123,10 +129,9 @@ def _fast_page(page: Any) -> str:
     for y, size, text in lines:
         heading = body and size >= body * 1.25 and len(text) <= 80
         gap = last_y is not None and (y - last_y > usual_step * 1.4 + 0.5 or y < last_y)
-        if heading or gap:
-            if paragraph:
-                pieces.append((paragraph_y, _join_lines(paragraph)))
-                paragraph = []
+        if (heading or gap) and paragraph:
+            pieces.append((paragraph_y, _join_lines(paragraph)))
+            paragraph = []
         if heading:
             level = "#" if size >= body * 1.8 else "##" if size >= body * 1.5 else "###"
             pieces.append((y, f"{level} {text}"))
@@ -168,18 +173,28 @@ def _ocr_page(page: Any) -> tuple[str, float]:
 def _layout_page(document: Any, index: int) -> str:
     import pymupdf4llm
 
-    return pymupdf4llm.to_markdown(document, pages=[index], show_progress=False).strip()
+    # Scanned pages never reach here (they take the OCR path), so pymupdf4llm's own OCR stays off.
+    return pymupdf4llm.to_markdown(document, pages=[index], show_progress=False, use_ocr=False).strip()
+
+
+def _text_chars(content: dict[str, Any]) -> int:
+    return sum(len(span.get("text", "").strip()) for block in content.get("blocks", ()) if block.get("type") == 0
+               for line in block.get("lines", ()) for span in line.get("spans", ()))
 
 
 def convert_page(document: Any, number: int, mode: str = "fast", allow_ocr: bool = True) -> PageText:
+    import pymupdf
+
     page = document[number - 1]
-    if page_needs_ocr(page):
+    # One text extraction serves both the scanned-page test and the conversion.
+    content = page.get_text("dict", sort=True, flags=pymupdf.TEXTFLAGS_TEXT)
+    if _text_chars(content) < MIN_TEXT_CHARS and page.get_images(full=False):
         if not allow_ocr:
             return PageText(number, f"<!-- page {number} (scanned; not OCRed in this call) -->", ocr=False)
         text, seconds = _ocr_page(page)
         body = text.strip() or "(no text found on this scanned page)"
         return PageText(number, f"<!-- page {number} (OCR) -->\n\n{body}", ocr=True, ocr_seconds=seconds)
-    body = _layout_page(document, number - 1) if mode == "layout" else _fast_page(page)
+    body = _layout_page(document, number - 1) if mode == "layout" else _fast_page(page, content)
     return PageText(number, f"<!-- page {number} -->\n\n{body}".rstrip())
 
 

@@ -1,0 +1,201 @@
+"""tool-reader figures, side by side in one run.
+
+- every real file in ../shared/data/documents: our conversion (fast path; layout path for PDFs) and
+  markitdown's `convert` on the same file, seconds and the ratio ours/markitdown;
+- a generated 200-page text PDF with a ruled table every tenth page: pages/s for each path
+  (target: at least 200 pages/s on the fast path);
+- OCR: seconds per A4 page and character error rate on rendered pages whose text is known, and on
+  ../shared/data/images/table_fields.png (gold text transcribed by hand), for each engine
+  (target: an A4 page under 3 s);
+- peak RSS.
+Caches are emptied before every timed conversion. Run: `.venv/bin/python bench/reader.py`.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data"
+WORK = Path(tempfile.mkdtemp(prefix="bench-reader-"))
+os.environ["TOOLSUITE_ROOTS"] = f"{DATA}{os.pathsep}{WORK}"
+os.environ["TOOLSUITE_CACHE_DIR"] = str(WORK / "cache")
+
+# Every cell of table_fields.png, read off the image, in reading order.
+TABLE_GOLD = (
+    "论文名称 领域（场景） query数量 任务 输入 类型 评价指标 数据集example 其他 "
+    "drbench 办公（企业） 15个 没有特定划分 query文本+文档（办公环境） report生成 "
+    "文本query：How can Lee's Market leverage FSMA 204 regulations to enhance food safety and customer trust? "
+    "附加文件：pdf、ppt等文档 114个insight 设定了企业和使用者的persona"
+)
+PAGE_TEXT = [
+    "直播电商作为数字经济的重要组成部分，正在深刻改变消费方式。",
+    "平台应当建立健全内容审核机制，保障消费者的合法权益。",
+    "Live commerce platforms connect producers and consumers in real time.",
+    "Regulators published fifteen guidelines between 2016 and 2024.",
+    "网络直播平台在整个体系中处于核心地位，提供媒介和技术支持。",
+    "Quality control, pricing and flexible supply chains are all improving.",
+    "政策文件与行业标准为行业的健康发展提供了明确的指引。",
+    "The report recommends clearer obligations for platforms and hosts.",
+]
+
+
+def normalise(text: str) -> str:
+    table = str.maketrans({"（": "(", "）": ")", "：": ":", "，": ",", "。": ".", "、": ",", "’": "'", "‘": "'"})
+    return "".join(text.translate(table).split())
+
+
+def order_free_cer(found: str, gold: str) -> float:
+    """Character error rate that ignores reading order: the edits needed between the two multisets of
+    characters (a substitution counts once). It is the lower bound of Levenshtein over all orderings,
+    fair for tables, where engines order cells differently."""
+    got, want = Counter(normalise(found)), Counter(normalise(gold))
+    missing = sum((want - got).values())
+    extra = sum((got - want).values())
+    return max(missing, extra) / max(sum(want.values()), 1)
+
+
+def clear_cache() -> None:
+    shutil.rmtree(WORK / "cache", ignore_errors=True)
+
+
+def timed(fn, *args, **kwargs):
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def make_long_pdf(path: Path, pages: int = 200) -> None:
+    import pymupdf
+
+    document = pymupdf.open()
+    for number in range(1, pages + 1):
+        page = document.new_page()
+        page.insert_text((72, 60), f"Section {number}", fontname="helv", fontsize=18)
+        y = 90
+        for line in range(30):
+            text = PAGE_TEXT[(number + line) % len(PAGE_TEXT)]
+            page.insert_text((72, y), text, fontname="helv" if text.isascii() else "china-s", fontsize=10)
+            y += 16
+        if number % 10 == 0:
+            for row in range(4):
+                page.draw_line((72, 600 + row * 20), (372, 600 + row * 20))
+            for col in range(4):
+                page.draw_line((72 + col * 100, 600), (72 + col * 100, 660))
+            for r, cells in enumerate([["Year", "Sales", "Share"], ["2023", "4.9", "31%"], ["2024", "5.8", "34%"]]):
+                for c, cell in enumerate(cells):
+                    page.insert_text((77 + c * 100, 614 + r * 20), cell, fontname="helv", fontsize=10)
+    document.save(path)
+    document.close()
+
+
+def make_scanned_page_png(dpi: int = 200) -> bytes:
+    import pymupdf
+
+    document = pymupdf.open()
+    page = document.new_page(width=595, height=842)  # A4 in points
+    y = 80
+    for line in PAGE_TEXT:
+        font = "helv" if line.isascii() else "china-s"
+        page.insert_text((60, y), line, fontname=font, fontsize=12)
+        y += 30
+    png = page.get_pixmap(dpi=dpi).tobytes("png")
+    document.close()
+    return png
+
+
+def main() -> None:
+    from markitdown import MarkItDown
+
+    from servers.reader import engine
+    from shared import ocr
+
+    markitdown = MarkItDown(enable_plugins=False)
+    print("== real documents (../shared/data/documents) ==")
+    if not (DATA / "documents").exists():
+        print(f"skipped: {DATA / 'documents'} is missing (it is not part of a user's clone)")
+    else:
+        print(f"{'file':40s} {'format':6s} {'ours s':>7s} {'layout s':>8s} {'markitdown s':>12s} {'ours/md':>8s}"
+              f" {'chars':>7s}  ok")
+        for path in sorted((DATA / "documents").iterdir()):
+            clear_cache()
+            document, ours = timed(engine.convert, str(path))
+            layout = ""
+            if document.format == "pdf":
+                clear_cache()
+                _, seconds = timed(engine.convert, str(path), mode="layout")
+                layout = f"{seconds:.2f}"
+            try:
+                _, theirs = timed(markitdown.convert, str(path))
+                ratio = f"{ours / theirs:.2f}"
+                theirs_text = f"{theirs:.2f}"
+            except Exception as exc:  # markitdown's own failure is a figure too
+                theirs_text, ratio = f"fail:{type(exc).__name__}", "-"
+            pages = ""
+            if document.total_pages:
+                pages = f" ({document.total_pages} p, {document.total_pages / ours:.0f} p/s)"
+            print(f"{path.name[:40]:40s} {document.format:6s} {ours:7.2f} {layout:>8s} {theirs_text:>12s} {ratio:>8s}"
+                  f" {len(document.markdown):7d}  yes{pages}")
+
+    print("\n== generated 200-page PDF (text, a ruled table every 10th page) ==")
+    long_pdf = WORK / "long.pdf"
+    make_long_pdf(long_pdf)
+    clear_cache()
+    document, fast = timed(engine.convert, str(long_pdf))
+    _, cached = timed(engine.convert, str(long_pdf))
+    clear_cache()
+    _, layout = timed(engine.convert, str(long_pdf), mode="layout")
+    _, theirs = timed(markitdown.convert, str(long_pdf))
+    tables = document.markdown.count("|Year|Sales|Share|")
+    print(f"fast path:   {200 / fast:7.0f} pages/s ({fast:.2f} s, {tables} of 20 tables found)  target >= 200 pages/s")
+    print(f"layout path: {200 / layout:7.0f} pages/s ({layout:.2f} s)")
+    print(f"markitdown:  {200 / theirs:7.0f} pages/s ({theirs:.2f} s); fast path / markitdown time = "
+          f"{fast / theirs:.2f}")
+    print(f"second read of the same PDF from the conversion cache: {cached * 1000:.0f} ms")
+
+    print("\n== OCR ==")
+    page_png = make_scanned_page_png()
+    gold_page = "".join(PAGE_TEXT)
+    table_png = (DATA / "images" / "table_fields.png").read_bytes() if (DATA / "images").exists() else None
+    for name in ocr.available_engines():
+        load_started = time.perf_counter()
+        ocr.engine(name)
+        load = time.perf_counter() - load_started
+        ocr.read(page_png, name)  # warm
+        result = ocr.read(page_png, name)
+        line = (f"{name:10s} load {load:5.2f} s | A4 page at 200 dpi: {result.seconds:5.2f} s, CER "
+                f"{order_free_cer(result.text, gold_page) * 100:5.1f} % (target < 3 s)")
+        if table_png is not None:
+            table = ocr.read(table_png, name)
+            line += (f" | table_fields.png: {table.seconds:5.2f} s, CER "
+                     f"{order_free_cer(table.text, TABLE_GOLD) * 100:5.1f} %")
+        print(line)
+    scanned = WORK / "scanned.pdf"
+    import pymupdf
+
+    document_pdf = pymupdf.open()
+    for _ in range(3):
+        page = document_pdf.new_page(width=595, height=842)
+        page.insert_image(page.rect, stream=page_png)
+    document_pdf.save(scanned)
+    document_pdf.close()
+    clear_cache()
+    converted, seconds = timed(engine.convert, str(scanned))
+    print(f"scanned 3-page PDF through convert_to_markdown (auto engine): {seconds / 3:.2f} s per page, OCR pages "
+          f"{converted.ocr_pages}")
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS of this process: {peak:.0f} MB")
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
