@@ -171,11 +171,13 @@ class Sandbox:
             argv += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf", "--ro-bind-try", "/etc/hosts",
                      "/etc/hosts"]
         argv += ["--ro-bind", str(self.root / "etc" / "passwd"), "/etc/passwd",
-                 "--ro-bind", str(self.root / "etc" / "group"), "/etc/group"]
+                 "--ro-bind", str(self.root / "etc" / "group"), "/etc/group",
+                 # /tmp comes before the Python binds: an interpreter installed under /tmp (a CI
+                 # checkout, say) must be bound on top of the private /tmp, not hidden by it.
+                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         for prefix in _python_prefixes(python):
             argv += ["--ro-bind", prefix, prefix]
         argv += ["--ro-bind", str(KERNEL_SOURCE), KERNEL_INSIDE,
-                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
                  "--bind", str(self.home), files.SANDBOX_HOME, "--chdir", files.SANDBOX_HOME, "--clearenv"]
         for key, value in _sandbox_env(files.SANDBOX_HOME).items():
             argv += ["--setenv", key, value]
