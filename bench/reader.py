@@ -19,23 +19,18 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from common import TABLE_GOLD, order_free_cer  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data"
 WORK = Path(tempfile.mkdtemp(prefix="bench-reader-"))
 os.environ["TOOLSUITE_ROOTS"] = f"{DATA}{os.pathsep}{WORK}"
 os.environ["TOOLSUITE_CACHE_DIR"] = str(WORK / "cache")
 
-# Every cell of table_fields.png, read off the image, in reading order.
-TABLE_GOLD = (
-    "论文名称 领域（场景） query数量 任务 输入 类型 评价指标 数据集example 其他 "
-    "drbench 办公（企业） 15个 没有特定划分 query文本+文档（办公环境） report生成 "
-    "文本query：How can Lee's Market leverage FSMA 204 regulations to enhance food safety and customer trust? "
-    "附加文件：pdf、ppt等文档 114个insight 设定了企业和使用者的persona"
-)
 PAGE_TEXT = [
     "直播电商作为数字经济的重要组成部分，正在深刻改变消费方式。",
     "平台应当建立健全内容审核机制，保障消费者的合法权益。",
@@ -46,21 +41,6 @@ PAGE_TEXT = [
     "政策文件与行业标准为行业的健康发展提供了明确的指引。",
     "The report recommends clearer obligations for platforms and hosts.",
 ]
-
-
-def normalise(text: str) -> str:
-    table = str.maketrans({"（": "(", "）": ")", "：": ":", "，": ",", "。": ".", "、": ",", "’": "'", "‘": "'"})
-    return "".join(text.translate(table).split())
-
-
-def order_free_cer(found: str, gold: str) -> float:
-    """Character error rate that ignores reading order: the edits needed between the two multisets of
-    characters (a substitution counts once). It is the lower bound of Levenshtein over all orderings,
-    fair for tables, where engines order cells differently."""
-    got, want = Counter(normalise(found)), Counter(normalise(gold))
-    missing = sum((want - got).values())
-    extra = sum((got - want).values())
-    return max(missing, extra) / max(sum(want.values()), 1)
 
 
 def clear_cache() -> None:

@@ -56,6 +56,8 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_OCR_THREADS", "2", "Threads rapidocr's onnxruntime may use."),
     Variable("TOOLSUITE_READER_MAX_MB", "512", "Largest document tool-reader opens, in MB."),
     Variable("TOOLSUITE_READER_OCR_PAGES", "20", "Most scanned PDF pages OCRed in one convert_to_markdown call."),
+    Variable("TOOLSUITE_VISION_MAX_SIDE", "1568", "Longest side, in pixels, of images sent to the vision model."),
+    Variable("TOOLSUITE_VISION_SAMPLES", "3", "Answers sampled for verification in vision_understanding_advanced."),
     Variable("TOOLSUITE_TOOL_TIMEOUT", "1200", "Hard server-side limit for one tool call, in seconds."),
     Variable("TOOLSUITE_MODEL_TIMEOUT", "120", "Seconds one remote model request may take."),
     Variable("TOOLSUITE_MODEL_RETRIES", "3", "Retries of a failed remote model request (429, 5xx, network)."),

@@ -39,6 +39,9 @@ class FakeOpenAI:
         self.requests: list[Recorded] = []
         self.script: deque[Scripted] = deque()
         self.chat_reply = "fake answer"
+        # Optional: a function of the chat request's JSON returning the reply text (for replies that
+        # depend on the request, e.g. its temperature, when requests arrive concurrently).
+        self.chat_responder: Any = None
         self.embedding_dim = 8
         owner = self
 
@@ -92,13 +95,14 @@ class FakeOpenAI:
     def default_response(self, path: str, body: bytes, content_type: str) -> dict[str, Any]:
         if path.endswith("/chat/completions"):
             request = json.loads(body)
+            reply = self.chat_responder(request) if self.chat_responder else self.chat_reply
             return {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": request.get("model", "fake"),
                 "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": self.chat_reply}}],
+                             "message": {"role": "assistant", "content": reply}}],
                 "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
                           "completion_tokens_details": {"reasoning_tokens": 3}},
             }

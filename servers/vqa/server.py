@@ -1,23 +1,31 @@
-"""tool-vqa: questions about images. Interface complete; engine pending."""
+"""tool-vqa: questions about images, answered by a vision model grounded in local evidence."""
 
 from __future__ import annotations
 
 from shared.params import PathOrUrl, Question
-from shared.server import REMOTE_MODEL, PendingOutput, add_tool, create_server, pending_tool
+from shared.server import REMOTE_MODEL, ToolResult, add_tool, create_server
 from shared.transport import run_server
+from shared.vision import VisionOutput, answer
 
 NAME = "tool-vqa"
 
 
-def visual_question_answering(image_path_or_url: PathOrUrl, question: Question) -> None:
-    """Answer a question about an image with a vision model, grounded in local evidence (OCR text, size,
-    EXIF, colours)."""
-    return pending_tool(NAME, "visual_question_answering")
+async def visual_question_answering(image_path_or_url: PathOrUrl, question: Question) -> ToolResult:
+    """Answer a question about an image (photo, screenshot, chart, document scan).
+
+    Local evidence is computed first and given to the vision model with the image: OCR text with positions
+    (Chinese and English), size and format (from the bytes), EXIF (camera, time, GPS), dominant colours,
+    faces and QR codes. The text result is the model's answer; the structured result adds the evidence.
+    Without a vision model (TOOLSUITE_VISION_MODEL and base URL/key) the result is the evidence and a
+    statement that no model is set. Images are downscaled to TOOLSUITE_VISION_MAX_SIDE (1568 px) for the model.
+    """
+    text, output = await answer([image_path_or_url], question)
+    return ToolResult(text=text, data=output)
 
 
 def build():
-    server = create_server(NAME, "Answers questions about images.")
-    add_tool(server, visual_question_answering, title="Ask about an image", output=PendingOutput,
+    server = create_server(NAME, "Answers questions about images, grounded in OCR and other local evidence.")
+    add_tool(server, visual_question_answering, title="Ask about an image", output=VisionOutput,
              annotations=REMOTE_MODEL)
     return server
 
