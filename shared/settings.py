@@ -58,6 +58,12 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_READER_OCR_PAGES", "20", "Most scanned PDF pages OCRed in one convert_to_markdown call."),
     Variable("TOOLSUITE_VISION_MAX_SIDE", "1568", "Longest side, in pixels, of images sent to the vision model."),
     Variable("TOOLSUITE_VISION_SAMPLES", "3", "Answers sampled for verification in vision_understanding_advanced."),
+    Variable("TOOLSUITE_TRANSCRIBE_BACKEND", "auto",
+             "`local` (faster-whisper), `openai` (role TRANSCRIBE endpoint) or `auto` (openai when "
+             "TOOLSUITE_TRANSCRIBE_BASE_URL is set)."),
+    Variable("TOOLSUITE_TRANSCRIBE_THREADS", "1", "CPU threads faster-whisper uses."),
+    Variable("TOOLSUITE_TRANSCRIBE_BEAM", "1", "Beam size of the first decoding pass (1 = greedy, fastest)."),
+    Variable("TOOLSUITE_AUDIO_MAX_SECONDS", "14400", "Longest audio accepted, in seconds."),
     Variable("TOOLSUITE_TOOL_TIMEOUT", "1200", "Hard server-side limit for one tool call, in seconds."),
     Variable("TOOLSUITE_MODEL_TIMEOUT", "120", "Seconds one remote model request may take."),
     Variable("TOOLSUITE_MODEL_RETRIES", "3", "Retries of a failed remote model request (429, 5xx, network)."),
@@ -104,7 +110,10 @@ def _role_variables(role: str) -> tuple[Variable, ...]:
         Variable(f"{PREFIX}{role}_API_KEY", "`OPENAI_API_KEY`",
                  f"API key of {purpose}.", (f"{stem}_API_KEY",), secret=True),
         Variable(f"{PREFIX}{role}_MODEL", "",
-                 f"Model name of {purpose}.", (f"{stem}_MODEL_NAME", f"{stem}_MODEL")),
+                 f"Model name of {purpose}." + (
+                     " With the local backend: a faster-whisper model name or folder (default: the bundled "
+                     "tiny.en)." if role == "TRANSCRIBE" else ""),
+                 (f"{stem}_MODEL_NAME", f"{stem}_MODEL")),
     )
 
 

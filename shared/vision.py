@@ -15,7 +15,6 @@ best sample's.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from shared import settings
 from shared.evidence import Evidence, gather
 from shared.images import LoadedImage, load, model_max_side
 from shared.models import ChatAnswer, ModelClient, image_part
+from shared.textsim import coverage, similarity
 
 SYSTEM_PROMPT = (
     "You are a careful visual analyst. Answer the user's question about the image(s). Local evidence computed "
@@ -133,29 +133,8 @@ def build_messages(question: str, images: list[Prepared], instruction: str | Non
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
 
 
-def _normalise(text: str) -> str:
-    return re.sub(r"[\W_]+", "", text.lower())
-
-
-def bigrams(text: str) -> set[str]:
-    flat = _normalise(text)
-    return {flat[i:i + 2] for i in range(len(flat) - 1)} or ({flat} if flat else set())
-
-
-def similarity(a: str, b: str) -> float:
-    """Overlap of character bigrams relative to the shorter answer: a short answer restated inside a
-    longer one counts as agreement, in any language."""
-    left, right = bigrams(a), bigrams(b)
-    if not left or not right:
-        return 1.0 if left == right else 0.0
-    return len(left & right) / min(len(left), len(right))
-
-
 def ocr_support(answer: str, ocr_text: str) -> float:
-    grams = bigrams(answer)
-    if not grams or not ocr_text.strip():
-        return 0.0
-    return len(grams & bigrams(ocr_text)) / len(grams)
+    return coverage(answer, ocr_text)
 
 
 @dataclass

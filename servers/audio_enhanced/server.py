@@ -1,52 +1,86 @@
-"""tool-audio-enhanced: transcripts, metadata and verified answers about audio. Engine pending."""
+"""tool-audio-enhanced: transcripts, metadata and verified answers about audio."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
+from mcp.server.mcpserver import Context
 from pydantic import Field
 
+from shared.audio_results import (
+    AnswerOutput,
+    MetadataOutput,
+    TranscriptOutput,
+    metadata,
+    transcribe,
+    transcribe_and_answer,
+    transcript_output,
+    transcript_text,
+)
 from shared.params import EnableVerification, PathOrUrl, Question
-from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, PendingOutput, add_tool, create_server, pending_tool
+from shared.server import READ_ONLY_LOCAL, READ_ONLY_OPEN, REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
 
 NAME = "tool-audio-enhanced"
 
+VERIFY_NOTE = (
+    "Verification decodes low-confidence segments a second time (beam search) and keeps the better reading, and "
+    "checks that every time the answer cites exists in the transcript, asking once more when one does not; either "
+    "can change the result. Confidence is a heuristic: 0.6 x duration-weighted decoding confidence + 0.4 x share of "
+    "cited times that exist."
+)
 
-def audio_understanding_advanced(
+
+async def audio_understanding_advanced(
     audio_path_or_url: PathOrUrl,
-    question: Annotated[str | None, Field(description="A question about the audio; omit for a summary.",
+    ctx: Context,
+    question: Annotated[str | None, Field(description="A question about the audio; omit for a summary with times.",
                                           max_length=20_000)] = None,
     enable_verification: EnableVerification = True,
-) -> None:
-    """Transcribe and understand audio, optionally answering a question with verified time citations."""
-    return pending_tool(NAME, "audio_understanding_advanced")
+) -> ToolResult:
+    """(Set below from VERIFY_NOTE, so both verified tools describe verification the same way.)"""
+    text, output = await transcribe_and_answer(audio_path_or_url, question, verify=enable_verification,
+                                               progress=Progress(ctx).report_sync)
+    return ToolResult(text=text, data=output)
 
 
-def audio_quick_transcription(audio_path_or_url: PathOrUrl) -> None:
-    """Transcribe audio quickly (one pass, timestamps)."""
-    return pending_tool(NAME, "audio_quick_transcription")
+async def audio_quick_transcription(audio_path_or_url: PathOrUrl, ctx: Context) -> ToolResult:
+    """Transcribe audio in one pass (greedy decoding, VAD): timestamped segments, language, duration."""
+    transcript, label = await transcribe(audio_path_or_url, Progress(ctx).report_sync)
+    return ToolResult(text=transcript_text(transcript, "segments"), data=transcript_output(transcript, label))
 
 
-def audio_extract_metadata(audio_path_or_url: PathOrUrl) -> None:
-    """Audio metadata: duration, sample rate, channels, codec, bit rate, tags, loudness, silence ratio."""
-    return pending_tool(NAME, "audio_extract_metadata")
+def audio_extract_metadata(audio_path_or_url: PathOrUrl) -> ToolResult:
+    """Audio metadata: container, codec, duration, sample rate, channels, bit rate, size, tags, whether a video
+    stream is present, RMS and peak level (dBFS) and the share of silence."""
+    text, output = metadata(audio_path_or_url)
+    return ToolResult(text=text, data=output)
 
 
-def audio_question_answering_enhanced(audio_path_or_url: PathOrUrl, question: Question) -> None:
-    """Answer a question about audio from its transcript, citing the times relied on."""
-    return pending_tool(NAME, "audio_question_answering_enhanced")
+async def audio_question_answering_enhanced(audio_path_or_url: PathOrUrl, question: Question,
+                                            ctx: Context) -> ToolResult:
+    """Answer a question about audio from its transcript with verification (see audio_understanding_advanced),
+    citing the times relied on."""
+    text, output = await transcribe_and_answer(audio_path_or_url, question, verify=True,
+                                               progress=Progress(ctx).report_sync)
+    return ToolResult(text=text, data=output)
+
+
+audio_understanding_advanced.__doc__ = (
+    "Transcribe and understand audio: answer a question (or summarise) from the timestamped transcript, citing "
+    "times. " + VERIFY_NOTE + " Without a chat model: matching segments and the transcript."
+)
 
 
 def build():
     server = create_server(NAME, "Transcripts, metadata and verified answers about audio.")
-    add_tool(server, audio_understanding_advanced, title="Understand audio", output=PendingOutput,
+    add_tool(server, audio_understanding_advanced, title="Understand audio", output=AnswerOutput,
              annotations=REMOTE_MODEL)
-    add_tool(server, audio_quick_transcription, title="Quick transcription", output=PendingOutput,
+    add_tool(server, audio_quick_transcription, title="Quick transcription", output=TranscriptOutput,
              annotations=READ_ONLY_OPEN)
-    add_tool(server, audio_extract_metadata, title="Audio metadata", output=PendingOutput,
-             annotations=READ_ONLY_OPEN)
-    add_tool(server, audio_question_answering_enhanced, title="Ask about audio", output=PendingOutput,
+    add_tool(server, audio_extract_metadata, title="Audio metadata", output=MetadataOutput,
+             annotations=READ_ONLY_LOCAL)
+    add_tool(server, audio_question_answering_enhanced, title="Ask about audio (verified)", output=AnswerOutput,
              annotations=REMOTE_MODEL)
     return server
 

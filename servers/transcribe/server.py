@@ -1,29 +1,64 @@
-"""tool-transcribe: speech to text and questions about audio. Interface complete; engine pending."""
+"""tool-transcribe: local speech recognition and questions about audio."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from mcp.server.mcpserver import Context
+from pydantic import Field
+
+from shared.audio_results import (
+    AnswerOutput,
+    TranscriptFormat,
+    TranscriptOutput,
+    transcribe,
+    transcribe_and_answer,
+    transcript_output,
+    transcript_text,
+)
 from shared.params import PathOrUrl, Question
-from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, PendingOutput, add_tool, create_server, pending_tool
+from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
 
 NAME = "tool-transcribe"
 
+Format = Annotated[TranscriptFormat, Field(description="Text layout: 'segments' (timestamped lines, default), "
+                                           "'text', 'srt' or 'vtt'.")]
+Language = Annotated[str | None, Field(description="ISO language code to force (e.g. 'zh'); default detects it.",
+                                       max_length=10)]
+Words = Annotated[bool, Field(description="Include word-level timestamps in the structured result.")]
 
-def audio_transcription(audio_path_or_url: PathOrUrl) -> None:
-    """Transcribe speech from an audio file (or a video's audio track) with timestamps, locally."""
-    return pending_tool(NAME, "audio_transcription")
+
+async def audio_transcription(audio_path_or_url: PathOrUrl, ctx: Context, format: Format = "segments",
+                              language: Language = None, word_timestamps: Words = False) -> ToolResult:
+    """Transcribe speech in an audio file (wav, mp3, m4a, ogg, flac, opus, aac...) or the audio track of a video,
+    locally with faster-whisper (or the configured transcription endpoint).
+
+    Returns timestamped segments, the detected language and its probability, and SRT/VTT renderings on request.
+    Silence is skipped (VAD). Long files are processed as a stream with progress notifications; transcripts are
+    cached, so asking again about the same file is instant. Limit: TOOLSUITE_AUDIO_MAX_SECONDS (4 h).
+    """
+    transcript, label = await transcribe(audio_path_or_url, Progress(ctx).report_sync, language=language,
+                                         word_timestamps=word_timestamps)
+    return ToolResult(text=transcript_text(transcript, format), data=transcript_output(transcript, label, format))
 
 
-def audio_question_answering(audio_path_or_url: PathOrUrl, question: Question) -> None:
-    """Answer a question about an audio file from its timestamped transcript."""
-    return pending_tool(NAME, "audio_question_answering")
+async def audio_question_answering(audio_path_or_url: PathOrUrl, question: Question, ctx: Context) -> ToolResult:
+    """Answer a question about an audio file from its timestamped transcript; the answer cites times as [mm:ss].
+
+    Needs a chat model (TOOLSUITE_AUDIO_MODEL and base URL/key); without one, the transcript segments that match
+    the question and the full transcript are returned with a statement that no model is configured.
+    """
+    text, output = await transcribe_and_answer(audio_path_or_url, question, verify=False,
+                                               progress=Progress(ctx).report_sync)
+    return ToolResult(text=text, data=output)
 
 
 def build():
-    server = create_server(NAME, "Transcribes audio and answers questions about it.")
-    add_tool(server, audio_transcription, title="Transcribe audio", output=PendingOutput,
+    server = create_server(NAME, "Transcribes speech locally and answers questions about audio.")
+    add_tool(server, audio_transcription, title="Transcribe audio", output=TranscriptOutput,
              annotations=READ_ONLY_OPEN)
-    add_tool(server, audio_question_answering, title="Ask about audio", output=PendingOutput,
+    add_tool(server, audio_question_answering, title="Ask about audio", output=AnswerOutput,
              annotations=REMOTE_MODEL)
     return server
 
