@@ -64,6 +64,8 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_TRANSCRIBE_THREADS", "1", "CPU threads faster-whisper uses."),
     Variable("TOOLSUITE_TRANSCRIBE_BEAM", "1", "Beam size of the first decoding pass (1 = greedy, fastest)."),
     Variable("TOOLSUITE_AUDIO_MAX_SECONDS", "14400", "Longest audio accepted, in seconds."),
+    Variable("TOOLSUITE_VIDEO_MAX_SECONDS", "14400", "Longest video accepted, in seconds."),
+    Variable("TOOLSUITE_VIDEO_MODEL_FRAMES", "8", "Keyframes sent to the vision model per call."),
     Variable("TOOLSUITE_TOOL_TIMEOUT", "1200", "Hard server-side limit for one tool call, in seconds."),
     Variable("TOOLSUITE_MODEL_TIMEOUT", "120", "Seconds one remote model request may take."),
     Variable("TOOLSUITE_MODEL_RETRIES", "3", "Retries of a failed remote model request (429, 5xx, network)."),

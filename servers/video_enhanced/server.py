@@ -1,57 +1,179 @@
-"""tool-video-enhanced: a timeline of what a video shows and says. Interface complete; engine pending."""
+"""tool-video-enhanced: the MCP face of the video timeline engine and its answers."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import threading
+from typing import Annotated, Any
 
-from pydantic import Field
+import anyio
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, Field
 
+from servers.video_enhanced import answer, engine
+from shared import settings
+from shared.inputs import open_input
+from shared.models import ModelClient
 from shared.params import EnableVerification, PathOrUrl, Question
-from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, PendingOutput, add_tool, create_server, pending_tool
+from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, Image, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
 
 NAME = "tool-video-enhanced"
+MAX_IMAGE_BYTES = 3 * 2**20
 
 OptionalQuestion = Annotated[str | None, Field(description="A question about the video; omit for a summary.",
                                                max_length=20_000)]
-Seconds = Annotated[float | None, Field(description="Time in seconds from the start of the video.", ge=0)]
+Seconds = Annotated[float | None, Field(description="Seconds from the start of the video.", ge=0)]
 
 
-def video_understanding_advanced(video_path: PathOrUrl, question: OptionalQuestion = None,
-                                 enable_verification: EnableVerification = True) -> None:
-    """Understand a video from its keyframes, on-screen text and transcript, optionally answering a question."""
-    return pending_tool(NAME, "video_understanding_advanced")
+class KeyframeModel(BaseModel):
+    time: float
+    scene: int | None
+    reason: str = Field(description="'scene' (the middle of a scene) or 'uniform' (filling a gap).")
+    ocr_text: str
 
 
-def video_quick_analysis(video_path: PathOrUrl, question: OptionalQuestion = None) -> None:
-    """A fast look at a video: metadata, a few keyframes, one model pass."""
-    return pending_tool(NAME, "video_quick_analysis")
+class VideoOutput(BaseModel):
+    source: str
+    answer: str | None = Field(description="The vision model's answer; null without a model or question.")
+    model: str | None
+    model_configured: bool
+    confidence: float | None = Field(description="Heuristic (see the tool description); null without verification.")
+    verification: dict[str, Any] | None
+    metadata: dict[str, Any]
+    range: list[float] = Field(description="[start, end] seconds analysed.")
+    scenes: list[dict[str, Any]]
+    cuts: list[float] = Field(description="Scene-cut times in seconds.")
+    keyframes: list[KeyframeModel]
+    screen_text: list[dict[str, Any]]
+    transcript: list[dict[str, Any]]
+    frames_sent: list[float] = Field(description="Times of the frames the model saw.")
+    notes: list[str]
+    seconds: dict[str, float]
+    cached: bool
 
 
-def video_extract_keyframes(
+async def _timeline(source: str, ctx: Context | None, **options: Any) -> tuple[engine.Timeline, str]:
+    stop = threading.Event()
+    progress = Progress(ctx).report_sync if ctx is not None else None
+
+    def work() -> tuple[engine.Timeline, str]:
+        with open_input(source) as item:
+            return engine.analyse(item.path, progress=progress, stop=stop, **options), item.label
+
+    try:
+        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
+    finally:
+        stop.set()
+
+
+def _images(timeline: engine.Timeline) -> list[Image]:
+    images, total = [], 0
+    for frame in timeline.keyframes:
+        if total + len(frame.jpeg) > MAX_IMAGE_BYTES:
+            break
+        images.append(Image(frame.jpeg, "image/jpeg"))
+        total += len(frame.jpeg)
+    return images
+
+
+def _output(timeline: engine.Timeline, label: str, **fields: Any) -> VideoOutput:
+    info = timeline.info
+    return VideoOutput(
+        source=label, metadata=info.__dict__, range=[timeline.start, timeline.end],
+        scenes=[s.__dict__ for s in timeline.scenes], cuts=timeline.cuts,
+        keyframes=[KeyframeModel(time=k.time, scene=k.scene, reason=k.reason, ocr_text=k.ocr_text)
+                   for k in timeline.keyframes],
+        screen_text=[t.__dict__ for t in timeline.screen_text], transcript=timeline.transcript,
+        notes=timeline.notes + fields.pop("notes", []), seconds=timeline.seconds, cached=timeline.cached, **fields)
+
+
+async def _answer(source: str, question: str | None, ctx: Context, *, verify: bool, keyframes: int,
+                  start: float | None = None, end: float | None = None) -> ToolResult:
+    timeline, label = await _timeline(source, ctx, start=start, end=end, keyframes=keyframes)
+    client = ModelClient("VISION", purpose="vision")
+    if not client.configured or settings.offline():
+        reason = settings.missing_model_message("VISION", "vision") if not client.configured else \
+            "the vision model is remote and network access is disabled (TOOLSUITE_OFFLINE=1)"
+        text = (f"No vision model is configured, so the question cannot be answered by watching the video ({reason})."
+                f" Here is the timeline local analysis found; the keyframes are attached.\n\n{timeline.render()}")
+        data = _output(timeline, label, answer=None, model=None, model_configured=client.configured, confidence=None,
+                       verification=None, frames_sent=[], notes=[reason])
+        return ToolResult(text=text, data=data, images=_images(timeline))
+    asked = question or "Describe what happens in the video, scene by scene, with times."
+    result = await answer.ask(timeline, asked, verify=verify)
+    text = result.text
+    if result.confidence is not None:
+        text += f"\n\n[verification: heuristic confidence {result.confidence:.2f}" + (
+            "; the answer was reconciled from two frame samples" if result.verification.get("reconciled") else "") + "]"
+    data = _output(timeline, label, answer=result.text, model=result.model, model_configured=True,
+                   confidence=result.confidence, verification=result.verification, frames_sent=result.frames_sent)
+    return ToolResult(text=text, data=data)
+
+
+VERIFY = ("Verification asks again with a different frame sample and checks the times the answer claims; when the "
+          "two answers disagree the model reconciles them, so the answer can change. Confidence is a heuristic: "
+          "1.0 when both agree and every claimed time is valid, 0.6 after reconciliation, minus 0.3 for claimed "
+          "times outside the video.")
+
+
+async def video_understanding_advanced(video_path: PathOrUrl, ctx: Context, question: OptionalQuestion = None,
+                                       enable_verification: EnableVerification = True) -> ToolResult:
+    """(Description set below.)"""
+    return await _answer(video_path, question, ctx, verify=enable_verification, keyframes=12)
+
+
+video_understanding_advanced.__doc__ = (
+    "Understand a video: scene cuts, keyframes, on-screen text (OCR) and speech (transcript) are extracted locally "
+    "into a timeline, then the vision model sees up to TOOLSUITE_VIDEO_MODEL_FRAMES (8) keyframes with their "
+    "times plus the text and speech, in one call, and answers the question (or summarises). " + VERIFY +
+    " Without a vision model: the timeline and the keyframe images."
+)
+
+
+async def video_quick_analysis(video_path: PathOrUrl, ctx: Context, question: OptionalQuestion = None) -> ToolResult:
+    """A fast look at a video: metadata, scenes, 6 keyframes, on-screen text and speech, one model pass (no
+    verification). Without a vision model: the timeline and keyframes."""
+    return await _answer(video_path, question, ctx, verify=False, keyframes=6)
+
+
+async def video_extract_keyframes(
     video_path: PathOrUrl,
+    ctx: Context,
     max_keyframes: Annotated[int, Field(description="Most keyframes to return (1-50).", ge=1, le=50)] = 10,
-) -> None:
-    """Detect scenes and return keyframes (timestamps, scene spans and images)."""
-    return pending_tool(NAME, "video_extract_keyframes")
+) -> ToolResult:
+    """Detect scene cuts and return keyframes: one per scene (its middle frame), then uniform frames to fill gaps,
+    as timestamps, scene spans, on-screen text and downscaled JPEG images (at most 3 MB in all). Local only."""
+    timeline, label = await _timeline(video_path, ctx, keyframes=max_keyframes, with_speech=False)
+    images = _images(timeline)
+    note = [] if len(images) == len(timeline.keyframes) else \
+        [f"{len(timeline.keyframes) - len(images)} keyframe images left out to stay under 3 MB"]
+    data = _output(timeline, label, answer=None, model=None, model_configured=ModelClient("VISION").configured,
+                   confidence=None, verification=None, frames_sent=[], notes=note)
+    return ToolResult(text=timeline.render(), data=data, images=images)
 
 
-def video_temporal_qa(video_path: PathOrUrl, question: Question, start_time: Seconds = None,
-                      end_time: Seconds = None, enable_verification: EnableVerification = True) -> None:
-    """Answer a question about a time range of a video, sampling frames only inside [start_time, end_time]."""
-    return pending_tool(NAME, "video_temporal_qa")
+async def video_temporal_qa(video_path: PathOrUrl, question: Question, ctx: Context, start_time: Seconds = None,
+                            end_time: Seconds = None, enable_verification: EnableVerification = True) -> ToolResult:
+    """(Description set below.)"""
+    return await _answer(video_path, question, ctx, verify=enable_verification, keyframes=10, start=start_time,
+                         end=end_time)
+
+
+video_temporal_qa.__doc__ = (
+    "Answer a question about a time range of a video: frames are sampled only inside [start_time, end_time] "
+    "(seconds; defaults: the whole video), and only that range's on-screen text and speech are given to the vision "
+    "model. " + VERIFY + " Without a vision model: the range's timeline and keyframes."
+)
 
 
 def build():
-    server = create_server(NAME, "Scenes, keyframes, on-screen text and speech of videos.")
-    add_tool(server, video_understanding_advanced, title="Understand a video", output=PendingOutput,
+    server = create_server(NAME, "Scenes, keyframes, on-screen text and speech of videos, and answers about them.")
+    add_tool(server, video_understanding_advanced, title="Understand a video", output=VideoOutput,
              annotations=REMOTE_MODEL)
-    add_tool(server, video_quick_analysis, title="Quick video analysis", output=PendingOutput,
-             annotations=REMOTE_MODEL)
-    add_tool(server, video_extract_keyframes, title="Extract keyframes", output=PendingOutput,
+    add_tool(server, video_quick_analysis, title="Quick video analysis", output=VideoOutput, annotations=REMOTE_MODEL)
+    add_tool(server, video_extract_keyframes, title="Extract keyframes", output=VideoOutput,
              annotations=READ_ONLY_OPEN)
-    add_tool(server, video_temporal_qa, title="Ask about a time range", output=PendingOutput,
-             annotations=REMOTE_MODEL)
+    add_tool(server, video_temporal_qa, title="Ask about a time range", output=VideoOutput, annotations=REMOTE_MODEL)
     return server
 
 
