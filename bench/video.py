@@ -1,4 +1,4 @@
-"""tool-video-enhanced figures on generated videos (PyAV/OpenCV: scene cuts at known times, a caption
+"""tool-video-enhanced figures on generated videos (tests/media.py: scene cuts at known times, a caption
 per scene, an espeak-ng speech track muxed in).
 
 Reports scene-cut precision/recall (a cut counts when found within 0.5 s), recall of the on-screen
@@ -28,6 +28,8 @@ os.environ["TOOLSUITE_CACHE_DIR"] = str(WORK / "cache")
 
 from transcribe import SENTENCES, word_error_rate  # noqa: E402
 
+from tests.media import make_video  # noqa: E402
+
 CAPTIONS = ["HARBOUR", "MARKET", "STATION", "GARDEN", "LIBRARY", "MUSEUM", "BRIDGE", "FACTORY", "STADIUM", "AIRPORT"]
 
 
@@ -41,41 +43,6 @@ def speech(path: Path, seconds: float) -> str:
     return script
 
 
-def make(path: Path, seconds: float, fps: int, size: tuple[int, int], cuts: list[float], voice: Path) -> None:
-    import av
-    import cv2
-    import numpy as np
-
-    width, height = size
-    rng = random.Random(5)
-    colours = [tuple(rng.randrange(30, 220) for _ in range(3)) for _ in range(len(cuts) + 1)]
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("mpeg4", rate=fps)
-        video.width, video.height, video.pix_fmt, video.bit_rate = width, height, "yuv420p", 3_000_000
-        audio_stream = container.add_stream("aac", rate=16000, layout="mono")
-        for index in range(int(seconds * fps)):
-            moment = index / fps
-            scene = sum(1 for cut in cuts if moment >= cut)
-            frame = np.full((height, width, 3), colours[scene], dtype=np.uint8)
-            x = 60 + (index * 11) % (width - 200)
-            cv2.rectangle(frame, (x, height - 220), (x + 120, height - 120), (250, 250, 250), -1)
-            cv2.putText(frame, CAPTIONS[scene % len(CAPTIONS)], (80, 160), cv2.FONT_HERSHEY_SIMPLEX, 3, (255, 255, 255),
-                        8)
-            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode():
-            container.mux(packet)
-        resampler = av.AudioResampler(format="fltp", layout="mono", rate=16000)
-        with av.open(str(voice)) as source:
-            for decoded in source.decode(audio=0):
-                for frame in resampler.resample(decoded):
-                    frame.pts = None
-                    for packet in audio_stream.encode(frame):
-                        container.mux(packet)
-        for packet in audio_stream.encode(None):
-            container.mux(packet)
-
-
 def measure(name: str, seconds: float, fps: int, cuts: list[float]) -> None:
     from servers.video_enhanced import engine
 
@@ -83,7 +50,8 @@ def measure(name: str, seconds: float, fps: int, cuts: list[float]) -> None:
     script = speech(voice, seconds * 0.9)
     path = WORK / f"{name}.mp4"
     started = time.perf_counter()
-    make(path, seconds, fps, (1280, 720), cuts, voice)
+    make_video(path, seconds=seconds, fps=fps, size=(1280, 720), cuts=cuts, captions=CAPTIONS, audio=voice,
+               bit_rate=3_000_000)
     print(f"\n{name}: {seconds:.0f} s, 1280x720 @ {fps} fps, {len(cuts)} cuts, made in "
           f"{time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
@@ -95,7 +63,7 @@ def measure(name: str, seconds: float, fps: int, cuts: list[float]) -> None:
     precision = len(true_found) / len(found) if found else 0.0
     recall = len(hits) / len(cuts) if cuts else 1.0
     worst = max((min(abs(c - f) for f in found) for c in cuts), default=0.0) if found else None
-    shown = {CAPTIONS[i % len(CAPTIONS)] for i in range(len(cuts) + 1)}
+    shown = {CAPTIONS[i % len(CAPTIONS)] for i in range(len(cuts) + 1)}  # make_video cycles the captions
     read = " ".join(t.text for t in timeline.screen_text).upper()
     ocr_recall = sum(1 for caption in shown if caption in read) / len(shown)
     spoken = " ".join(segment["text"] for segment in timeline.transcript)

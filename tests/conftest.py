@@ -46,3 +46,12 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def vision(monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI) -> FakeOpenAI:
+    """A vision model role pointing at the fake server, without retries."""
+    monkeypatch.setenv("TOOLSUITE_VISION_BASE_URL", fake_openai.base_url)
+    monkeypatch.setenv("TOOLSUITE_VISION_MODEL", "fake-vision")
+    monkeypatch.setenv("TOOLSUITE_MODEL_RETRIES", "0")
+    return fake_openai

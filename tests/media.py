@@ -1,41 +1,46 @@
-"""Small videos made in code for the video tests: scene cuts at known times, a caption per scene and,
-optionally, the committed speech fixture as the audio track (encoded with PyAV's AAC)."""
+"""Videos made in code, for the video tests and bench/video.py: scene cuts at known times, a caption
+per scene, a moving shape, and optionally an audio track (the committed speech fixture by default)
+encoded with PyAV's AAC."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 SPEECH = Path(__file__).parent / "fixtures" / "speech.ogg"
 
 
-def make_video(path: Path, *, seconds: float = 12.0, fps: int = 10, cuts: tuple[float, ...] = (4.0, 8.0),
-               captions: tuple[str, ...] = ("ALPHA", "BRAVO", "CHARLIE"), with_audio: bool = True) -> Path:
+def make_video(path: Path, *, seconds: float = 12.0, fps: int = 10, size: tuple[int, int] = (640, 360),
+               cuts: tuple[float, ...] | list[float] = (4.0, 8.0),
+               captions: tuple[str, ...] | list[str] = ("ALPHA", "BRAVO", "CHARLIE"),
+               with_audio: bool = True, audio: Path = SPEECH, bit_rate: int = 2_000_000) -> Path:
     import av
     import cv2
     import numpy as np
 
-    colours = [(40, 40, 200), (40, 180, 40), (200, 120, 30), (120, 40, 160)]
-    width, height = 640, 360
+    width, height = size
+    rng = random.Random(5)
+    colours = [tuple(rng.randrange(30, 200) for _ in range(3)) for _ in range(len(cuts) + 1)]
+    scale = height / 360
     with av.open(str(path), "w") as container:
         video = container.add_stream("mpeg4", rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.bit_rate = 2_000_000
+        video.width, video.height, video.pix_fmt, video.bit_rate = width, height, "yuv420p", bit_rate
         audio_stream = container.add_stream("aac", rate=16000, layout="mono") if with_audio else None
         for index in range(int(seconds * fps)):
             moment = index / fps
             scene = sum(1 for cut in cuts if moment >= cut)
-            frame = np.full((height, width, 3), colours[scene % len(colours)], dtype=np.uint8)
-            x = 40 + (index * 9) % (width - 120)
-            cv2.circle(frame, (x, 280), 30, (255, 255, 255), -1)
-            cv2.putText(frame, captions[scene % len(captions)], (60, 140), cv2.FONT_HERSHEY_SIMPLEX, 2.5,
-                        (255, 255, 255), 6)
+            frame = np.full((height, width, 3), colours[scene], dtype=np.uint8)
+            x = int(40 * scale) + (index * 9) % max(width - int(160 * scale), 1)
+            cv2.circle(frame, (x, int(280 * scale)), int(30 * scale), (255, 255, 255), -1)
+            cv2.putText(frame, captions[scene % len(captions)], (int(60 * scale), int(140 * scale)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 2.5 * scale, (255, 255, 255), max(2, int(6 * scale)))
             for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in video.encode():
             container.mux(packet)
         if audio_stream is not None:
             resampler = av.AudioResampler(format="fltp", layout="mono", rate=16000)
-            with av.open(str(SPEECH)) as source:
+            with av.open(str(audio)) as source:
                 for decoded in source.decode(audio=0):
                     for frame in resampler.resample(decoded):
                         frame.pts = None

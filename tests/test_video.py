@@ -21,14 +21,6 @@ def clip(root: Path) -> Path:
     return make_video(root / "clip.mp4")
 
 
-@pytest.fixture
-def vision(monkeypatch, fake_openai):
-    monkeypatch.setenv("TOOLSUITE_VISION_BASE_URL", fake_openai.base_url)
-    monkeypatch.setenv("TOOLSUITE_VISION_MODEL", "fake-vision")
-    monkeypatch.setenv("TOOLSUITE_MODEL_RETRIES", "0")
-    return fake_openai
-
-
 def _frame_times(request) -> list[float]:
     texts = [p["text"] for p in request.json()["messages"][1]["content"] if p["type"] == "text"]
     times = []

@@ -20,14 +20,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def vision(monkeypatch, fake_openai):
-    monkeypatch.setenv("TOOLSUITE_VISION_BASE_URL", fake_openai.base_url)
-    monkeypatch.setenv("TOOLSUITE_VISION_MODEL", "fake-vision")
-    monkeypatch.setenv("TOOLSUITE_MODEL_RETRIES", "0")
-    return fake_openai
-
-
-@pytest.fixture
 def sign(root: Path) -> Path:
     png = documents.text_image_png([documents.CHINESE, documents.ENGLISH])
     path = root / "sign.jpg"  # a PNG named .jpg, as real data has
