@@ -49,7 +49,8 @@ def text_pdf(path: Path, pages: int = 3, with_table: bool = True, scanned_page: 
         page.insert_image(pymupdf.Rect(36, 36, 560, 200), stream=png)
     document.set_metadata({"title": "Test Report", "author": "Test Author"})
     document.set_toc([[1, "Chapter 1", 1], [1, "Chapter 2", 2]])
-    document.save(path)
+    document.subset_fonts()  # the CJK font is ~1 MB whole
+    document.save(path, garbage=3, deflate=True)
     document.close()
     return path
 

@@ -126,7 +126,7 @@ async def test_metadata_reads_exif_and_gps_locally(root: Path):
     assert evidence["exif"]["GPSLongitude"] == pytest.approx(116.39)
     assert (evidence["width"], evidence["height"]) == (200, 320)
     assert "red" in evidence["dominant_colours"][0]["name"]
-    assert "No vision model is configured" in result.content[0].text
+    assert "no vision model is configured, so there is no description" in result.content[0].text
 
 
 async def test_qr_codes_are_decoded_locally(root: Path):

@@ -24,7 +24,7 @@ from typing import Any
 from shared import cache, settings, textsim
 from shared.errors import InputError, NotConfigured, TimedOut
 
-ENGINE_VERSION = "video-1"
+ENGINE_VERSION = "video-2"
 DETECT_FPS = 4.0
 LONG_VIDEO_SECONDS = 1800.0
 FRAME_MAX_SIDE = 640
@@ -84,6 +84,7 @@ class Timeline:
     screen_text: list[ScreenText]
     transcript: list[dict[str, Any]]
     transcript_language: str | None
+    speech_transcribed: bool = False
     notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     cached: bool = False
@@ -112,7 +113,8 @@ class Timeline:
                 spoken = spoken[:with_transcript_chars] + "\n  [... transcript cut]"
             lines.append(f"Speech ({self.transcript_language or 'unknown language'}):\n{spoken}")
         elif info.has_audio:
-            lines.append("Speech: none found")
+            lines.append("Speech: none found" if self.speech_transcribed else
+                         "Speech: not transcribed by this tool (the video has an audio track)")
         return "\n".join(lines)
 
 
@@ -414,7 +416,7 @@ def analyse(path: Path, *, start: float | None = None, end: float | None = None,
         timings["speech"] = round(time.perf_counter() - started, 3)
     timeline = Timeline(info=info, start=round(begin, 3), end=round(finish, 3), scenes=scenes, cuts=cuts,
                         keyframes=frames, screen_text=screen, transcript=transcript, transcript_language=language,
-                        notes=notes, seconds=timings)
+                        speech_transcribed=with_speech and info.has_audio, notes=notes, seconds=timings)
     if with_ocr and with_speech:
         _save(folder, timeline)
     return timeline

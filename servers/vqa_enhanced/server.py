@@ -42,7 +42,13 @@ async def vision_extract_metadata(image_path_or_url: PathOrUrl) -> ToolResult:
     GPS), OCR text with boxes and confidence, dominant colours, faces and QR codes; plus a detailed description
     by the vision model when one is configured."""
     text, output = await answer([image_path_or_url], DESCRIBE)
-    if output.answer:
+    if not output.answer:
+        from shared import settings
+
+        text = ("Local evidence (no vision model is configured, so there is no description: "
+                f"{settings.missing_model_message('VISION', 'vision')}).\n\n"
+                + text.split("\n\n", 1)[1])
+    else:
         evidence = "\n\n".join(
             f"Local evidence:\nImage: {e.format}, {e.width} x {e.height} pixels\nText (OCR): {e.ocr_text or 'none'}"
             for e in output.evidence)
