@@ -190,3 +190,16 @@ def test_time_citations_and_subtitle_clocks():
     assert cited_times("at [01:05] and 1:02:03, again 01:05") == [65.0, 3723.0]
     assert clock(3723.456) == "01:02:03,456" and clock(0.5, ".") == "00:00:00.500"
     assert to_srt([Segment(0, 0.0, 1.25, "hi")]) == "1\n00:00:00,000 --> 00:00:01,250\nhi\n"
+
+
+async def test_wire_remote_transcription_backend_posts_the_file(speech, monkeypatch, fake_openai):
+    monkeypatch.setenv("TOOLSUITE_TRANSCRIBE_BASE_URL", fake_openai.base_url)  # auto -> openai backend
+    monkeypatch.setenv("TOOLSUITE_TRANSCRIBE_MODEL", "fake-whisper")
+    async with Client(build_transcribe()) as client:
+        result = await client.call_tool("audio_transcription", {"audio_path_or_url": "speech.ogg"})
+    assert not result.is_error, result.content[0].text
+    data = result.structured_content
+    assert data["backend"] == "openai" and data["model"] == "fake-whisper"
+    assert data["text"] == "hello from the fake transcriber" and data["segments"][0]["end"] == 1.5
+    sent = fake_openai.requests[-1]
+    assert sent.path == "/v1/audio/transcriptions" and b"fake-whisper" in sent.body and b"OggS" in sent.body
