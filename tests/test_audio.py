@@ -203,3 +203,17 @@ async def test_wire_remote_transcription_backend_posts_the_file(speech, monkeypa
     assert data["text"] == "hello from the fake transcriber" and data["segments"][0]["end"] == 1.5
     sent = fake_openai.requests[-1]
     assert sent.path == "/v1/audio/transcriptions" and b"fake-whisper" in sent.body and b"OggS" in sent.body
+
+
+async def test_transcription_reports_progress_per_segment(speech):
+    updates: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done, total, message):
+        updates.append((done, total, message))
+
+    async with Client(build_transcribe(), mode="legacy") as client:
+        result = await client.call_tool("audio_transcription", {"audio_path_or_url": "speech.ogg"},
+                                        progress_callback=on_progress)
+    assert not result.is_error
+    assert updates and updates[-1][1] == pytest.approx(5.78, abs=0.2)
+    assert "transcribed" in (updates[-1][2] or "")

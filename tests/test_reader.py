@@ -266,3 +266,28 @@ def test_both_ocr_engines_read_chinese_and_english():
         assert "revenue" in result.text, (name, result.text)
         assert all(0 <= line.confidence <= 1 for line in result.lines)
         assert json.dumps([line.box for line in result.lines])
+
+
+async def test_epub_is_converted(root: Path):
+    import zipfile
+
+    chapter = ("<?xml version='1.0' encoding='utf-8'?><html xmlns='http://www.w3.org/1999/xhtml'><head><title>One"
+               "</title></head><body><h1>第一章 开始</h1><p>The story begins in a small harbour town.</p>"
+               "</body></html>")
+    opf = ("<?xml version='1.0' encoding='utf-8'?><package xmlns='http://www.idpf.org/2007/opf' version='3.0' "
+           "unique-identifier='id'><metadata xmlns:dc='http://purl.org/dc/elements/1.1/'><dc:identifier id='id'>x"
+           "</dc:identifier><dc:title>Harbour Tales</dc:title><dc:creator>Test Writer</dc:creator><dc:language>en"
+           "</dc:language></metadata><manifest><item id='c1' href='c1.xhtml' media-type='application/xhtml+xml'/>"
+           "</manifest><spine><itemref idref='c1'/></spine></package>")
+    container = ("<?xml version='1.0'?><container version='1.0' xmlns='urn:oasis:names:tc:opendocument:xmlns:"
+                 "container'><rootfiles><rootfile full-path='OEBPS/content.opf' media-type='application/oebps-"
+                 "package+xml'/></rootfiles></container>")
+    with zipfile.ZipFile(root / "book.epub", "w") as book:
+        book.writestr("mimetype", "application/epub+zip", compress_type=zipfile.ZIP_STORED)
+        book.writestr("META-INF/container.xml", container)
+        book.writestr("OEBPS/content.opf", opf)
+        book.writestr("OEBPS/c1.xhtml", chapter)
+    result = await convert({"uri": "book.epub"})
+    assert not result.is_error, result.content[0].text
+    assert result.structured_content["format"] == "epub"
+    assert "第一章 开始" in result.content[0].text and "small harbour town" in result.content[0].text
