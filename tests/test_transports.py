@@ -191,3 +191,40 @@ def test_library_prints_to_stdout_do_not_corrupt_the_stdio_protocol(tmp_path):
     err = process.stderr.read()
     assert replies[1]["result"]["content"][0]["text"] == "clean"
     assert b"python-level noise" in err and b"fd-level noise" in err
+
+
+def test_stateless_http_serves_both_eras_without_sessions():
+    port = _free_port()
+    process = subprocess.Popen([str(BIN / "tool-reasoning"), "--transport", "http", "--port", str(port),
+                                "--stateless"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+
+        async def both_eras() -> list[str]:
+            texts = []
+            for mode in ("legacy", "2026-07-28"):
+                async with Client(f"{base}/mcp", mode=mode) as client:
+                    result = await client.call_tool("reasoning", {"question": "x"})
+                    texts.append(result.content[0].text)
+            return texts
+
+        import anyio
+
+        texts = anyio.run(both_eras)
+        assert all("TOOLSUITE_REASONING_MODEL" in text for text in texts)
+        init = httpx.post(f"{base}/mcp", headers={"accept": "application/json, text/event-stream",
+                                                  "content-type": "application/json"},
+                          json={"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                                "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                                           "clientInfo": {"name": "t", "version": "1"}}})
+        assert init.status_code == 200 and "mcp-session-id" not in {k.lower() for k in init.headers}
+    finally:
+        process.terminate()
+        process.wait(10)
