@@ -64,7 +64,7 @@ def resolve_local_path(raw: str, *, must_exist: bool = True, kind: str = "file")
     if must_exist:
         if not resolved.exists():
             raise InputError(f"{kind} not found: {raw!r} (allowed roots: {_roots_text(roots)})")
-        if kind == "file" and resolved.is_dir():
+        if kind != "directory" and resolved.is_dir():
             raise InputError(f"{raw!r} is a directory, not a file")
     return resolved
 

@@ -66,6 +66,11 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_AUDIO_MAX_SECONDS", "14400", "Longest audio accepted, in seconds."),
     Variable("TOOLSUITE_VIDEO_MAX_SECONDS", "14400", "Longest video accepted, in seconds."),
     Variable("TOOLSUITE_VIDEO_MODEL_FRAMES", "8", "Keyframes sent to the vision model per call."),
+    Variable("TOOLSUITE_RAG_EMBEDDER", "auto",
+             "`wordllama` (bundled static embeddings), `openai` (role EMBEDDING), `none` (lexical only) or `auto` "
+             "(wordllama when installed)."),
+    Variable("TOOLSUITE_RAG_EMBED_BATCH", "64", "Texts per request to an OpenAI-compatible embeddings endpoint."),
+    Variable("TOOLSUITE_RAG_EMBED_CONCURRENCY", "4", "Embedding requests in flight at once."),
     Variable("TOOLSUITE_TOOL_TIMEOUT", "1200", "Hard server-side limit for one tool call, in seconds."),
     Variable("TOOLSUITE_MODEL_TIMEOUT", "120", "Seconds one remote model request may take."),
     Variable("TOOLSUITE_MODEL_RETRIES", "3", "Retries of a failed remote model request (429, 5xx, network)."),

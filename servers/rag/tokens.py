@@ -1,0 +1,40 @@
+"""Lexical tokens for Chinese and English: jieba words for Chinese (so two-character words match
+exactly), lower-cased words and numbers for everything else."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+_lock = threading.Lock()
+_ready = False
+STOP = {"the", "a", "an", "of", "to", "in", "and", "or", "is", "are", "for", "on", "with", "what", "how", "which",
+        "的", "了", "是", "在", "和", "与", "及", "或", "对", "中"}
+
+
+def _jieba():
+    global _ready
+    import jieba
+
+    if not _ready:
+        with _lock:
+            if not _ready:
+                jieba.setLogLevel(60)
+                jieba.initialize()
+                _ready = True
+    return jieba
+
+
+def tokenize(text: str) -> list[str]:
+    jieba = _jieba()
+    lowered = text.lower()
+    tokens: list[str] = []
+    position = 0
+    for match in _CJK_RUN.finditer(lowered):
+        tokens.extend(_WORD.findall(lowered[position:match.start()]))
+        tokens.extend(jieba.lcut(match.group(), HMM=False))
+        position = match.end()
+    tokens.extend(_WORD.findall(lowered[position:]))
+    return [t for t in tokens if t.strip() and t not in STOP]
