@@ -55,7 +55,8 @@ for item in $servers; do
   # error, and then the check is that the protocol round trip is sound.
   env_args=(-e "TOOLSUITE_ROOTS=$REPO" -e "TOOLSUITE_CACHE_DIR=$TMP/cache")
   case "$name" in
-    tool-rag) call=(--tool-name rag_search --tool-arg query=test --tool-arg json_path=missing.json); pending=1 ;;
+    tool-rag) call=(--tool-name rag_search --tool-arg "query=直播 平台责任"
+                    --tool-arg json_path=tests/fixtures/collection.json); pending=0 ;;
     tool-reader) call=(--tool-name document_info --tool-arg uri=tests/fixtures/report.pdf); pending=0 ;;
     tool-python) call=(--tool-name create_sandbox); pending=0 ;;
     tool-vqa) call=(--tool-name visual_question_answering --tool-arg image_path_or_url=tests/fixtures/sign.png

@@ -8,6 +8,7 @@ cannot be loaded, a per-script estimate calibrated against cl100k is used instea
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,21 +35,12 @@ def _load_encoding() -> object | None:
     return _encoding
 
 
-def _is_cjk(ch: str) -> bool:
-    code = ord(ch)
-    return (
-        0x4E00 <= code <= 0x9FFF
-        or 0x3400 <= code <= 0x4DBF
-        or 0x3000 <= code <= 0x30FF
-        or 0xAC00 <= code <= 0xD7AF
-        or 0xFF00 <= code <= 0xFFEF
-        or 0x20000 <= code <= 0x2FA1F
-    )
+_CJK_CHARS = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef\U00020000-\U0002fa1f]")
 
 
 def estimate_tokens(text: str) -> int:
     """Per-script estimate: CJK characters about 1.1 tokens each, other text about 4 chars a token."""
-    cjk = sum(1 for ch in text if _is_cjk(ch))
+    cjk = len(_CJK_CHARS.findall(text))
     other = len(text) - cjk
     return int(cjk * 1.1 + other / 4 + 0.999)
 

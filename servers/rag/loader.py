@@ -72,12 +72,14 @@ def iter_records(path: Path) -> Iterator[Record]:
             lines = False
         if lines:
             with open(path, "rb") as handle:
-                for index, line in enumerate(handle):
-                    if line.strip():
+                index = 0
+                for number, line in enumerate(handle, start=1):
+                    if line.strip():  # blank lines are not records
                         try:
                             yield _record(index, json.loads(line))
                         except ValueError:
-                            raise InputError(f"line {index + 1} of the JSON Lines file is not valid JSON") from None
+                            raise InputError(f"line {number} of the JSON Lines file is not valid JSON") from None
+                        index += 1
             return
         found = False
         with open(path, "rb") as handle:

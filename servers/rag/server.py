@@ -75,6 +75,9 @@ class StatsOutput(BaseModel):
     dense_vectors: int
     dense_complete: bool
     embedder: str
+    document_vectors: int = Field(description="Documents whose lead is in the cross-lingual document index.")
+    document_index_complete: bool
+    document_embedder: str
     cjk_share: float
     build_seconds: float | None
     dense_error: str | None
@@ -135,6 +138,10 @@ def build(engines: IndexCache | None = None):
             done = state.dense_vectors / state.chunks if state.chunks else 0
             notes.append(f"semantic indexing continues in the background ({done:.0%} of {state.chunks} chunks); these "
                          "results are lexical only")
+        elif index.doc_embedder != "none" and not state.document_index_complete:
+            done = state.document_vectors / state.documents if state.documents else 0
+            notes.append(f"the cross-lingual document index is still being built ({done:.0%} of {state.documents} "
+                         "documents); questions in another language than the documents may miss until it is done")
         if index.dense_error:
             notes.append(f"semantic indexing failed ({index.dense_error}); results are lexical only")
         return index, notes, path
@@ -241,7 +248,10 @@ def build(engines: IndexCache | None = None):
         state = index.state()
         data = StatsOutput(source_file=display_path(path), documents=state.documents, chunks=state.chunks,
                            lexical_complete=state.lexical_complete, dense_vectors=state.dense_vectors,
-                           dense_complete=state.dense_complete, embedder=state.embedder, cjk_share=state.cjk_share,
+                           dense_complete=state.dense_complete, embedder=state.embedder,
+                           document_vectors=state.document_vectors,
+                           document_index_complete=state.document_index_complete,
+                           document_embedder=state.document_embedder, cjk_share=state.cjk_share,
                            build_seconds=state.build_seconds, dense_error=index.dense_error)
         lines = ["=== RAG Document Statistics ===", f"Source File: {data.source_file}",
                  f"Documents: {state.documents}", f"Chunks: {state.chunks}",
@@ -250,6 +260,9 @@ def build(engines: IndexCache | None = None):
                  f"Semantic index ({state.embedder}): "
                  + ("complete" if state.dense_complete else "off" if state.embedder == "none" else
                     f"{state.dense_vectors}/{state.chunks} chunks"),
+                 f"Document index ({state.document_embedder}): "
+                 + ("complete" if state.document_index_complete else "off" if state.document_embedder == "none"
+                    else f"{state.document_vectors}/{state.documents} documents"),
                  f"Chinese share of text: {state.cjk_share:.0%}",
                  f"Lexical build time: {state.build_seconds} s" if state.build_seconds else ""]
         lines += [f"[note: {note}]" for note in notes]

@@ -1,5 +1,6 @@
 """Lexical tokens for Chinese and English: jieba words for Chinese (so two-character words match
-exactly), lower-cased words and numbers for everything else."""
+exactly), lower-cased words and numbers for everything else. `rjieba` (jieba's algorithm and
+dictionary in Rust) gives the same words 20x faster than pure-Python jieba, which is the fallback."""
 
 from __future__ import annotations
 
@@ -14,27 +15,32 @@ STOP = {"the", "a", "an", "of", "to", "in", "and", "or", "is", "are", "for", "on
         "的", "了", "是", "在", "和", "与", "及", "或", "对", "中"}
 
 
-def _jieba():
+def _segmenter():
     global _ready
-    import jieba
+    try:
+        import rjieba
 
-    if not _ready:
-        with _lock:
-            if not _ready:
-                jieba.setLogLevel(60)
-                jieba.initialize()
-                _ready = True
-    return jieba
+        return lambda text: rjieba.cut(text, hmm=False)
+    except ModuleNotFoundError:
+        import jieba
+
+        if not _ready:
+            with _lock:
+                if not _ready:
+                    jieba.setLogLevel(60)
+                    jieba.initialize()
+                    _ready = True
+        return lambda text: jieba.lcut(text, HMM=False)
 
 
 def tokenize(text: str) -> list[str]:
-    jieba = _jieba()
+    cut = _segmenter()
     lowered = text.lower()
     tokens: list[str] = []
     position = 0
     for match in _CJK_RUN.finditer(lowered):
         tokens.extend(_WORD.findall(lowered[position:match.start()]))
-        tokens.extend(jieba.lcut(match.group(), HMM=False))
+        tokens.extend(cut(match.group()))
         position = match.end()
     tokens.extend(_WORD.findall(lowered[position:]))
     return [t for t in tokens if t.strip() and t not in STOP]

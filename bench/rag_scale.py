@@ -1,0 +1,138 @@
+"""tool-rag at full scale: a 12,203-document collection of about 30 million characters, built by
+recombining the paragraphs of the real records in ../shared/data/corpora (titles reused with a
+number, bodies drawn from real paragraphs; so the text is real but the documents are synthetic).
+
+Reports, through the MCP in-memory client: time to a searchable index (the first rag_search call,
+which builds the lexical index), time until the chunk vectors (wordllama) and the document index
+(e5 leads) finish in the background, index size on disk, peak RSS, and warm rag_search latency
+p50/p95 over 200 queries (Chinese and English). Targets on this machine: searchable in under
+2 minutes; warm p50 under 50 ms and p95 under 150 ms; peak RSS under 2 GB.
+Run: `.venv/bin/python bench/rag_scale.py [documents]`.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+DATA = REPO.parent / "shared" / "data" / "corpora"
+WORK = Path(tempfile.mkdtemp(prefix="bench-rag-scale-"))
+os.environ["TOOLSUITE_ROOTS"] = str(WORK)
+os.environ["TOOLSUITE_CACHE_DIR"] = str(WORK / "cache")
+
+
+def make_collection(path: Path, documents: int, target_chars: int) -> tuple[int, list[str]]:
+    rng = random.Random(11)
+    titles: list[str] = []
+    paragraphs: list[str] = []
+    for name in sorted(glob.glob(str(DATA / "*" / "long_context_sampled_*.json"))):
+        with open(name, encoding="utf-8") as handle:
+            for record in json.load(handle):
+                titles.append(record.get("title") or "")
+                for part in re.split(r"\n+|(?<=[。！？])", record.get("page_body") or ""):
+                    if len(part.strip()) >= 20:
+                        paragraphs.append(part.strip())
+    per_doc = target_chars // documents
+    total = 0
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("[")
+        for number in range(documents):
+            body: list[str] = []
+            size = 0
+            wanted = int(per_doc * rng.uniform(0.3, 1.7))
+            while size < wanted:
+                piece = rng.choice(paragraphs)
+                body.append(piece)
+                size += len(piece)
+            text = "\n".join(body)
+            total += len(text)
+            record = {"title": f"{rng.choice(titles)} ({number})", "page_body": text}
+            out.write(("," if number else "") + json.dumps(record, ensure_ascii=False))
+        out.write("]")
+    queries = [p[: rng.randint(6, 16)] for p in rng.sample(paragraphs, 140)]
+    from common import QUESTIONS_EN
+
+    queries += [q for q, _ in QUESTIONS_EN] * 3
+    return total, queries[:200]
+
+
+def folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+async def run(documents: int) -> None:
+    from mcp import Client
+
+    from servers.rag.server import build
+
+    path = WORK / "collection.json"
+    started = time.perf_counter()
+    chars, queries = make_collection(path, documents, 30_000_000)
+    print(f"collection: {documents:,} documents, {chars:,} characters, {path.stat().st_size / 2**20:.0f} MB "
+          f"(made in {time.perf_counter() - started:.0f} s from real paragraphs)")
+    async with Client(build()) as client:
+        started = time.perf_counter()
+        first = await client.call_tool("rag_search", {"query": "直播电商 平台责任", "json_path": path.name})
+        searchable = time.perf_counter() - started
+        assert not first.is_error, first.content[0].text
+        stats = (await client.call_tool("rag_document_stats", {"json_path": path.name})).structured_content
+        print(f"searchable (lexical) after {searchable:.1f} s: {stats['documents']:,} documents, "
+              f"{stats['chunks']:,} chunks (target < 120 s)")
+        dense_at = docs_at = None
+        while True:
+            stats = (await client.call_tool("rag_document_stats", {"json_path": path.name})).structured_content
+            now = time.perf_counter() - started
+            if dense_at is None and stats["dense_complete"]:
+                dense_at = now
+                print(f"chunk vectors (wordllama) complete after {dense_at:.0f} s")
+            if stats["document_index_complete"]:
+                docs_at = now
+                print(f"document index (e5 leads) complete after {docs_at:.0f} s")
+                break
+            if stats.get("dense_error"):
+                print(f"background indexing failed: {stats['dense_error']}")
+                break
+            time.sleep(5)
+        size = folder_size(WORK / "cache")
+        print(f"index size on disk: {size / 2**20:.0f} MB")
+        latencies = []
+        for query in queries:
+            begun = time.perf_counter()
+            result = await client.call_tool("rag_search", {"query": query, "json_path": path.name, "top_k": 10})
+            latencies.append(time.perf_counter() - begun)
+            assert not result.is_error
+        latencies.sort()
+        p95 = latencies[int(len(latencies) * 0.95) - 1]
+        print(f"warm rag_search over {len(latencies)} queries: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+              f"p95 {p95 * 1000:.0f} ms (targets 50 / 150 ms)")
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (target < 2048 MB)")
+
+
+def main() -> None:
+    import anyio
+
+    if not DATA.exists():
+        print(f"skipped: {DATA} is missing (it is not part of a user's clone)")
+        return
+    documents = int(sys.argv[1]) if len(sys.argv) > 1 else 12_203
+    try:
+        anyio.run(run, documents)
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
