@@ -227,3 +227,35 @@ async def test_bad_collections_are_clear_errors(root: Path, lexical_only):
         negative = await client.call_tool("rag_get_context", {"query": "x", "json_path": "weird.json",
                                                               "max_tokens": -5})
         assert negative.is_error and "max_tokens" in negative.content[0].text
+
+
+def _build_in_another_process(path: str, cache_dir: str, roots: str) -> int:
+    import os
+
+    os.environ.update({"TOOLSUITE_CACHE_DIR": cache_dir, "TOOLSUITE_ROOTS": roots, "TOOLSUITE_RAG_EMBEDDER": "none",
+                       "TOOLSUITE_RAG_DOC_EMBEDDER": "none"})
+    from servers.rag.index import IndexCache
+
+    index = IndexCache().get(Path(path))
+    index.build_lexical()
+    return index.state().chunks
+
+
+def test_two_processes_building_one_index_do_not_corrupt_it(root: Path, tmp_path: Path):
+    import multiprocessing
+
+    records = [{"title": f"文档{i}", "page_body": f"第{i}篇文章讨论直播电商与平台责任。" * 30} for i in range(400)]
+    path = root / "big.json"
+    path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(2) as pool:
+        results = pool.starmap(_build_in_another_process,
+                               [(str(path), str(tmp_path / "cache"), str(root))] * 2)
+    assert results[0] == results[1] > 0
+    import sqlite3
+
+    (folder,) = (tmp_path / "cache" / "rag").iterdir()
+    with sqlite3.connect(folder / "index.sqlite") as db:
+        chunks = db.execute("SELECT COUNT(*), COUNT(DISTINCT doc_index || '-' || chunk_index) FROM chunks").fetchone()
+        docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+    assert chunks[0] == chunks[1] == results[0] and docs == 400
