@@ -32,7 +32,7 @@ from shared.errors import InputError, TimedOut
 
 log = logging.getLogger("toolsuite.rag")
 
-VERSION = "rag-index-1"
+VERSION = "rag-index-2"
 BATCH_DOCS = 200
 ProgressFn = Callable[[float, float | None, str | None], None]
 
@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS docs (doc_index INTEGER PRIMARY KEY, title TEXT, url 
 CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, doc_index INTEGER, chunk_index INTEGER, text TEXT);
 CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks (doc_index, chunk_index);
 CREATE VIRTUAL TABLE IF NOT EXISTS lexical USING fts5(tokens, content='', tokenize='unicode61 remove_diacritics 0');
+CREATE VIRTUAL TABLE IF NOT EXISTS lexical_vocab USING fts5vocab(lexical, 'row');
 """
 
 
@@ -85,10 +86,13 @@ class CollectionIndex:
     def db(self) -> sqlite3.Connection:
         connection = getattr(self._local, "db", None)
         if connection is None:
-            connection = sqlite3.connect(self.db_path, timeout=60, check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(SCHEMA)
+            # Switching to WAL and creating the schema do not wait on SQLite's busy timeout, so two
+            # processes opening a new index at once take turns here.
+            with cache.exclusive(self.folder / "open.lock"):
+                connection = sqlite3.connect(self.db_path, timeout=60, check_same_thread=False)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.executescript(SCHEMA)
             self._local.db = connection
         return connection
 
@@ -310,12 +314,25 @@ class IndexCache:
     def __init__(self, capacity: int = 4) -> None:
         self.capacity = capacity
         self._open: dict[str, CollectionIndex] = {}
+        self._digests: dict[str, tuple[tuple[int, int, int, int], str]] = {}
         self._lock = threading.Lock()
+
+    def _digest(self, source: Path) -> str:
+        """The file's SHA-256, recomputed only when its size, mtime, inode or device changed (hashing a
+        77 MB collection on every call would cost more than the search)."""
+        info = source.stat()
+        signature = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev)
+        known = self._digests.get(str(source))
+        if known is not None and known[0] == signature:
+            return known[1]
+        digest = cache.file_digest(source)
+        self._digests[str(source)] = (signature, digest)
+        return digest
 
     def get(self, source: Path) -> CollectionIndex:
         embedder = embedders.choice()
         doc_embedder = embedders.document_choice()
-        digest = cache.file_digest(source)
+        digest = self._digest(source)
         key = cache.cache_key(digest, VERSION, chunker.VERSION, "jieba-0.42", embedders.model_id(embedder),
                               doc_embedder)
         with self._lock:

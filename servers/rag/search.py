@@ -42,8 +42,31 @@ def weights(query: str, cjk_share: float, dense: bool, documents: bool) -> tuple
     return lexical, chunk_dense if dense else 0.0, document_dense if documents else 0.0
 
 
-def lexical_ranking(index: CollectionIndex, query: str, limit: int = CANDIDATES) -> list[int]:
+COMMON_SHARE = 0.05
+COMMON_MINIMUM = 2000  # small collections are fast anyway: keep every term
+
+
+def query_terms(index: CollectionIndex, query: str) -> list[str]:
+    """The query's tokens that occur in the collection, without the very common ones (in more than 5 %
+    of chunks and more than 2,000 chunks) when rarer ones are there: BM25 gives common terms almost
+    no weight, but scoring their long posting lists is what made OR queries take 55 ms on 77,000
+    chunks (14 ms without them)."""
     terms = sorted(set(tokens.tokenize(query)))
+    if not terms:
+        return []
+    marks = ",".join("?" * len(terms))
+    frequency = dict(index.db().execute(f"SELECT term, doc FROM lexical_vocab WHERE term IN ({marks})",
+                                        terms).fetchall())
+    present = [t for t in terms if frequency.get(t)]
+    total = index.state().chunks or 1
+    rare = [t for t in present if frequency[t] <= max(COMMON_SHARE * total, COMMON_MINIMUM)]
+    if rare:
+        return rare
+    return sorted(present, key=lambda t: frequency[t])[:3]
+
+
+def lexical_ranking(index: CollectionIndex, query: str, limit: int = CANDIDATES) -> list[int]:
+    terms = query_terms(index, query)
     if not terms:
         return []
     expression = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
