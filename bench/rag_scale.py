@@ -29,12 +29,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 DATA = REPO.parent / "shared" / "data" / "corpora"
-WORK = Path(tempfile.mkdtemp(prefix="bench-rag-scale-"))
+# BENCH_RAG_WORK reuses a folder of an earlier run (collection and index kept), to time searches again
+# without rebuilding for 18 minutes.
+REUSE = os.environ.get("BENCH_RAG_WORK")
+WORK = Path(REUSE) if REUSE else Path(tempfile.mkdtemp(prefix="bench-rag-scale-"))
 os.environ["TOOLSUITE_ROOTS"] = str(WORK)
 os.environ["TOOLSUITE_CACHE_DIR"] = str(WORK / "cache")
 
 
-def make_collection(path: Path, documents: int, target_chars: int) -> tuple[int, list[str]]:
+def make_collection(path: Path, documents: int, target_chars: int, write: bool = True) -> tuple[int, list[str]]:
     rng = random.Random(11)
     titles: list[str] = []
     paragraphs: list[str] = []
@@ -47,7 +50,7 @@ def make_collection(path: Path, documents: int, target_chars: int) -> tuple[int,
                         paragraphs.append(part.strip())
     per_doc = target_chars // documents
     total = 0
-    with open(path, "w", encoding="utf-8") as out:
+    with open(path if write else os.devnull, "w", encoding="utf-8") as out:
         out.write("[")
         for number in range(documents):
             body: list[str] = []
@@ -80,7 +83,7 @@ async def run(documents: int) -> None:
 
     path = WORK / "collection.json"
     started = time.perf_counter()
-    chars, queries = make_collection(path, documents, 30_000_000)
+    chars, queries = make_collection(path, documents, 30_000_000, write=not path.exists())
     print(f"collection: {documents:,} documents, {chars:,} characters, {path.stat().st_size / 2**20:.0f} MB "
           f"(made in {time.perf_counter() - started:.0f} s from real paragraphs)")
     async with Client(build()) as client:
@@ -131,7 +134,8 @@ def main() -> None:
     try:
         anyio.run(run, documents)
     finally:
-        shutil.rmtree(WORK, ignore_errors=True)
+        if not REUSE:
+            shutil.rmtree(WORK, ignore_errors=True)
 
 
 if __name__ == "__main__":

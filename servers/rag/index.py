@@ -75,6 +75,7 @@ class CollectionIndex:
         self.doc_vectors_path = folder / "documents.f32"
         self._doc_vectors: Any = None
         self._doc_vectors_rows = -1
+        self._final_state: IndexState | None = None
         self._local = threading.local()
         self._vectors: Any = None
         self._vectors_rows = -1
@@ -105,15 +106,22 @@ class CollectionIndex:
                                [(k, str(v)) for k, v in values.items()])
 
     def state(self) -> IndexState:
+        if self._final_state is not None:  # a finished index no longer changes
+            return self._final_state
         row = self.db().execute("SELECT COUNT(*), COALESCE(SUM(chunks), 0) FROM docs").fetchone()
         dense_rows = int(self.meta("dense_rows", "0") or 0)
         build = self.meta("build_seconds")
-        return IndexState(documents=row[0], chunks=int(row[1]), lexical_complete=self.meta("lexical") == "complete",
-                          dense_vectors=dense_rows, dense_complete=self.meta("dense") == "complete",
-                          embedder=self.embedder, document_vectors=int(self.meta("doc_rows", "0") or 0),
-                          document_index_complete=self.meta("doc_dense") == "complete",
-                          document_embedder=self.doc_embedder, cjk_share=float(self.meta("cjk_share", "0") or 0),
-                          build_seconds=float(build) if build else None)
+        state = IndexState(documents=row[0], chunks=int(row[1]), lexical_complete=self.meta("lexical") == "complete",
+                           dense_vectors=dense_rows, dense_complete=self.meta("dense") == "complete",
+                           embedder=self.embedder, document_vectors=int(self.meta("doc_rows", "0") or 0),
+                           document_index_complete=self.meta("doc_dense") == "complete",
+                           document_embedder=self.doc_embedder, cjk_share=float(self.meta("cjk_share", "0") or 0),
+                           build_seconds=float(build) if build else None)
+        finished = state.lexical_complete and (state.dense_complete or self.embedder == "none") and \
+            (state.document_index_complete or self.doc_embedder == "none")
+        if finished:
+            self._final_state = state
+        return state
 
     @contextlib.contextmanager
     def _exclusive(self, wait: float) -> Any:
