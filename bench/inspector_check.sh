@@ -51,36 +51,32 @@ for item in $servers; do
     fail "$name tools/list: $(tail -n3 "$TMP/list.err")"
     continue
   fi
-  # One real call per server on the small files in tests/fixtures; engines still pending answer a tool
-  # error, and then the check is that the protocol round trip is sound.
+  # One real call per server on the small files in tests/fixtures.
   env_args=(-e "TOOLSUITE_ROOTS=$REPO" -e "TOOLSUITE_CACHE_DIR=$TMP/cache")
   case "$name" in
     tool-rag) call=(--tool-name rag_search --tool-arg "query=直播 平台责任"
-                    --tool-arg json_path=tests/fixtures/collection.json); pending=0 ;;
-    tool-reader) call=(--tool-name document_info --tool-arg uri=tests/fixtures/report.pdf); pending=0 ;;
-    tool-python) call=(--tool-name create_sandbox); pending=0 ;;
+                    --tool-arg json_path=tests/fixtures/collection.json) ;;
+    tool-reader) call=(--tool-name document_info --tool-arg uri=tests/fixtures/report.pdf) ;;
+    tool-python) call=(--tool-name create_sandbox) ;;
     tool-vqa) call=(--tool-name visual_question_answering --tool-arg image_path_or_url=tests/fixtures/sign.png
-                    --tool-arg "question=What does it say?"); pending=0 ;;
-    tool-vqa-enhanced) call=(--tool-name vision_extract_metadata --tool-arg image_path_or_url=tests/fixtures/sign.png)
-                       pending=0 ;;
-    tool-transcribe) call=(--tool-name audio_transcription --tool-arg audio_path_or_url=tests/fixtures/speech.ogg)
-                     pending=0 ;;
+                    --tool-arg "question=What does it say?") ;;
+    tool-vqa-enhanced) call=(--tool-name vision_extract_metadata
+                             --tool-arg image_path_or_url=tests/fixtures/sign.png) ;;
+    tool-transcribe) call=(--tool-name audio_transcription
+                           --tool-arg audio_path_or_url=tests/fixtures/speech.ogg) ;;
     tool-audio-enhanced) call=(--tool-name audio_extract_metadata
-                               --tool-arg audio_path_or_url=tests/fixtures/speech.ogg); pending=0 ;;
+                               --tool-arg audio_path_or_url=tests/fixtures/speech.ogg) ;;
     tool-video-enhanced) call=(--tool-name video_extract_keyframes --tool-arg video_path=tests/fixtures/clip.mp4
-                               --tool-arg max_keyframes=2); pending=0 ;;
+                               --tool-arg max_keyframes=2) ;;
     tool-reasoning) call=(--tool-name reasoning --tool-arg "question=What is 6 x 7?")
-                    env_args+=(-e "TOOLSUITE_REASONING_BASE_URL=$FAKE_URL" -e "TOOLSUITE_REASONING_MODEL=fake")
-                    pending=0 ;;
+                    env_args+=(-e "TOOLSUITE_REASONING_BASE_URL=$FAKE_URL" -e "TOOLSUITE_REASONING_MODEL=fake") ;;
   esac
   "${INSPECTOR[@]}" "${env_args[@]}" --cwd "$REPO" "$VENV_BIN/$name" --method tools/call "${call[@]}" \
       > "$TMP/call.json" 2> "$TMP/call.err"
   code=$?
   summary=$(grep -o '"text": "[^"]\{0,70\}' "$TMP/call.json" | head -n1 | cut -c10-)
-  if [ "$pending" -eq 0 ] && [ "$code" -eq 0 ] && ! grep -q '"isError": true' "$TMP/call.json"; then
+  if [ "$code" -eq 0 ] && ! grep -q '"isError": true' "$TMP/call.json"; then
     echo "ok    $name tools/call ${call[1]}: $summary"
-  elif [ "$pending" -eq 1 ] && [ "$code" -eq 5 ] && grep -q '"isError": true' "$TMP/call.json"; then
-    echo "ok    $name tools/call ${call[1]} (pending engine, tool error as expected): $summary"
   else
     fail "$name tools/call ${call[1]} exit $code: $(tail -n3 "$TMP/call.err") $summary"
   fi

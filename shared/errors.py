@@ -36,10 +36,6 @@ class TimedOut(ToolFailure):
     """The work did not finish within its limit."""
 
 
-class NotImplementedYet(ToolFailure):
-    """A tool whose engine has not landed yet."""
-
-
 def leaf_exception(exc: BaseException) -> BaseException:
     """The real exception inside (possibly nested) ExceptionGroups.
 

@@ -241,19 +241,3 @@ def tool(server: MCPServer, **options: Any) -> Callable[[ToolFunction], ToolFunc
         return fn
 
     return decorator
-
-
-class PendingOutput(BaseModel):
-    """Placeholder output of a tool whose engine has not landed yet."""
-
-    text: str
-
-
-def pending_tool(server_name: str, tool_name: str) -> ToolResult:
-    """The answer of a tool that exists for compatibility but whose engine has not landed yet."""
-    from shared.errors import NotImplementedYet
-
-    raise NotImplementedYet(
-        f"{tool_name} is not implemented yet in {server_name}: the tool is listed so hosts see the full "
-        "interface; its engine ships in a later release"
-    )
