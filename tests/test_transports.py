@@ -97,22 +97,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def http_server():
+def _start_http(*extra: str) -> tuple[subprocess.Popen, str]:
+    """tool-reasoning over HTTP on a free port, once /healthz answers."""
     port = _free_port()
-    process = subprocess.Popen([str(BIN / "tool-reasoning"), "--transport", "http", "--port", str(port)],
+    process = subprocess.Popen([str(BIN / "tool-reasoning"), "--transport", "http", "--port", str(port), *extra],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
+                return process, base
         except httpx.HTTPError:
             time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail("HTTP server did not come up: " + process.stderr.read().decode()[-2000:])
+    process.kill()
+    pytest.fail("HTTP server did not come up: " + process.stderr.read().decode()[-2000:])
+
+
+@pytest.fixture
+def http_server():
+    process, base = _start_http()
     yield base
     process.terminate()
     process.wait(10)
@@ -194,18 +198,8 @@ def test_library_prints_to_stdout_do_not_corrupt_the_stdio_protocol(tmp_path):
 
 
 def test_stateless_http_serves_both_eras_without_sessions():
-    port = _free_port()
-    process = subprocess.Popen([str(BIN / "tool-reasoning"), "--transport", "http", "--port", str(port),
-                                "--stateless"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
-    base = f"http://127.0.0.1:{port}"
+    process, base = _start_http("--stateless")
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
 
         async def both_eras() -> list[str]:
             texts = []
