@@ -27,10 +27,6 @@ class LazyEngine(Generic[T]):
         self._error: Exception | None = None
         self.loads = 0
 
-    @property
-    def loaded(self) -> bool:
-        return self._value is not None
-
     def get(self) -> T:
         if self._value is not None:
             return self._value

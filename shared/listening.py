@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import budget, settings, transcription
+from shared import budget, transcription
 from shared.models import ModelClient
 from shared.textsim import bigrams
 from shared.transcription import Segment, Transcript
@@ -121,10 +121,9 @@ async def answer(transcript: Transcript, question: str, *, verify: bool, audio_p
         changes = await anyio.to_thread.run_sync(refine_low_confidence, audio_path, transcript, abandon_on_cancel=True)
         verification["redecoded_segments"] = changes
     relevant = relevant_segments(transcript.segments, question)
-    client = ModelClient("AUDIO", purpose="audio question-answering")
-    if not client.configured or settings.offline():
-        reason = settings.missing_model_message("AUDIO", "chat") if not client.configured else \
-            "the chat model is remote and network access is disabled (TOOLSUITE_OFFLINE=1)"
+    client = ModelClient("AUDIO", purpose="chat")
+    reason = client.unavailable()
+    if reason:
         lines = [f"No chat model is configured to answer questions ({reason}).",
                  "Transcript segments that best match the question:" if relevant else
                  "No transcript segment matches the question's words."]

@@ -93,13 +93,18 @@ class ModelClient:
     def configured(self) -> bool:
         return self.endpoint.configured
 
-    def require(self) -> None:
+    def unavailable(self) -> str | None:
+        """Why this role's model cannot be called now (not configured, or offline), or None."""
         if not self.endpoint.configured:
-            raise NotConfigured(settings.missing_model_message(self.endpoint.role, self.purpose))
+            return settings.missing_model_message(self.endpoint.role, self.purpose)
         if settings.offline():
-            raise NotConfigured(
-                f"the {self.purpose} model is remote and network access is disabled (TOOLSUITE_OFFLINE=1)"
-            )
+            return f"the {self.purpose} model is remote and network access is disabled (TOOLSUITE_OFFLINE=1)"
+        return None
+
+    def require(self) -> None:
+        reason = self.unavailable()
+        if reason:
+            raise NotConfigured(reason)
 
     def _sdk(self) -> Any:
         if self._client is None:

@@ -50,10 +50,6 @@ class OcrResult:
     def text(self) -> str:
         return lines_to_text(self.lines)
 
-    @property
-    def mean_confidence(self) -> float:
-        return sum(line.confidence for line in self.lines) / len(self.lines) if self.lines else 0.0
-
 
 _CJK = r"\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
 _SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")

@@ -8,11 +8,6 @@ from pydantic import Field
 
 MAX_URI_CHARS = 70_000_000  # data: URIs carry whole files
 
-LocalPath = Annotated[
-    str,
-    Field(description="Path of a local file inside the allowed roots (bare path or file:// URI).",
-          min_length=1, max_length=4096),
-]
 PathOrUrl = Annotated[
     str,
     Field(description="A local path or file:// URI inside the allowed roots, an http(s) URL (fetched with "

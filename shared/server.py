@@ -58,8 +58,6 @@ READ_ONLY_OPEN = ToolAnnotations(read_only_hint=True, destructive_hint=False, id
                                  open_world_hint=True)
 REMOTE_MODEL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False,
                                open_world_hint=True)
-EXECUTES_CODE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False,
-                                open_world_hint=True)
 
 
 @dataclass
@@ -231,13 +229,3 @@ def add_tool(
         annotations=annotations,
         structured_output=True,
     )
-
-
-def tool(server: MCPServer, **options: Any) -> Callable[[ToolFunction], ToolFunction]:
-    """Decorator form of `add_tool`."""
-
-    def decorator(fn: ToolFunction) -> ToolFunction:
-        add_tool(server, fn, **options)
-        return fn
-
-    return decorator

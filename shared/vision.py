@@ -194,10 +194,12 @@ async def ask_verified(client: ModelClient, messages: list[dict[str, Any]], ocr_
     return Verified(answer=chosen, confidence=confidence, details=details)
 
 
-def no_model_text(prepared: list[Prepared]) -> str:
-    statement = settings.missing_model_message("VISION", "vision")
-    parts = [f"No vision model is configured, so the question cannot be answered by looking at the image; "
-             f"here is what local analysis found ({statement})."]
+NO_MODEL_LEAD = ("No vision model is configured, so the question cannot be answered by looking at the image; "
+                 "here is what local analysis found ({reason}).")
+
+
+def no_model_text(prepared: list[Prepared], reason: str, lead: str = NO_MODEL_LEAD) -> str:
+    parts = [lead.format(reason=reason)]
     for number, item in enumerate(prepared, start=1):
         title = f"Image {number} ({item.image.label})" if len(prepared) > 1 else f"Image ({item.image.label})"
         parts.append(f"## {title}\n{item.evidence.summary()}")
@@ -205,10 +207,11 @@ def no_model_text(prepared: list[Prepared]) -> str:
 
 
 async def answer(sources: list[str], question: str | None, *, verify: bool = False,
-                 instruction: str | None = None) -> tuple[str, VisionOutput]:
-    """Evidence for every image, then (when a vision model is set) one answer or a verified one."""
+                 instruction: str | None = None, no_model_lead: str = NO_MODEL_LEAD) -> tuple[str, VisionOutput]:
+    """Evidence for every image, then (when a vision model can be used) one answer or a verified one."""
     client = ModelClient("VISION", purpose="vision")
-    use_model = client.configured and not settings.offline()
+    reason = client.unavailable()
+    use_model = reason is None
 
     def prepare_all() -> list[Prepared]:
         return [prepare(source, for_model=use_model) for source in sources]
@@ -217,10 +220,8 @@ async def answer(sources: list[str], question: str | None, *, verify: bool = Fal
     evidence = [item.evidence_model() for item in prepared]
     notes = [note for item in prepared for note in item.image.notes]
     if not use_model or question is None:
-        reason = None if use_model else settings.missing_model_message("VISION", "vision")
-        if reason and settings.offline() and client.configured:
-            reason = "the vision model is remote and network access is disabled (TOOLSUITE_OFFLINE=1)"
-        text = no_model_text(prepared) if reason else "\n\n".join(item.evidence.summary() for item in prepared)
+        text = no_model_text(prepared, reason, no_model_lead) if reason else \
+            "\n\n".join(item.evidence.summary() for item in prepared)
         return text, VisionOutput(answer=None, model=None, model_configured=client.configured, confidence=None,
                                   verification=None, evidence=evidence, sent=[], notes=notes + ([reason] if reason
                                                                                                     else []))

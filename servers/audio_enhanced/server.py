@@ -31,6 +31,12 @@ VERIFY_NOTE = (
 )
 
 
+AUDIO_UNDERSTANDING_ADVANCED_DESCRIPTION = (
+    "Transcribe and understand audio: answer a question (or summarise) from the timestamped transcript, citing "
+    "times. " + VERIFY_NOTE + " Without a chat model: matching segments and the transcript."
+)
+
+
 async def audio_understanding_advanced(
     audio_path_or_url: PathOrUrl,
     ctx: Context,
@@ -38,7 +44,7 @@ async def audio_understanding_advanced(
                                           max_length=20_000)] = None,
     enable_verification: EnableVerification = True,
 ) -> ToolResult:
-    """(Set below from VERIFY_NOTE, so both verified tools describe verification the same way.)"""
+    """Described by AUDIO_UNDERSTANDING_ADVANCED_DESCRIPTION (shared wording about verification)."""
     text, output = await transcribe_and_answer(audio_path_or_url, question, verify=enable_verification,
                                                progress=Progress(ctx).report_sync)
     return ToolResult(text=text, data=output)
@@ -66,15 +72,12 @@ async def audio_question_answering_enhanced(audio_path_or_url: PathOrUrl, questi
     return ToolResult(text=text, data=output)
 
 
-audio_understanding_advanced.__doc__ = (
-    "Transcribe and understand audio: answer a question (or summarise) from the timestamped transcript, citing "
-    "times. " + VERIFY_NOTE + " Without a chat model: matching segments and the transcript."
-)
 
 
 def build():
     server = create_server(NAME, "Transcripts, metadata and verified answers about audio.")
     add_tool(server, audio_understanding_advanced, title="Understand audio", output=AnswerOutput,
+             description=AUDIO_UNDERSTANDING_ADVANCED_DESCRIPTION,
              annotations=REMOTE_MODEL)
     add_tool(server, audio_quick_transcription, title="Quick transcription", output=TranscriptOutput,
              annotations=READ_ONLY_OPEN)

@@ -449,10 +449,6 @@ class SandboxManager:
         for sandbox_id in ids:
             self._discard(sandbox_id)
 
-    @property
-    def live(self) -> int:
-        with self._lock:
-            return len(self._sandboxes)
 
     # -- work -------------------------------------------------------------------------------------
 

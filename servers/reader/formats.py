@@ -40,10 +40,6 @@ OFFICE_EXTENSIONS = {
     "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
     "application/epub+zip": ".epub",
 }
-SHEET_TYPES = {
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
-    "application/vnd.ms-excel": "xls",
-}
 
 
 def _cell(value: Any) -> str:

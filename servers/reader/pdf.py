@@ -28,7 +28,6 @@ class PageText:
     number: int  # 1-based
     markdown: str
     ocr: bool = False
-    ocr_seconds: float = 0.0
 
 
 def open_pdf(path: Path) -> Any:
@@ -159,7 +158,7 @@ def _join_lines(lines: list[str]) -> str:
     return out
 
 
-def _ocr_page(page: Any) -> tuple[str, float]:
+def _ocr_page(page: Any) -> str:
     from shared import ocr
 
     pixmap = page.get_pixmap(dpi=OCR_DPI, colorspace="rgb", alpha=False)
@@ -167,7 +166,7 @@ def _ocr_page(page: Any) -> tuple[str, float]:
 
     array = np.frombuffer(pixmap.samples, dtype=np.uint8).reshape(pixmap.height, pixmap.width, 3)
     result = ocr.read(array)
-    return result.text, result.seconds
+    return result.text
 
 
 def _layout_page(document: Any, index: int) -> str:
@@ -191,9 +190,9 @@ def convert_page(document: Any, number: int, mode: str = "fast", allow_ocr: bool
     if _text_chars(content) < MIN_TEXT_CHARS and page.get_images(full=False):
         if not allow_ocr:
             return PageText(number, f"<!-- page {number} (scanned; not OCRed in this call) -->", ocr=False)
-        text, seconds = _ocr_page(page)
+        text = _ocr_page(page)
         body = text.strip() or "(no text found on this scanned page)"
-        return PageText(number, f"<!-- page {number} (OCR) -->\n\n{body}", ocr=True, ocr_seconds=seconds)
+        return PageText(number, f"<!-- page {number} (OCR) -->\n\n{body}", ocr=True)
     body = _layout_page(document, number - 1) if mode == "layout" else _fast_page(page, content)
     return PageText(number, f"<!-- page {number} -->\n\n{body}".rstrip())
 

@@ -10,7 +10,6 @@ from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
 from servers.video_enhanced import answer, engine
-from shared import settings
 from shared.inputs import open_input
 from shared.models import ModelClient
 from shared.params import EnableVerification, PathOrUrl, Question
@@ -91,9 +90,8 @@ async def _answer(source: str, question: str | None, ctx: Context, *, verify: bo
                   start: float | None = None, end: float | None = None) -> ToolResult:
     timeline, label = await _timeline(source, ctx, start=start, end=end, keyframes=keyframes)
     client = ModelClient("VISION", purpose="vision")
-    if not client.configured or settings.offline():
-        reason = settings.missing_model_message("VISION", "vision") if not client.configured else \
-            "the vision model is remote and network access is disabled (TOOLSUITE_OFFLINE=1)"
+    reason = client.unavailable()
+    if reason:
         text = (f"No vision model is configured, so the question cannot be answered by watching the video ({reason})."
                 f" Here is the timeline local analysis found; the keyframes are attached.\n\n{timeline.render()}")
         data = _output(timeline, label, answer=None, model=None, model_configured=client.configured, confidence=None,
@@ -116,18 +114,20 @@ VERIFY = ("Verification asks again with a different frame sample and checks the 
           "times outside the video.")
 
 
-async def video_understanding_advanced(video_path: PathOrUrl, ctx: Context, question: OptionalQuestion = None,
-                                       enable_verification: EnableVerification = True) -> ToolResult:
-    """(Description set below.)"""
-    return await _answer(video_path, question, ctx, verify=enable_verification, keyframes=12)
-
-
-video_understanding_advanced.__doc__ = (
+VIDEO_UNDERSTANDING_ADVANCED_DESCRIPTION = (
     "Understand a video: scene cuts, keyframes, on-screen text (OCR) and speech (transcript) are extracted locally "
     "into a timeline, then the vision model sees up to TOOLSUITE_VIDEO_MODEL_FRAMES (8) keyframes with their "
     "times plus the text and speech, in one call, and answers the question (or summarises). " + VERIFY +
     " Without a vision model: the timeline and the keyframe images."
 )
+
+
+async def video_understanding_advanced(video_path: PathOrUrl, ctx: Context, question: OptionalQuestion = None,
+                                       enable_verification: EnableVerification = True) -> ToolResult:
+    """Described by VIDEO_UNDERSTANDING_ADVANCED_DESCRIPTION (shared wording about verification)."""
+    return await _answer(video_path, question, ctx, verify=enable_verification, keyframes=12)
+
+
 
 
 async def video_quick_analysis(video_path: PathOrUrl, ctx: Context, question: OptionalQuestion = None) -> ToolResult:
@@ -152,28 +152,32 @@ async def video_extract_keyframes(
     return ToolResult(text=timeline.render(), data=data, images=images)
 
 
-async def video_temporal_qa(video_path: PathOrUrl, question: Question, ctx: Context, start_time: Seconds = None,
-                            end_time: Seconds = None, enable_verification: EnableVerification = True) -> ToolResult:
-    """(Description set below.)"""
-    return await _answer(video_path, question, ctx, verify=enable_verification, keyframes=10, start=start_time,
-                         end=end_time)
-
-
-video_temporal_qa.__doc__ = (
+VIDEO_TEMPORAL_QA_DESCRIPTION = (
     "Answer a question about a time range of a video: frames are sampled only inside [start_time, end_time] "
     "(seconds; defaults: the whole video), and only that range's on-screen text and speech are given to the vision "
     "model. " + VERIFY + " Without a vision model: the range's timeline and keyframes."
 )
 
 
+async def video_temporal_qa(video_path: PathOrUrl, question: Question, ctx: Context, start_time: Seconds = None,
+                            end_time: Seconds = None, enable_verification: EnableVerification = True) -> ToolResult:
+    """Described by VIDEO_TEMPORAL_QA_DESCRIPTION (shared wording about verification)."""
+    return await _answer(video_path, question, ctx, verify=enable_verification, keyframes=10, start=start_time,
+                         end=end_time)
+
+
+
+
 def build():
     server = create_server(NAME, "Scenes, keyframes, on-screen text and speech of videos, and answers about them.")
     add_tool(server, video_understanding_advanced, title="Understand a video", output=VideoOutput,
+             description=VIDEO_UNDERSTANDING_ADVANCED_DESCRIPTION,
              annotations=REMOTE_MODEL)
     add_tool(server, video_quick_analysis, title="Quick video analysis", output=VideoOutput, annotations=REMOTE_MODEL)
     add_tool(server, video_extract_keyframes, title="Extract keyframes", output=VideoOutput,
              annotations=READ_ONLY_OPEN)
-    add_tool(server, video_temporal_qa, title="Ask about a time range", output=VideoOutput, annotations=REMOTE_MODEL)
+    add_tool(server, video_temporal_qa, title="Ask about a time range", output=VideoOutput,
+             description=VIDEO_TEMPORAL_QA_DESCRIPTION, annotations=REMOTE_MODEL)
     return server
 
 

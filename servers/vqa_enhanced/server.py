@@ -41,14 +41,9 @@ async def vision_extract_metadata(image_path_or_url: PathOrUrl) -> ToolResult:
     """Everything local analysis finds in an image: format from the bytes, size, frames, EXIF (camera, time,
     GPS), OCR text with boxes and confidence, dominant colours, faces and QR codes; plus a detailed description
     by the vision model when one is configured."""
-    text, output = await answer([image_path_or_url], DESCRIBE)
-    if not output.answer:
-        from shared import settings
-
-        text = ("Local evidence (no vision model is configured, so there is no description: "
-                f"{settings.missing_model_message('VISION', 'vision')}).\n\n"
-                + text.split("\n\n", 1)[1])
-    else:
+    text, output = await answer([image_path_or_url], DESCRIBE, no_model_lead=(
+        "Local evidence (no vision model is configured, so there is no description: {reason})."))
+    if output.answer:
         evidence = "\n\n".join(
             f"Local evidence:\nImage: {e.format}, {e.width} x {e.height} pixels\nText (OCR): {e.ocr_text or 'none'}"
             for e in output.evidence)
