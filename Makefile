@@ -1,10 +1,12 @@
 # Two commands on a fresh machine: `make run` and `make test` (Python 3.11+ and make, nothing else).
+# Both first make sure the system packages the suite uses are there (servers/system_packages.py:
+# installs them as root, otherwise prints the one command to run).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench install clean system-packages-run system-packages-test
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,12 +14,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
+system-packages-run:
+	$(PYTHON) -m servers.system_packages --for run
+
+system-packages-test:
+	$(PYTHON) -m servers.system_packages --for test
+
 install: $(STAMP)
 
-run: $(STAMP)
+run: system-packages-run $(STAMP)
 	$(BIN)/toolsuite serve all
 
-test: $(STAMP)
+test: system-packages-test $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 
@@ -41,9 +40,19 @@ def _package_check(server: str, item: str, dist: str, module: str, install_hint:
     return Check(server, item, "missing", install_hint)
 
 
-def _binary_check(server: str, item: str, binary: str, install_hint: str) -> Check:
-    path = shutil.which(binary)
-    return Check(server, item, "ok" if path else "missing", path or install_hint)
+def _system_checks() -> list[Check]:
+    """The system packages the servers use, in the words `make run` / `make test` print."""
+    from servers import system_packages
+
+    rows = []
+    for package in system_packages.PACKAGES:
+        if package.purpose != "run":
+            continue
+        present = package.present()
+        detail = package.why if present else system_packages.missing_line(package)
+        for server in package.servers:
+            rows.append(Check(server, f"system package {package.debian}", "ok" if present else "missing", detail))
+    return rows
 
 
 def _role_check(server: str, role: str, item: str) -> Check:
@@ -87,8 +96,6 @@ def collect() -> list[Check]:
     rows.append(_package_check("tool-reader", "office formats markitdown", "markitdown", "markitdown",
                                "pip install 'toolsuite[reader]'"))
     rows.append(_package_check("(shared)", "OCR rapidocr", "rapidocr", "rapidocr", "pip install rapidocr"))
-    rows.append(_binary_check("(shared)", "OCR tesseract", "tesseract",
-                              "apt-get install tesseract-ocr tesseract-ocr-chi-sim (optional, faster)"))
 
     from shared import ocr
 
@@ -97,7 +104,6 @@ def collect() -> list[Check]:
     rows.append(Check("(shared)", "OCR engine in use", "ok" if engines else "missing",
                       f"{choice}: {engines[0] if choice == 'auto' and engines else choice} (available: "
                       f"{', '.join(engines) or 'none'})"))
-    rows.append(_binary_check("tool-python", "sandbox bwrap", "bwrap", "apt-get install bubblewrap"))
     from servers.python.limits import cgroup_support
 
     cgroups = cgroup_support()
@@ -125,6 +131,7 @@ def collect() -> list[Check]:
     rows.append(_role_check("tool-video-enhanced", "VISION", "vision model"))
 
     rows.append(_role_check("tool-reasoning", "REASONING", "reasoning model"))
+    rows += _system_checks()
     return rows
 
 
