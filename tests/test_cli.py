@@ -52,7 +52,7 @@ def test_doctor_prints_a_table_for_every_server():
     assert out.returncode == 0
     for name in ("tool-rag", "tool-reader", "tool-python", "tool-vqa", "tool-transcribe", "tool-reasoning"):
         assert name in out.stdout
-    assert "sandbox bwrap" in out.stdout and "token counter" in out.stdout
+    assert "system package bubblewrap" in out.stdout and "token counter" in out.stdout
 
 
 def test_settings_markdown_is_the_readme_table():
