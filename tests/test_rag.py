@@ -234,11 +234,9 @@ def _build_in_another_process(path: str, cache_dir: str, roots: str) -> int:
 
     os.environ.update({"TOOLSUITE_CACHE_DIR": cache_dir, "TOOLSUITE_ROOTS": roots, "TOOLSUITE_RAG_EMBEDDER": "none",
                        "TOOLSUITE_RAG_DOC_EMBEDDER": "none"})
-    from servers.rag.index import IndexCache
+    from servers.rag.service import RagService
 
-    index = IndexCache().get(Path(path))
-    index.build_lexical()
-    return index.state().chunks
+    return RagService().stats(Path(path)).chunks
 
 
 def test_two_processes_building_one_index_do_not_corrupt_it(root: Path, tmp_path: Path):
