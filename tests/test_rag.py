@@ -257,3 +257,23 @@ def test_two_processes_building_one_index_do_not_corrupt_it(root: Path, tmp_path
         chunks = db.execute("SELECT COUNT(*), COUNT(DISTINCT doc_index || '-' || chunk_index) FROM chunks").fetchone()
         docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
     assert chunks[0] == chunks[1] == results[0] and docs == 400
+
+
+async def test_structured_results_carry_every_field_of_the_engine_results(collection, lexical_only):
+    import dataclasses
+
+    from servers.rag.service import CollectionStats, DocumentView, Passage, SearchResult
+
+    async with Client(build()) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        search = await client.call_tool("rag_search", {"query": "Redis", "json_path": "collection.json"})
+        stats = await client.call_tool("rag_document_stats", {"json_path": "collection.json"})
+        around = await client.call_tool("rag_get_neighbours", {"json_path": "collection.json", "document_index": 0,
+                                                               "chunk_index": 0})
+    names = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (SearchResult, CollectionStats, DocumentView,
+                                                                         Passage)}
+    assert set(tools["rag_search"].output_schema["properties"]) == names[SearchResult] == set(search.structured_content)
+    assert set(stats.structured_content) == names[CollectionStats]
+    assert set(tools["rag_document_stats"].output_schema["properties"]) == names[CollectionStats]
+    assert set(around.structured_content) == names[DocumentView]
+    assert set(search.structured_content["results"][0]) == names[Passage] == set(around.structured_content["chunks"][0])
