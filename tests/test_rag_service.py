@@ -201,6 +201,21 @@ def test_document_vectors_take_their_dimension_from_the_model(collection, monkey
     assert service.search(collection, "live", top_k=1).results[0].title == "直播电商监管办法"
 
 
+def test_a_failed_embedder_is_named_by_its_real_cause(collection, monkeypatch):
+    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "openai")
+    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
+    monkeypatch.setenv("TOOLSUITE_EMBEDDING_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
+    monkeypatch.setenv("TOOLSUITE_EMBEDDING_MODEL", "fake-embed")
+    monkeypatch.setenv("TOOLSUITE_MODEL_RETRIES", "0")
+    service = RagService()
+    service.ready(collection)
+    service.collections.get(collection).wait_for_vectors(timeout=60)
+    ready = service.ready(collection)
+    assert ready.stats.dense_error.startswith("RemoteError: cannot reach the embedding model")
+    assert any(note.startswith("semantic indexing failed (RemoteError:") for note in ready.notes)
+    assert service.search(collection, "Redis").results[0].title == "Redis配置与优化"  # lexical keeps serving
+
+
 def test_the_thread_limit_for_numpy_is_set_when_the_engine_loads_numpy_not_on_import():
     code = ("import os, sys\n"
             "from servers.rag.server import build\n"

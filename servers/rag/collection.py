@@ -10,8 +10,16 @@ from pathlib import Path
 from servers.rag import chunker, embedders, indexing, tokens
 from servers.rag.store import IndexState, Store, StoreBackend
 from shared import cache
+from shared.errors import leaf_exception, redact
 
 log = logging.getLogger("toolsuite.rag")
+
+
+def failure(exc: BaseException) -> str:
+    """A background failure as the notes show it: the real cause (not the task group around a
+    concurrent embedder's requests), without secrets."""
+    cause = leaf_exception(exc)
+    return redact(f"{type(cause).__name__}: {str(cause)[:200]}")
 
 
 class Collection:
@@ -59,13 +67,13 @@ class Collection:
             try:
                 indexing.build_vectors(self.store, "chunks", lambda: embedders.get(self.embedder))
             except Exception as exc:
-                self.vector_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self.vector_error = failure(exc)
                 log.warning("dense indexing failed: %s", self.vector_error)
         if self.doc_embedder != "none":
             try:
                 indexing.build_vectors(self.store, "documents", embedders.document_embedder)
             except Exception as exc:
-                self.vector_error = f"document index: {type(exc).__name__}: {str(exc)[:200]}"
+                self.vector_error = f"document index: {failure(exc)}"
                 log.warning("document vectors failed: %s", self.vector_error)
 
     def wait_for_vectors(self, timeout: float | None = None) -> None:

@@ -70,7 +70,8 @@ class ContextResult:
     source_file: str
     context: str = field(metadata={"description": "The source blocks, as laid out in the text."})
     sources: list[Passage]
-    tokens: int = field(metadata={"description": "Tokens of the whole text (cl100k), within max_tokens."})
+    tokens: int = field(metadata={"description": "Tokens of the whole text (cl100k): within max_tokens unless the "
+                                                 "header and notes alone take more."})
     index: IndexSummary
     notes: list[str]
 
