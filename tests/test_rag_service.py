@@ -333,3 +333,20 @@ def test_the_engine_runs_on_another_store(collection, lexical_only):
     assert [p.chunk_index for p in service.neighbours(collection, 6, 0).chunks] == [0, 1]
     assert service.stats(collection).lexical_complete and len(backend.stores) == 1
     assert not list((collection.parent.parent / "cache").glob("rag/*"))  # nothing went to SQLite
+
+
+def test_the_engine_modules_know_nothing_of_mcp():
+    import ast
+
+    folder = Path(__file__).resolve().parent.parent / "servers" / "rag"
+    for module in sorted(folder.glob("*.py")):
+        if module.name == "server.py":
+            continue
+        imported = set()
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+        assert not {name for name in imported if name.split(".")[0] in ("mcp", "mcp_types", "pydantic")}, module.name
+        assert not {name for name in imported if name in ("servers.rag.server", "shared.server")}, module.name
