@@ -105,10 +105,11 @@ def documents_in_order(doc_ids: list[int], limit: int = 10) -> list[int]:
 
 
 def main() -> None:
-    import numpy as np
-
     from servers.rag import embedders, search
-    from servers.rag.index import IndexCache
+    from servers.rag.numeric import numpy
+    from servers.rag.service import RagService
+
+    np = numpy()
 
     if not DATA.exists():
         print(f"skipped: {DATA} is missing (it is not part of a user's clone)")
@@ -129,19 +130,17 @@ def main() -> None:
     chunk_quality(records)
 
     os.environ["TOOLSUITE_RAG_EMBEDDER"] = "wordllama"
-    index = IndexCache().get(path)
+    service = RagService()
     started = time.perf_counter()
-    index.build_lexical()
-    index._build_dense()
-    index._build_document_vectors()
-    print(f"\nindex built in {time.perf_counter() - started:.1f} s ({index.state().chunks} chunks, "
-          f"{index.state().document_vectors} document leads)")
+    service.ready(path)
+    index = service.collections.get(path)
+    index.wait_for_vectors()
+    state = index.state()
+    print(f"\nindex built in {time.perf_counter() - started:.1f} s ({state.chunks} chunks, "
+          f"{state.document_vectors} document leads)")
 
     def chunk_docs(ids: list[int]) -> list[int]:
-        if not ids:
-            return []
-        marks = ",".join("?" * len(ids))
-        rows = dict(index.db().execute(f"SELECT id, doc_index FROM chunks WHERE id IN ({marks})", ids).fetchall())
+        rows = index.store.documents_of(ids)
         return [rows[i] for i in ids if i in rows]
 
     methods: dict[str, list[list[int]]] = {"lexical (jieba BM25)": [], "dense (wordllama)": [],
@@ -156,10 +155,11 @@ def main() -> None:
     ref_vectors = model.embed(ref_texts)
     for question, _key, _lang in questions:
         methods["lexical (jieba BM25)"].append(documents_in_order(chunk_docs(search.lexical_ranking(index, question))))
-        methods["dense (wordllama)"].append(documents_in_order(chunk_docs(search.dense_ranking(index, question))))
+        vector = search.chunk_query_vector(index, question)
+        methods["dense (wordllama)"].append(documents_in_order(chunk_docs(search.dense_ranking(index, vector))))
         methods["documents (e5 leads)"].append(documents_in_order(search.document_ranking(index, question)))
         hits = search.search(index, question, top_k=10, diverse=True, min_docs=5, max_per_doc=2)
-        methods["hybrid (default)"].append(documents_in_order([h.doc_index for h in hits]))
+        methods["hybrid (default)"].append(documents_in_order([h.document_index for h in hits]))
         scores = ref_vectors @ model.embed([question])[0]
         order = np.argsort(-scores)[:50]
         picked: list[int] = []

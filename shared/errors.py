@@ -36,6 +36,10 @@ class TimedOut(ToolFailure):
     """The work did not finish within its limit."""
 
 
+class Cancelled(ToolFailure):
+    """The caller withdrew the call before the work finished (not a timeout: nothing ran out)."""
+
+
 def leaf_exception(exc: BaseException) -> BaseException:
     """The real exception inside (possibly nested) ExceptionGroups.
 

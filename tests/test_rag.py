@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -234,11 +235,9 @@ def _build_in_another_process(path: str, cache_dir: str, roots: str) -> int:
 
     os.environ.update({"TOOLSUITE_CACHE_DIR": cache_dir, "TOOLSUITE_ROOTS": roots, "TOOLSUITE_RAG_EMBEDDER": "none",
                        "TOOLSUITE_RAG_DOC_EMBEDDER": "none"})
-    from servers.rag.index import IndexCache
+    from servers.rag.service import RagService
 
-    index = IndexCache().get(Path(path))
-    index.build_lexical()
-    return index.state().chunks
+    return RagService().stats(Path(path)).chunks
 
 
 def test_two_processes_building_one_index_do_not_corrupt_it(root: Path, tmp_path: Path):
@@ -259,3 +258,49 @@ def test_two_processes_building_one_index_do_not_corrupt_it(root: Path, tmp_path
         chunks = db.execute("SELECT COUNT(*), COUNT(DISTINCT doc_index || '-' || chunk_index) FROM chunks").fetchone()
         docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
     assert chunks[0] == chunks[1] == results[0] and docs == 400
+
+
+async def test_structured_results_carry_every_field_of_the_engine_results(collection, lexical_only):
+    import dataclasses
+
+    from servers.rag.service import CollectionStats, DocumentView, Passage, SearchResult
+
+    async with Client(build()) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        search = await client.call_tool("rag_search", {"query": "Redis", "json_path": "collection.json"})
+        stats = await client.call_tool("rag_document_stats", {"json_path": "collection.json"})
+        around = await client.call_tool("rag_get_neighbours", {"json_path": "collection.json", "document_index": 0,
+                                                               "chunk_index": 0})
+    names = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (SearchResult, CollectionStats, DocumentView,
+                                                                         Passage)}
+    assert set(tools["rag_search"].output_schema["properties"]) == names[SearchResult] == set(search.structured_content)
+    assert set(stats.structured_content) == names[CollectionStats]
+    assert set(tools["rag_document_stats"].output_schema["properties"]) == names[CollectionStats]
+    assert set(around.structured_content) == names[DocumentView]
+    assert set(search.structured_content["results"][0]) == names[Passage] == set(around.structured_content["chunks"][0])
+
+
+async def test_a_build_that_runs_out_of_time_says_so_stops_and_resumes_later(root: Path, tmp_path: Path,
+                                                                             lexical_only, monkeypatch):
+    import sqlite3
+
+    records = [{"title": f"文档{i}", "page_body": f"第{i}篇文章讨论直播电商与平台责任，以及消费者权益保护。" * 12}
+               for i in range(8000)]
+    (root / "big.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+
+    def documents_indexed() -> int:
+        (folder,) = (tmp_path / "cache" / "rag").iterdir()
+        with sqlite3.connect(folder / "index.sqlite") as db:
+            return db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+
+    monkeypatch.setenv("TOOLSUITE_TOOL_TIMEOUT", "1")
+    async with Client(build()) as client:
+        late = await client.call_tool("rag_search", {"query": "直播", "json_path": "big.json"})
+        assert late.is_error and "did not finish within 1 s (TOOLSUITE_TOOL_TIMEOUT)" in late.content[0].text
+        await anyio.sleep(1.0)
+        stopped = documents_indexed()
+        await anyio.sleep(0.5)
+        assert documents_indexed() == stopped < len(records)  # the build stopped with the call
+        monkeypatch.setenv("TOOLSUITE_TOOL_TIMEOUT", "120")
+        stats = await client.call_tool("rag_document_stats", {"json_path": "big.json"})
+    assert stats.structured_content["documents"] == len(records) and stats.structured_content["lexical_complete"]

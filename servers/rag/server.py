@@ -1,26 +1,34 @@
-"""tool-rag: search a document collection, in the reference's text layout, over a persistent index."""
+"""tool-rag: the MCP face of `servers.rag.service`, in the reference's text layout."""
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import anyio
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from servers.rag import search as searching
-from servers.rag.index import CollectionIndex, IndexCache
-from servers.rag.loader import iter_records
-from shared import budget
-from shared.errors import InputError
-from shared.inputs import display_path, resolve_local_path
+from servers.rag.indexing import ProgressFn
+from servers.rag.loader import collection_path
+from servers.rag.service import (
+    CollectionStats,
+    ContextResult,
+    DocumentView,
+    Passage,
+    RagService,
+    Readiness,
+    SearchResult,
+)
+from shared.budget import Page
+from shared.outputs import output_model
 from shared.server import READ_ONLY_LOCAL, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
 
 NAME = "tool-rag"
 RULE = "=" * 60
+SOURCE_RULE = "=" * 50
 
 Query = Annotated[str, Field(description="What to look for: keywords or a question, Chinese or English.",
                              min_length=1, max_length=2000)]
@@ -37,125 +45,93 @@ MaxTokens = Annotated[int, Field(description="Token budget of the returned conte
 TitleFilter = Annotated[str | None, Field(description="Only documents whose title contains this text.",
                                           max_length=200)]
 
+SearchOutput = output_model(SearchResult, "SearchOutput")
+ContextOutput = output_model(ContextResult, "ContextOutput")
+StatsOutput = output_model(CollectionStats, "StatsOutput")
+DocumentOutput = output_model(DocumentView, "DocumentOutput")
 
-class HitModel(BaseModel):
-    citation: str
-    relevance_score: float
-    document_index: int
-    chunk_index: int
-    title: str
-    content: str
-    lexical_rank: int | None
-    dense_rank: int | None
+T = TypeVar("T")
 
 
-class SearchOutput(BaseModel):
-    query: str
-    source_file: str
-    results: list[HitModel]
-    index: dict[str, Any]
-    notes: list[str]
+async def in_worker(ctx: Context | None, work: Callable[[ProgressFn, threading.Event], T]) -> T:
+    """Run an engine call in a worker thread with progress. When the call is cancelled or runs out
+    of time the engine's cancel flag is set, so indexing stops at its next batch; the call itself
+    reports the cancellation or the timeout."""
+    cancel = threading.Event()
+    progress = Progress(ctx).report_sync
+    try:
+        return await anyio.to_thread.run_sync(lambda: work(progress, cancel), abandon_on_cancel=True)
+    finally:
+        cancel.set()
 
 
-class ContextOutput(BaseModel):
-    query: str
-    source_file: str
-    context: str
-    sources: list[HitModel]
-    tokens: int
-    index: dict[str, Any]
-    notes: list[str]
+def notes_lines(notes: list[str]) -> list[str]:
+    return [f"[note: {note}]" for note in notes]
 
 
-class StatsOutput(BaseModel):
-    source_file: str
-    documents: int
-    chunks: int
-    lexical_complete: bool
-    dense_vectors: int
-    dense_complete: bool
-    embedder: str
-    document_vectors: int = Field(description="Documents whose lead is in the cross-lingual document index.")
-    document_index_complete: bool
-    document_embedder: str
-    cjk_share: float
-    build_seconds: float | None
-    dense_error: str | None
+def search_text(result: SearchResult) -> str:
+    lines = ["=== RAG Search Results ===", f"Query: {result.query!r}", f"Source File: {result.source_file}",
+             f"Results Found: {len(result.results)}", "", *notes_lines(result.notes)]
+    for number, hit in enumerate(result.results, start=1):
+        lines += ["", RULE, f"Result {number}", f"Citation: {hit.citation}", RULE,
+                  f"Relevance Score: {hit.relevance_score:.3f}", f"Document Index: {hit.document_index}",
+                  f"Chunk Index: {hit.chunk_index}", f"Title: {hit.title}", "", "--- Content ---",
+                  f"(Cite as: {hit.citation})", hit.content, ""]
+    if not result.results:
+        lines.append("No chunk matches the query; try other words or the other language.")
+    return "\n".join(lines)
 
 
-class DocumentOutput(BaseModel):
-    source_file: str
-    document_index: int
-    title: str
-    url: str | None
-    chunks: list[HitModel]
-    text: str
-    total_chars: int
-    next_start_index: int | None
+class ReferenceContextLayout:
+    """The reference's `rag_get_context` text: a header, then one block per source."""
+
+    def source(self, number: int, passage: Passage) -> str:
+        return "\n".join(["", SOURCE_RULE, f"Source {number}", f"Citation: {passage.citation}",
+                          f"Title: {passage.title}", f"Document Index: {passage.document_index}",
+                          f"Chunk Index: {passage.chunk_index}", f"Relevance Score: {passage.relevance_score:.3f}",
+                          SOURCE_RULE, "", passage.content])
+
+    def page(self, query: str, source_file: str, notes: list[str], sources: int, context: str) -> str:
+        return "\n".join(["=== RAG Context for Query ===", f"Query: {query!r}", f"Source File: {source_file}",
+                          f"Documents Retrieved: {sources}", *notes_lines(notes), "",
+                          "--- Retrieved Context with Sources ---", *([context] if context else [])])
 
 
-def citation(title: str, chunk_index: int) -> str:
-    return f'[long_context: "{title[:50]}", chunk {chunk_index}]'
+def stats_text(ready: Readiness) -> str:
+    stats = ready.stats
+    semantic = "complete" if stats.dense_complete else "off" if stats.embedder == "none" else \
+        f"{stats.dense_vectors}/{stats.chunks} chunks"
+    documents = "complete" if stats.document_index_complete else "off" if stats.document_embedder == "none" else \
+        f"{stats.document_vectors}/{stats.documents} documents"
+    lines = ["=== RAG Document Statistics ===", f"Source File: {stats.source_file}",
+             f"Documents: {stats.documents}", f"Chunks: {stats.chunks}",
+             f"Average chunks per document: {stats.chunks / stats.documents:.1f}" if stats.documents else "",
+             f"Lexical index: {'complete' if stats.lexical_complete else 'building'}",
+             f"Semantic index ({stats.embedder}): {semantic}",
+             f"Document index ({stats.document_embedder}): {documents}",
+             f"Chinese share of text: {stats.cjk_share:.0%}",
+             f"Lexical build time: {stats.build_seconds} s" if stats.build_seconds else "",
+             *notes_lines(ready.notes)]
+    return "\n".join(line for line in lines if line)
 
 
-def _hit_model(hit: searching.Hit) -> HitModel:
-    return HitModel(citation=citation(hit.title, hit.chunk_index), relevance_score=hit.score,
-                    document_index=hit.doc_index, chunk_index=hit.chunk_index, title=hit.title, content=hit.text,
-                    lexical_rank=hit.lexical_rank, dense_rank=hit.dense_rank)
+def document_text(view: DocumentView, start_index: int) -> str:
+    if view.next_start_index is None:
+        footer = f"[end of document: {view.total_chars} characters]"
+    else:
+        footer = Page(view.text, start_index, view.next_start_index, view.total_chars).continuation_hint()
+    url = f"URL: {view.url}\n" if view.url else ""
+    return f"Title: {view.title}\nDocument Index: {view.document_index}\n{url}\n{view.text}\n\n{footer}"
 
 
-def collection_path(raw: str) -> Path:
-    text = raw.strip()
-    if text.endswith(".chunks.db"):
-        text = text[: -len(".chunks.db")]  # the reference's cache file: use the JSON beside it
-    path = resolve_local_path(text, kind="collection")
-    return path
+def neighbours_text(view: DocumentView) -> str:
+    return "\n\n".join(f"{passage.citation}\n{passage.content}" for passage in view.chunks)
 
 
-def build(engines: IndexCache | None = None):
-    indexes = engines or IndexCache()
+def build(service: RagService | None = None):
+    rag = service or RagService()
     server = create_server(NAME, "Searches large document collections (JSON/JSONL) with stable citations; hybrid "
                                  "lexical + semantic retrieval for Chinese and English.")
-
-    async def ready(json_path: str, ctx: Context | None) -> tuple[CollectionIndex, list[str], Path]:
-        path = collection_path(json_path)
-        progress = Progress(ctx).report_sync if ctx is not None else None
-        stop = threading.Event()
-
-        def work() -> CollectionIndex:
-            index = indexes.get(path)
-            index.build_lexical(progress=progress, stop=stop)
-            index.start_dense()
-            return index
-
-        try:
-            index = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-        finally:
-            stop.set()
-        state = index.state()
-        notes = []
-        if index.embedder != "none" and not state.dense_complete:
-            done = state.dense_vectors / state.chunks if state.chunks else 0
-            notes.append(f"semantic indexing continues in the background ({done:.0%} of {state.chunks} chunks); these "
-                         "results are lexical only")
-        elif index.doc_embedder != "none" and not state.document_index_complete:
-            done = state.document_vectors / state.documents if state.documents else 0
-            notes.append(f"the cross-lingual document index is still being built ({done:.0%} of {state.documents} "
-                         "documents); questions in another language than the documents may miss until it is done")
-        if index.dense_error:
-            notes.append(f"semantic indexing failed ({index.dense_error}); results are lexical only")
-        return index, notes, path
-
-    def index_info(index: CollectionIndex) -> dict[str, Any]:
-        state = index.state()
-        return {"documents": state.documents, "chunks": state.chunks, "embedder": state.embedder,
-                "dense_complete": state.dense_complete}
-
-    async def run_search(query: str, json_path: str, ctx: Context | None, **options: Any):
-        index, notes, path = await ready(json_path, ctx)
-        hits = await anyio.to_thread.run_sync(
-            lambda: searching.search(index, query, **options), abandon_on_cancel=True)
-        return index, notes, path, hits
 
     async def rag_search(query: Query, json_path: JsonPath, ctx: Context, top_k: TopK = 10, diverse: Diverse = True,
                          min_docs: MinDocs = 5, max_per_doc: MaxPerDoc = 2,
@@ -170,27 +146,11 @@ def build(engines: IndexCache | None = None):
         later calls, and other processes, reuse it. Document Index is the record's position in the file, Chunk
         Index its chunk number.
         """
-        query = query.strip()
-        if not query:
-            raise InputError("the query is empty")
-        index, notes, path, hits = await run_search(query, json_path, ctx, top_k=top_k, diverse=diverse,
-                                                    min_docs=min_docs, max_per_doc=max_per_doc,
-                                                    title_contains=title_contains)
-        shown = display_path(path)
-        lines = ["=== RAG Search Results ===", f"Query: {query!r}", f"Source File: {shown}",
-                 f"Results Found: {len(hits)}", ""]
-        lines += [f"[note: {note}]" for note in notes]
-        for number, hit in enumerate(hits, start=1):
-            cite = citation(hit.title, hit.chunk_index)
-            lines += ["", RULE, f"Result {number}", f"Citation: {cite}", RULE,
-                      f"Relevance Score: {hit.score:.3f}", f"Document Index: {hit.doc_index}",
-                      f"Chunk Index: {hit.chunk_index}", f"Title: {hit.title}", "", "--- Content ---",
-                      f"(Cite as: {cite})", hit.text, ""]
-        if not hits:
-            lines.append("No chunk matches the query; try other words or the other language.")
-        data = SearchOutput(query=query, source_file=shown, results=[_hit_model(h) for h in hits],
-                            index=index_info(index), notes=notes)
-        return ToolResult(text="\n".join(lines), data=data)
+        source = collection_path(json_path)
+        result = await in_worker(ctx, lambda progress, cancel: rag.search(
+            source, query, top_k=top_k, diverse=diverse, min_docs=min_docs, max_per_doc=max_per_doc,
+            title_contains=title_contains, progress=progress, cancel=cancel))
+        return ToolResult(text=search_text(result), data=SearchOutput.model_validate(result, from_attributes=True))
 
     async def rag_get_context(query: Query, json_path: JsonPath, ctx: Context, max_tokens: MaxTokens = 4000,
                               top_k: TopK = 10, diverse: Diverse = True, min_docs: MinDocs = 5,
@@ -198,75 +158,21 @@ def build(engines: IndexCache | None = None):
         """Gather the passages most relevant to a query into one context block within a token budget (counted
         with a real tokenizer, Chinese included), for synthesis. Adjacent chunks of one document are merged;
         each source keeps its citation."""
-        query = query.strip()
-        if not query:
-            raise InputError("the query is empty")
-        index, notes, path, hits = await run_search(query, json_path, ctx, top_k=top_k, diverse=diverse,
-                                                    min_docs=min_docs, max_per_doc=max_per_doc)
-        merged: list[searching.Hit] = []
-        for hit in sorted(hits, key=lambda h: (h.doc_index, h.chunk_index)):
-            last = merged[-1] if merged else None
-            if last and last.doc_index == hit.doc_index and hit.chunk_index == last.chunk_index + 1:
-                last.text = f"{last.text}\n{hit.text}"
-                last.score = max(last.score, hit.score)
-                last.chunk_index = hit.chunk_index
-                continue
-            merged.append(searching.Hit(**hit.__dict__))
-        merged.sort(key=lambda h: h.score, reverse=True)
-        shown = display_path(path)
-        header = ["=== RAG Context for Query ===", f"Query: {query!r}", f"Source File: {shown}"]
-        blocks: list[str] = []
-        used: list[searching.Hit] = []
-        spent = budget.count_tokens("\n".join(header)) + 50
-        for number, hit in enumerate(merged, start=1):
-            block = "\n".join(["", "=" * 50, f"Source {number}", f"Citation: {citation(hit.title, hit.chunk_index)}",
-                               f"Title: {hit.title}", f"Document Index: {hit.doc_index}",
-                               f"Chunk Index: {hit.chunk_index}", f"Relevance Score: {hit.score:.3f}", "=" * 50, "",
-                               hit.text])
-            cost = budget.count_tokens(block)
-            if spent + cost > max_tokens:
-                room = max_tokens - spent
-                if room > 80:
-                    blocks.append(budget.prefix_within(block, room) + "\n[... cut to the token budget]")
-                    used.append(hit)
-                break
-            blocks.append(block)
-            used.append(hit)
-            spent += cost
-        text = "\n".join([*header, f"Documents Retrieved: {len(used)}", *[f"[note: {n}]" for n in notes], "",
-                          "--- Retrieved Context with Sources ---", *blocks])
-        data = ContextOutput(query=query, source_file=shown, context="\n".join(blocks),
-                             sources=[_hit_model(h) for h in used], tokens=budget.count_tokens(text),
-                             index=index_info(index), notes=notes)
-        return ToolResult(text=text, data=data)
+        source = collection_path(json_path)
+        layout = ReferenceContextLayout()
+        result = await in_worker(ctx, lambda progress, cancel: rag.context(
+            source, query, layout, max_tokens=max_tokens, top_k=top_k, diverse=diverse, min_docs=min_docs,
+            max_per_doc=max_per_doc, progress=progress, cancel=cancel))
+        text = layout.page(result.query, result.source_file, result.notes, len(result.sources), result.context)
+        return ToolResult(text=text, data=ContextOutput.model_validate(result, from_attributes=True))
 
     async def rag_document_stats(json_path: JsonPath, ctx: Context) -> ToolResult:
         """Describe a collection and its index: documents, chunks, whether the lexical and semantic indexes are
         complete (semantic indexing runs in the background after the first call), the embedder, the share of
         Chinese text, and how long the build took. Builds the index if it does not exist yet."""
-        index, notes, path = await ready(json_path, ctx)
-        state = index.state()
-        data = StatsOutput(source_file=display_path(path), documents=state.documents, chunks=state.chunks,
-                           lexical_complete=state.lexical_complete, dense_vectors=state.dense_vectors,
-                           dense_complete=state.dense_complete, embedder=state.embedder,
-                           document_vectors=state.document_vectors,
-                           document_index_complete=state.document_index_complete,
-                           document_embedder=state.document_embedder, cjk_share=state.cjk_share,
-                           build_seconds=state.build_seconds, dense_error=index.dense_error)
-        lines = ["=== RAG Document Statistics ===", f"Source File: {data.source_file}",
-                 f"Documents: {state.documents}", f"Chunks: {state.chunks}",
-                 f"Average chunks per document: {state.chunks / state.documents:.1f}" if state.documents else "",
-                 f"Lexical index: {'complete' if state.lexical_complete else 'building'}",
-                 f"Semantic index ({state.embedder}): "
-                 + ("complete" if state.dense_complete else "off" if state.embedder == "none" else
-                    f"{state.dense_vectors}/{state.chunks} chunks"),
-                 f"Document index ({state.document_embedder}): "
-                 + ("complete" if state.document_index_complete else "off" if state.document_embedder == "none"
-                    else f"{state.document_vectors}/{state.documents} documents"),
-                 f"Chinese share of text: {state.cjk_share:.0%}",
-                 f"Lexical build time: {state.build_seconds} s" if state.build_seconds else ""]
-        lines += [f"[note: {note}]" for note in notes]
-        return ToolResult(text="\n".join(line for line in lines if line), data=data)
+        source = collection_path(json_path)
+        ready = await in_worker(ctx, lambda progress, cancel: rag.ready(source, progress=progress, cancel=cancel))
+        return ToolResult(text=stats_text(ready), data=StatsOutput.model_validate(ready.stats, from_attributes=True))
 
     async def rag_get_document(
         json_path: JsonPath,
@@ -277,23 +183,11 @@ def build(engines: IndexCache | None = None):
                                                le=200_000)] = None,
     ) -> ToolResult:
         """Read a whole document of the collection by its Document Index (from a citation), in pages."""
-        index, _notes, path = await ready(json_path, ctx)
-
-        def find() -> Any:
-            return next((r for r in iter_records(path) if r.index == document_index), None)
-
-        record = await anyio.to_thread.run_sync(find, abandon_on_cancel=True)
-        if record is None:
-            raise InputError(f"no document with index {document_index} (the collection has "
-                             f"{index.state().documents} documents, numbered from 0)")
-        page = budget.page_of(record.body, start_index, max_chars)
-        footer = page.continuation_hint() or f"[end of document: {page.total_chars} characters]"
-        url = f"URL: {record.url}\n" if record.url else ""
-        text = f"Title: {record.title}\nDocument Index: {record.index}\n{url}\n{page.text}\n\n{footer}"
-        data = DocumentOutput(source_file=display_path(path), document_index=record.index, title=record.title,
-                              url=record.url, chunks=[], text=page.text, total_chars=page.total_chars,
-                              next_start_index=page.end_index if page.has_more else None)
-        return ToolResult(text=text, data=data)
+        source = collection_path(json_path)
+        view = await in_worker(ctx, lambda progress, cancel: rag.document(
+            source, document_index, start_index=start_index, max_chars=max_chars, progress=progress, cancel=cancel))
+        return ToolResult(text=document_text(view, start_index),
+                          data=DocumentOutput.model_validate(view, from_attributes=True))
 
     async def rag_get_neighbours(
         json_path: JsonPath,
@@ -303,15 +197,10 @@ def build(engines: IndexCache | None = None):
         around: Annotated[int, Field(description="How many chunks before and after (0-5).", ge=0, le=5)] = 1,
     ) -> ToolResult:
         """Read the chunks around a cited chunk (same document), each with its citation."""
-        index, _notes, path = await ready(json_path, ctx)
-        hits = searching.neighbours(index, document_index, chunk_index, around)
-        if not hits:
-            raise InputError(f"no chunk {chunk_index} in document {document_index}")
-        parts = [f"{citation(h.title, h.chunk_index)}\n{h.text}" for h in hits]
-        data = DocumentOutput(source_file=display_path(path), document_index=document_index, title=hits[0].title,
-                              url=None, chunks=[_hit_model(h) for h in hits], text="\n\n".join(h.text for h in hits),
-                              total_chars=sum(len(h.text) for h in hits), next_start_index=None)
-        return ToolResult(text="\n\n".join(parts), data=data)
+        source = collection_path(json_path)
+        view = await in_worker(ctx, lambda progress, cancel: rag.neighbours(
+            source, document_index, chunk_index, around=around, progress=progress, cancel=cancel))
+        return ToolResult(text=neighbours_text(view), data=DocumentOutput.model_validate(view, from_attributes=True))
 
     for fn, title, output in ((rag_search, "Search a collection", SearchOutput),
                               (rag_get_context, "Context for a query", ContextOutput),

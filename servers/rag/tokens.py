@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 
+VERSION = "jieba-0.42"  # part of the index key: other words mean another index
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 _lock = threading.Lock()
