@@ -188,11 +188,9 @@ _ENGINES = {
 
 def engine(name: str | None = None) -> RapidOcrEngine | TesseractEngine:
     """The configured OCR engine (loaded once per process)."""
-    choice = (name or settings.text("TOOLSUITE_OCR_ENGINE", "auto")).lower()
+    choice = name or settings.choice("TOOLSUITE_OCR_ENGINE", ("auto", *ENGINES), "auto")
     if choice in _ENGINES:
         return _ENGINES[choice].get()
-    if choice != "auto":
-        raise NotConfigured(f"TOOLSUITE_OCR_ENGINE={choice!r} is not one of: auto, {', '.join(ENGINES)}")
     errors = []
     for candidate in ENGINES:
         try:

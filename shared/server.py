@@ -32,23 +32,37 @@ from pydantic import BaseModel, ValidationError
 
 from shared import budget, settings
 from shared.errors import describe
+from shared.settings import BadSetting
 
 log = logging.getLogger("toolsuite.server")
 
 VERSION = "0.1.0"
 
 
-def configure_logging() -> None:
-    """Logs go to stderr, never stdout: stdout carries the protocol on stdio."""
-    level = settings.text("TOOLSUITE_LOG_LEVEL", "INFO").upper()
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _log_level() -> str:
+    try:
+        return settings.choice("TOOLSUITE_LOG_LEVEL", LOG_LEVELS, "info").upper()
+    except BadSetting as exc:
+        # Logging is set up before any tool can answer, and a server must start whatever its settings.
+        sys.stderr.write(f"{exc}; logging at INFO\n")
+        return "INFO"
+
+
+def configure_logging() -> str:
+    """Logs go to stderr, never stdout: stdout carries the protocol on stdio. Returns the level set."""
+    level = _log_level()
     root = logging.getLogger()
     if not any(getattr(h, "_toolsuite", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._toolsuite = True  # type: ignore[attr-defined]
         root.handlers = [handler]
-    root.setLevel(level if level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} else "INFO")
+    root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    return level
 
 
 # Annotation presets: what each kind of tool promises a host.
@@ -156,14 +170,8 @@ class SuiteServer(MCPServer):
 
 
 def create_server(name: str, instructions: str) -> SuiteServer:
-    configure_logging()
-    server = SuiteServer(name=name, instructions=instructions, version=VERSION, log_level=_sdk_log_level())
-    return server
-
-
-def _sdk_log_level() -> Any:
-    level = settings.text("TOOLSUITE_LOG_LEVEL", "INFO").upper()
-    return level if level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} else "INFO"
+    level = configure_logging()
+    return SuiteServer(name=name, instructions=instructions, version=VERSION, log_level=level)
 
 
 ToolFunction = Callable[..., ToolResult | Awaitable[ToolResult]]
@@ -187,7 +195,11 @@ def add_tool(
 
     @functools.wraps(fn)
     async def run(**kwargs: Any) -> CallToolResult:
-        limit = timeout or settings.number("TOOLSUITE_TOOL_TIMEOUT", 1200, minimum=1)
+        try:
+            limit = timeout or settings.number("TOOLSUITE_TOOL_TIMEOUT", 1200, minimum=1)
+            max_tokens = settings.max_output_tokens()
+        except BadSetting as exc:
+            return error_result(describe(exc, action=tool_name))
         call_kwargs = dict(kwargs)
         try:
             with anyio.fail_after(limit):
@@ -210,7 +222,7 @@ def add_tool(
         if not isinstance(result, ToolResult):
             log.error("tool %s returned %r instead of a ToolResult", tool_name, type(result))
             return error_result(f"internal error in {tool_name} (bad result type)")
-        return result.to_call_result(settings.max_output_tokens())
+        return result.to_call_result(max_tokens)
 
     parameters = list(signature.parameters.values())
     run.__signature__ = signature.replace(  # type: ignore[attr-defined]

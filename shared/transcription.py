@@ -79,9 +79,7 @@ class Transcript:
 
 
 def backend() -> str:
-    choice = settings.text("TOOLSUITE_TRANSCRIBE_BACKEND", "auto").lower()
-    if choice not in ("auto", "local", "openai"):
-        raise NotConfigured(f"TOOLSUITE_TRANSCRIBE_BACKEND={choice!r} is not one of: auto, local, openai")
+    choice = settings.choice("TOOLSUITE_TRANSCRIBE_BACKEND", ("auto", "local", "openai"), "auto")
     if choice == "auto":
         return "openai" if settings.raw("TOOLSUITE_TRANSCRIBE_BASE_URL") else "local"
     return choice

@@ -90,3 +90,18 @@ def test_unexpected_errors_hide_details_and_secrets(monkeypatch):
     assert "sk-abcdefghijkl" not in redact("Bearer sk-abcdefghijklmnop")
     message = describe(FileNotFoundError(2, "No such file", "/home/someone/private/thing"))
     assert "/home/someone" not in message
+
+
+def test_a_bad_setting_is_an_error_naming_the_variable(monkeypatch):
+    assert settings.number("TOOLSUITE_MAX_REDIRECTS", 5) == 5
+    problems = {"lots": "is not a number", "nan": "is not a finite number", "-3": "is below its minimum of 0"}
+    for value, problem in problems.items():
+        monkeypatch.setenv("TOOLSUITE_MAX_REDIRECTS", value)
+        with pytest.raises(settings.BadSetting, match=f"TOOLSUITE_MAX_REDIRECTS='{value}' {problem}"):
+            settings.number("TOOLSUITE_MAX_REDIRECTS", 5, minimum=0)
+    monkeypatch.setenv("TOOLSUITE_OCR_ENGINE", "paddle")
+    with pytest.raises(settings.BadSetting, match="TOOLSUITE_OCR_ENGINE='paddle' is not one of: auto, rapidocr"):
+        settings.choice("TOOLSUITE_OCR_ENGINE", ("auto", "rapidocr", "tesseract"), "auto")
+    monkeypatch.setenv("TOOLSUITE_OCR_ENGINE", "RapidOCR")
+    assert settings.choice("TOOLSUITE_OCR_ENGINE", ("auto", "rapidocr", "tesseract"), "auto") == "rapidocr"
+

@@ -24,6 +24,7 @@ SYSTEM_PROMPT = (
     "then give the final answer clearly. If the problem is ambiguous, state the interpretation you used."
 )
 MAX_QUESTION_CHARS = 200_000
+EFFORTS = ("minimal", "low", "medium", "high")
 _THINK_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
 _UNCLOSED_THINK = re.compile(r"^.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
 
@@ -50,13 +51,8 @@ def strip_hidden_reasoning(text: str) -> str:
 def request_options() -> dict[str, Any]:
     """Reasoning effort and thinking budget, only when the operator set them."""
     options: dict[str, Any] = {}
-    effort = settings.text("TOOLSUITE_REASONING_EFFORT").lower()
-    if effort:
-        if effort not in {"minimal", "low", "medium", "high"}:
-            raise InputError(
-                f"TOOLSUITE_REASONING_EFFORT={effort!r} is not one of minimal, low, medium, high"
-            )
-        options["reasoning_effort"] = effort
+    if settings.raw("TOOLSUITE_REASONING_EFFORT"):
+        options["reasoning_effort"] = settings.choice("TOOLSUITE_REASONING_EFFORT", EFFORTS, "")
     budget = settings.number("TOOLSUITE_REASONING_THINKING_BUDGET", 0, minimum=0)
     if budget:
         options["extra_body"] = {"thinking": {"type": "enabled", "budget_tokens": int(budget)}}
