@@ -105,3 +105,13 @@ def test_a_bad_setting_is_an_error_naming_the_variable(monkeypatch):
     monkeypatch.setenv("TOOLSUITE_OCR_ENGINE", "RapidOCR")
     assert settings.choice("TOOLSUITE_OCR_ENGINE", ("auto", "rapidocr", "tesseract"), "auto") == "rapidocr"
 
+
+def test_one_rule_joins_text_around_cjk_characters():
+    from shared import cjk
+
+    assert cjk.join(["直播电商", "高质量发展", "report", "2024"]) == "直播电商高质量发展report 2024"
+    assert cjk.join(["会议纪要。", "The budget"]) == "会议纪要。The budget"
+    assert cjk.join(["한국어 문장", "다음 줄"]) == "한국어 문장 다음 줄"  # Korean is written with spaces
+    assert cjk.remove_spaces_between("直 播 电 商 and more") == "直播电商 and more"
+    assert cjk.has_han("what is 平台责任?") and not cjk.has_han("すし and ｆｕｌｌ")
+    assert cjk.count_wide("中文한국어abc") == 5 and cjk.count_han("中文한국어") == 2

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared import cjk
 from shared.errors import InputError
 
 ENGINE_VERSION = "pdf-1"
@@ -147,14 +148,13 @@ def _fast_page(page: Any, content: dict[str, Any]) -> str:
 
 
 def _join_lines(lines: list[str]) -> str:
-    """Join wrapped lines: no space between Chinese characters, a space between words."""
+    """Join wrapped lines as `cjk.join` does, except that a line ending in a hyphen continues its word."""
     out = lines[0]
     for line in lines[1:]:
-        if out and (ord(out[-1]) > 0x2E80 or ord(line[0]) > 0x2E80 or out.endswith("-")):
-            out = out[:-1] if out.endswith("-") and out[-2:-1].isalpha() else out
-            out += line
-        else:
-            out += " " + line
+        if out.endswith("-"):
+            out = (out[:-1] if out[-2:-1].isalpha() else out) + line
+            continue
+        out = cjk.join((out, line))
     return out
 
 
