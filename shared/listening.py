@@ -16,7 +16,6 @@ citation term counts as 1 when the answer cites nothing).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from shared import budget, transcription
 from shared.models import ModelClient
 from shared.textsim import bigrams
+from shared.timecodes import cited_times, short_clock, span
 from shared.transcription import Segment, Transcript
 
 SYSTEM_PROMPT = (
@@ -34,7 +34,6 @@ SYSTEM_PROMPT = (
 )
 LOW_CONFIDENCE_LOGPROB = -0.8
 TRANSCRIPT_TOKENS = 12_000
-_CITED = re.compile(r"\b(?:(\d{1,2}):)?(\d{1,2}):(\d{2})(?:\.\d+)?\b")
 
 
 @dataclass
@@ -60,15 +59,6 @@ def relevant_segments(segments: list[Segment], question: str, limit: int = 5) ->
                 scored.append((score, segment.start, segment))
     scored.sort(key=lambda item: (-item[0], item[1]))
     return sorted((s for _, _, s in scored[:limit]), key=lambda s: s.start)
-
-
-def cited_times(text: str) -> list[float]:
-    times = []
-    for hours, minutes, seconds in _CITED.findall(text):
-        value = int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
-        if value not in times:
-            times.append(float(value))
-    return times
 
 
 def time_exists(moment: float, segments: list[Segment], slack: float = 1.5) -> bool:
@@ -127,8 +117,7 @@ async def answer(transcript: Transcript, question: str, *, verify: bool, audio_p
         lines = [f"No chat model is configured to answer questions ({reason}).",
                  "Transcript segments that best match the question:" if relevant else
                  "No transcript segment matches the question's words."]
-        lines += [f"[{transcription.short_clock(s.start)}-{transcription.short_clock(s.end)}] {s.text}"
-                  for s in relevant]
+        lines += [f"[{span(s.start, s.end)}] {s.text}" for s in relevant]
         return Answer(text="\n".join(lines), model=None, relevant=relevant,
                       confidence=transcript_confidence(transcript.segments) if verify else None,
                       verification=verification, notes=[reason])
@@ -144,7 +133,7 @@ async def answer(transcript: Transcript, question: str, *, verify: bool, audio_p
         times = cited_times(text)
         invalid = [t for t in times if not time_exists(t, transcript.segments)]
         if verify and invalid:
-            shown = ", ".join(transcription.short_clock(t) for t in invalid)
+            shown = ", ".join(short_clock(t) for t in invalid)
             messages += [{"role": "assistant", "content": text},
                          {"role": "user", "content": f"These cited times match no transcript segment: {shown}. "
                                                      "Answer again, citing only times that appear in the transcript."}]

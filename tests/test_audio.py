@@ -184,8 +184,8 @@ async def test_bad_audio_inputs_are_clear_errors(speech, root: Path, monkeypatch
 
 
 def test_time_citations_and_subtitle_clocks():
-    from shared.listening import cited_times
-    from shared.transcription import Segment, clock, to_srt
+    from shared.timecodes import cited_times, clock
+    from shared.transcription import Segment, to_srt
 
     assert cited_times("at [01:05] and 1:02:03, again 01:05") == [65.0, 3723.0]
     assert clock(3723.456) == "01:02:03,456" and clock(0.5, ".") == "00:00:00.500"

@@ -13,9 +13,8 @@ from typing import Any
 
 from servers.video_enhanced.engine import Keyframe, Timeline
 from shared import settings, textsim
-from shared.listening import cited_times
 from shared.models import ModelClient, image_part
-from shared.transcription import short_clock
+from shared.timecodes import cited_times, short_clock
 
 SYSTEM_PROMPT = (
     "You answer questions about a video from frames sampled at the given times, the text read on screen (OCR) and "

@@ -23,6 +23,7 @@ from typing import Any
 
 from shared import cache, settings, textsim
 from shared.errors import InputError, NotConfigured, TimedOut
+from shared.timecodes import short_clock, span
 
 ENGINE_VERSION = "video-2"
 DETECT_FPS = 4.0
@@ -90,24 +91,22 @@ class Timeline:
     cached: bool = False
 
     def render(self, with_transcript_chars: int = 6000) -> str:
-        from shared.transcription import short_clock
-
         info = self.info
         lines = [f"Video: {info.width}x{info.height}, {info.duration:.1f} s, {info.fps:.2f} fps, {info.video_codec}"
                  + (f", audio {info.audio_codec}" if info.has_audio else ", no audio track")
                  + (f", rotation {info.rotation}" if info.rotation else "")]
         if (self.start, self.end) != (0.0, info.duration):
-            lines.append(f"Range analysed: {short_clock(self.start)}-{short_clock(self.end)}")
+            lines.append(f"Range analysed: {span(self.start, self.end)}")
         lines.append(f"Scenes ({len(self.scenes)}): " + ", ".join(
-            f"#{s.index} {short_clock(s.start)}-{short_clock(s.end)}" for s in self.scenes[:60]))
+            f"#{s.index} {span(s.start, s.end)}" for s in self.scenes[:60]))
         lines.append("Keyframes: " + ", ".join(f"{short_clock(k.time)} ({k.reason})" for k in self.keyframes))
         if self.screen_text:
             lines.append("On-screen text:")
-            lines += [f"  [{short_clock(t.first_seen)}-{short_clock(t.last_seen)}] {t.text}" for t in self.screen_text]
+            lines += [f"  [{span(t.first_seen, t.last_seen)}] {t.text}" for t in self.screen_text]
         else:
             lines.append("On-screen text: none found")
         if self.transcript:
-            spoken = "\n".join(f"  [{short_clock(s['start'])}-{short_clock(s['end'])}] {s['text']}"
+            spoken = "\n".join(f"  [{span(s['start'], s['end'])}] {s['text']}"
                                for s in self.transcript)
             if len(spoken) > with_transcript_chars:
                 spoken = spoken[:with_transcript_chars] + "\n  [... transcript cut]"
