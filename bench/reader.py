@@ -92,10 +92,18 @@ def make_scanned_page_png(dpi: int = 200) -> bytes:
     return png
 
 
+def convert(path: str, **options):
+    """What convert_to_markdown does: the input opened through the input policy, then converted."""
+    from servers.reader import engine
+    from shared.inputs import open_input
+
+    with open_input(path) as item:
+        return engine.convert(item, **options)
+
+
 def main() -> None:
     from markitdown import MarkItDown
 
-    from servers.reader import engine
     from shared import ocr
 
     markitdown = MarkItDown(enable_plugins=False)
@@ -107,11 +115,11 @@ def main() -> None:
               f" {'chars':>7s}  ok")
         for path in sorted((DATA / "documents").iterdir()):
             clear_cache()
-            document, ours = timed(engine.convert, str(path))
+            document, ours = timed(convert, str(path))
             layout = ""
             if document.format == "pdf":
                 clear_cache()
-                _, seconds = timed(engine.convert, str(path), mode="layout")
+                _, seconds = timed(convert, str(path), mode="layout")
                 layout = f"{seconds:.2f}"
             try:
                 _, theirs = timed(markitdown.convert, str(path))
@@ -129,10 +137,10 @@ def main() -> None:
     long_pdf = WORK / "long.pdf"
     make_long_pdf(long_pdf)
     clear_cache()
-    document, fast = timed(engine.convert, str(long_pdf))
-    _, cached = timed(engine.convert, str(long_pdf))
+    document, fast = timed(convert, str(long_pdf))
+    _, cached = timed(convert, str(long_pdf))
     clear_cache()
-    _, layout = timed(engine.convert, str(long_pdf), mode="layout")
+    _, layout = timed(convert, str(long_pdf), mode="layout")
     _, theirs = timed(markitdown.convert, str(long_pdf))
     tables = document.markdown.count("|Year|Sales|Share|")
     print(f"fast path:   {200 / fast:7.0f} pages/s ({fast:.2f} s, {tables} of 20 tables found)  target >= 200 pages/s")
@@ -168,7 +176,7 @@ def main() -> None:
     document_pdf.save(scanned)
     document_pdf.close()
     clear_cache()
-    converted, seconds = timed(engine.convert, str(scanned))
+    converted, seconds = timed(convert, str(scanned))
     print(f"scanned 3-page PDF through convert_to_markdown (auto engine): {seconds / 3:.2f} s per page, OCR pages "
           f"{converted.ocr_pages}")
 

@@ -47,8 +47,14 @@ def make_text_image(path: Path, lines: list[str]) -> None:
 
 def main() -> None:
     from shared import evidence, images, ocr
+    from shared.inputs import open_input
     from shared.models import image_part
-    from shared.vision import build_messages, prepare
+    from shared.vision import build_messages
+    from shared.vision import prepare as prepare_opened
+
+    def prepare(source: str, for_model: bool):
+        with open_input(source) as item:
+            return prepare_opened(item, for_model=for_model)
 
     started = time.perf_counter()
     ocr.engine()
@@ -63,7 +69,8 @@ def main() -> None:
         make_text_image(WORK / name, lines)
         cases.append((WORK / name, "".join(lines)))
     for path, gold in cases:
-        image = images.load(str(path))
+        with open_input(str(path)) as item:
+            image = images.decode(item)
         found = evidence.gather(image)
         cer = order_free_cer(found.ocr_text, gold)
         target = "  (target < 5 %)" if path.name == "table_fields.png" else ""

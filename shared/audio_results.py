@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Literal
 
-import anyio
 from pydantic import BaseModel, Field
 
-from shared import audio, budget, listening, transcription
-from shared.inputs import open_input
+from shared import audio, budget, listening, transcription, worker
+from shared.inputs import LocalInput
 from shared.transcription import Transcript
+from shared.worker import Job, ProgressFn
 
 TranscriptFormat = Literal["text", "segments", "srt", "vtt"]
 
@@ -113,63 +112,47 @@ def transcript_text(transcript: Transcript, fmt: str) -> str:
     return f"{header}{notes}\n{body or '(no speech found)'}"
 
 
-async def transcribe(source: str, progress: Any = None, *, language: str | None = None,
+async def transcribe(source: str, progress: ProgressFn | None = None, *, language: str | None = None,
                      word_timestamps: bool = False) -> tuple[Transcript, str]:
-    """Transcribe in a worker thread; the work stops at the next segment when the call is cancelled."""
-    stop = threading.Event()
+    def work(item: LocalInput, job: Job) -> Transcript:
+        return transcription.transcribe_file(item.path, language=language, word_timestamps=word_timestamps,
+                                             progress=job.progress, stop=job.stop)
 
-    def work() -> tuple[Transcript, str]:
-        with open_input(source) as item:
-            transcript = transcription.transcribe_file(item.path, language=language, word_timestamps=word_timestamps,
-                                                       progress=progress, stop=stop)
-            return transcript, item.label
+    return await worker.run_on_input(source, work, progress=progress)
 
-    try:
-        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-    finally:
-        stop.set()
+
+SUMMARY_QUESTION = "Summarise what is said, with the main points and their times."
 
 
 async def transcribe_and_answer(source: str, question: str | None, *, verify: bool,
-                                progress: Any = None) -> tuple[str, AnswerOutput]:
-    stop = threading.Event()
+                                progress: ProgressFn | None = None) -> tuple[str, AnswerOutput]:
+    def work(item: LocalInput, job: Job) -> listening.Heard:
+        return listening.hear(item.path, verify=verify, progress=job.progress, stop=job.stop)
 
-    async def run() -> tuple[str, AnswerOutput]:
-        with open_input(source) as item:
-            transcript = await anyio.to_thread.run_sync(
-                lambda: transcription.transcribe_file(item.path, progress=progress, stop=stop), abandon_on_cancel=True)
-            if question is None:
-                summary_question = "Summarise what is said, with the main points and their times."
-                result = await listening.answer(transcript, summary_question, verify=verify, audio_path=item.path)
-            else:
-                result = await listening.answer(transcript, question, verify=verify, audio_path=item.path)
-            label = item.label
-        output = AnswerOutput(source=label, question=question, answer=result.text, model=result.model,
-                              cited_times=result.cited_times,
-                              relevant_segments=[segment_model(s) for s in result.relevant],
-                              confidence=result.confidence, verification=result.verification,
-                              transcript=transcript_output(transcript, label), notes=result.notes + transcript.notes)
-        text = result.text
-        if result.confidence is not None:
-            text += f"\n\n[verification: heuristic confidence {result.confidence:.2f}]"
-        if result.model is None:
-            page = budget.page_of(transcription.timestamped(transcript.segments), 0, None,
-                                  max_tokens=budget.count_tokens(text) + 8000)
-            text += "\n\nFull transcript:\n" + page.text + (f"\n{page.continuation_hint('(use audio_transcription)')}"
-                                                           if page.has_more else "")
-        return text, output
-
-    try:
-        return await run()
-    finally:
-        stop.set()
+    heard, label = await worker.run_on_input(source, work, progress=progress)
+    transcript = heard.transcript
+    result = await listening.answer(heard, question or SUMMARY_QUESTION, verify=verify)
+    output = AnswerOutput(source=label, question=question, answer=result.text, model=result.model,
+                          cited_times=result.cited_times,
+                          relevant_segments=[segment_model(s) for s in result.relevant],
+                          confidence=result.confidence, verification=result.verification,
+                          transcript=transcript_output(transcript, label), notes=result.notes + transcript.notes)
+    text = result.text
+    if result.confidence is not None:
+        text += f"\n\n[verification: heuristic confidence {result.confidence:.2f}]"
+    if result.model is None:
+        page = budget.page_of(transcription.timestamped(transcript.segments), 0, None,
+                              max_tokens=budget.count_tokens(text) + 8000)
+        text += "\n\nFull transcript:\n" + page.text + (f"\n{page.continuation_hint('(use audio_transcription)')}"
+                                                       if page.has_more else "")
+    return text, output
 
 
-def metadata(source: str) -> tuple[str, MetadataOutput]:
-    with open_input(source) as item:
-        info = audio.probe(item.path)
-        level = audio.loudness(item.path)
-        label = item.label
+async def metadata(source: str) -> tuple[str, MetadataOutput]:
+    def work(item: LocalInput, job: Job) -> tuple[audio.AudioInfo, audio.Loudness]:
+        return audio.probe(item.path), audio.loudness(item.path)
+
+    (info, level), label = await worker.run_on_input(source, work)
     duration = info.duration if info.duration is not None else level.decoded_seconds
     output = MetadataOutput(source=label, container=info.container, codec=info.codec, duration_seconds=duration,
                             sample_rate=info.sample_rate, channels=info.channels, bit_rate=info.bit_rate,

@@ -25,6 +25,7 @@ from shared.models import ModelClient
 from shared.textsim import bigrams
 from shared.timecodes import cited_times, short_clock, span
 from shared.transcription import Segment, Transcript
+from shared.worker import ProgressFn, StopFlag
 
 SYSTEM_PROMPT = (
     "You answer questions about an audio recording using only its transcript, given with timestamps as "
@@ -72,7 +73,22 @@ def transcript_confidence(segments: list[Segment]) -> float:
     return round(sum(w * c for w, c in weighted) / sum(w for w, _ in weighted), 3)
 
 
-def refine_low_confidence(path: Path, transcript: Transcript, limit: int = 8) -> list[dict[str, Any]]:
+@dataclass
+class Heard:
+    """A transcript ready for questions; with verification, the weak segments were decoded a second time."""
+
+    transcript: Transcript
+    redecoded: list[dict[str, Any]] | None = None
+
+
+def hear(path: Path, *, verify: bool, progress: ProgressFn | None = None, stop: StopFlag | None = None) -> Heard:
+    """Everything that needs the audio itself: the transcript and, with verification, the second decoding."""
+    transcript = transcription.transcribe_file(path, progress=progress, stop=stop)
+    return Heard(transcript, refine_low_confidence(path, transcript, stop=stop) if verify else None)
+
+
+def refine_low_confidence(path: Path, transcript: Transcript, limit: int = 8,
+                          stop: StopFlag | None = None) -> list[dict[str, Any]]:
     """Second decoding pass (beam 5, no VAD) on the least confident segments; keeps better readings."""
     if transcript.backend != "local":
         return []
@@ -80,6 +96,8 @@ def refine_low_confidence(path: Path, transcript: Transcript, limit: int = 8) ->
     weak = sorted((s for s in transcript.segments if s.avg_logprob is not None
                    and s.avg_logprob < LOW_CONFIDENCE_LOGPROB), key=lambda s: s.avg_logprob or 0)[:limit]
     for segment in weak:
+        if stop is not None:
+            stop.check("verification")
         text, logprob = transcription.retranscribe(path, segment.start, segment.end)
         if text and logprob is not None and logprob > (segment.avg_logprob or -99):
             changes.append({"start": segment.start, "before": segment.text, "after": text,
@@ -102,14 +120,10 @@ def _transcript_for_prompt(segments: list[Segment], question: str) -> tuple[str,
     return text, True
 
 
-async def answer(transcript: Transcript, question: str, *, verify: bool, audio_path: Path | None = None) -> Answer:
+async def answer(heard: Heard, question: str, *, verify: bool) -> Answer:
+    transcript = heard.transcript
     notes: list[str] = []
-    verification: dict[str, Any] | None = {"redecoded_segments": []} if verify else None
-    if verify and audio_path is not None:
-        import anyio
-
-        changes = await anyio.to_thread.run_sync(refine_low_confidence, audio_path, transcript, abandon_on_cancel=True)
-        verification["redecoded_segments"] = changes
+    verification: dict[str, Any] | None = {"redecoded_segments": heard.redecoded or []} if verify else None
     relevant = relevant_segments(transcript.segments, question)
     client = ModelClient("AUDIO", purpose="chat")
     reason = client.unavailable()

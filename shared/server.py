@@ -109,8 +109,8 @@ def error_result(message: str) -> CallToolResult:
 class Progress:
     """Progress notifications for the current call; a no-op when the client did not ask for them.
 
-    Usable from the event loop (`await progress.report(...)`) and from the worker thread a sync tool
-    runs in (`progress.report_sync(...)`), throttled so long loops do not flood the client.
+    Usable from the event loop (`await progress.report(...)`) and from a worker thread (`progress(...)`
+    or `progress.report_sync(...)`), throttled so long loops do not flood the client.
     """
 
     def __init__(self, ctx: Context | None, min_interval: float = 0.25) -> None:
@@ -142,6 +142,8 @@ class Progress:
             anyio.from_thread.run(self._ctx.report_progress, done, total, message)
         except Exception:
             log.debug("progress notification from a worker thread failed", exc_info=True)
+
+    __call__ = report_sync  # a Progress is the `shared.worker.ProgressFn` engines call from their worker thread
 
 
 def _format_validation_error(tool: str, exc: ValidationError) -> str:
@@ -211,7 +213,7 @@ def add_tool(
                     )
         except TimeoutError:
             return error_result(
-                f"{tool_name} did not finish within {limit:.0f} s (TOOLSUITE_TOOL_TIMEOUT); try a smaller input"
+                f"{tool_name} did not finish within {limit:g} s (TOOLSUITE_TOOL_TIMEOUT); try a smaller input"
             )
         except anyio.get_cancelled_exc_class():
             raise

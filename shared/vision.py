@@ -21,11 +21,13 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, Field
 
-from shared import settings
+from shared import settings, worker
 from shared.evidence import Evidence, gather
-from shared.images import LoadedImage, load, model_max_side
+from shared.images import LoadedImage, decode, model_max_side
+from shared.inputs import LocalInput
 from shared.models import ChatAnswer, ModelClient, image_part
 from shared.textsim import coverage, similarity
+from shared.worker import Job
 
 SYSTEM_PROMPT = (
     "You are a careful visual analyst. Answer the user's question about the image(s). Local evidence computed "
@@ -108,8 +110,8 @@ class Prepared:
         return SentImage(width=self.sent_width, height=self.sent_height, bytes=len(self.payload), mime=self.mime)
 
 
-def prepare(source: str, *, for_model: bool) -> Prepared:
-    image = load(source)
+def prepare(item: LocalInput, *, for_model: bool) -> Prepared:
+    image = decode(item)
     prepared = Prepared(image=image, evidence=gather(image))
     if for_model:
         data, mime, width, height = image.encoded(model_max_side())
@@ -213,10 +215,14 @@ async def answer(sources: list[str], question: str | None, *, verify: bool = Fal
     reason = client.unavailable()
     use_model = reason is None
 
-    def prepare_all() -> list[Prepared]:
-        return [prepare(source, for_model=use_model) for source in sources]
+    def prepare_all(items: list[LocalInput], job: Job) -> list[Prepared]:
+        prepared = []
+        for item in items:
+            job.stop.check("image analysis")
+            prepared.append(prepare(item, for_model=use_model))
+        return prepared
 
-    prepared = await anyio.to_thread.run_sync(prepare_all, abandon_on_cancel=True)
+    prepared, _labels = await worker.run_on_inputs(sources, prepare_all)
     evidence = [item.evidence_model() for item in prepared]
     notes = [note for item in prepared for note in item.image.notes]
     if not use_model or question is None:

@@ -241,6 +241,35 @@ async def test_an_html_url_is_fetched_and_cleaned(monkeypatch):
     assert "Findings" in result.content[0].text and result.structured_content["format"] == "html"
 
 
+async def test_document_info_fetches_a_url_once(monkeypatch):
+    body = b"<html><head><title>Plan</title></head><body><h1>Plan</h1><p>Steps of the plan.</p></body></html>"
+    requests: list[str] = []
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *_):
+            pass
+
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    site = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    monkeypatch.setenv("TOOLSUITE_ALLOWED_HOSTS", "127.0.0.1")
+    try:
+        async with Client(build()) as client:
+            info = await client.call_tool("document_info", {"uri": f"http://127.0.0.1:{site.server_address[1]}/p"})
+    finally:
+        site.shutdown()
+    assert not info.is_error, info.content[0].text
+    assert info.structured_content["format"] == "html" and info.structured_content["characters"]
+    assert requests == ["/p"]
+
+
 def test_pages_spec_parsing():
     from servers.reader.pdf import parse_pages
     from shared.errors import InputError

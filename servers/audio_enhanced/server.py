@@ -46,20 +46,20 @@ async def audio_understanding_advanced(
 ) -> ToolResult:
     """Described by AUDIO_UNDERSTANDING_ADVANCED_DESCRIPTION (shared wording about verification)."""
     text, output = await transcribe_and_answer(audio_path_or_url, question, verify=enable_verification,
-                                               progress=Progress(ctx).report_sync)
+                                               progress=Progress(ctx))
     return ToolResult(text=text, data=output)
 
 
 async def audio_quick_transcription(audio_path_or_url: PathOrUrl, ctx: Context) -> ToolResult:
     """Transcribe audio in one pass (greedy decoding, VAD): timestamped segments, language, duration."""
-    transcript, label = await transcribe(audio_path_or_url, Progress(ctx).report_sync)
+    transcript, label = await transcribe(audio_path_or_url, Progress(ctx))
     return ToolResult(text=transcript_text(transcript, "segments"), data=transcript_output(transcript, label))
 
 
-def audio_extract_metadata(audio_path_or_url: PathOrUrl) -> ToolResult:
+async def audio_extract_metadata(audio_path_or_url: PathOrUrl) -> ToolResult:
     """Audio metadata: container, codec, duration, sample rate, channels, bit rate, size, tags, whether a video
     stream is present, RMS and peak level (dBFS) and the share of silence."""
-    text, output = metadata(audio_path_or_url)
+    text, output = await metadata(audio_path_or_url)
     return ToolResult(text=text, data=output)
 
 
@@ -68,7 +68,7 @@ async def audio_question_answering_enhanced(audio_path_or_url: PathOrUrl, questi
     """Answer a question about audio from its transcript with verification (see audio_understanding_advanced),
     citing the times relied on."""
     text, output = await transcribe_and_answer(audio_path_or_url, question, verify=True,
-                                               progress=Progress(ctx).report_sync)
+                                               progress=Progress(ctx))
     return ToolResult(text=text, data=output)
 
 

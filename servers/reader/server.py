@@ -8,10 +8,12 @@ from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
 from servers.reader import engine
-from shared import budget
+from shared import budget, worker
+from shared.inputs import LocalInput
 from shared.params import PathOrUrl
 from shared.server import READ_ONLY_OPEN, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
+from shared.worker import Job
 
 NAME = "tool-reader"
 
@@ -50,7 +52,7 @@ class InfoOutput(BaseModel):
     characters: int | None = Field(description="Length of the Markdown conversion (non-PDF formats).")
 
 
-def convert_to_markdown(
+async def convert_to_markdown(
     uri: PathOrUrl,
     ctx: Context,
     pages: Annotated[str | None, Field(description="PDF pages to convert, 1-based, e.g. \"3-7,10\" (default: all).",
@@ -73,8 +75,10 @@ def convert_to_markdown(
     with the next start_index to ask for; `pages` picks PDF pages. Cite PDF content as [file.pdf, page N].
     Use document_info first to plan reads of a long document.
     """
-    progress = Progress(ctx)
-    document = engine.convert(uri, pages=pages, mode=mode, progress=progress.report_sync)
+    def work(item: LocalInput, job: Job) -> engine.Document:
+        return engine.convert(item, pages=pages, mode=mode, progress=job.progress, stop=job.stop)
+
+    document, _label = await worker.run_on_input(uri, work, progress=Progress(ctx))
     page = budget.page_of(document.markdown, start_index, max_chars, max_tokens=_content_budget())
     footer = _footer(document, page)
     data = ConvertOutput(
@@ -106,11 +110,11 @@ def _footer(document: engine.Document, page: budget.Page) -> str:
     return f"[{where}end of document: {page.total_chars} characters]"
 
 
-def document_info(uri: PathOrUrl) -> ToolResult:
+async def document_info(uri: PathOrUrl) -> ToolResult:
     """Describe a document before reading it: format (from its bytes), size, page/sheet/slide count, title
     and author, the outline (PDF bookmarks or headings), which PDF pages need OCR, and whether it is
     encrypted. Cheap for PDFs (no conversion); other formats are converted once and cached."""
-    info = engine.info(uri)
+    info, _label = await worker.run_on_input(uri, lambda item, job: engine.info(item, stop=job.stop))
     data = InfoOutput(source=info.label, format=info.format, mime=info.mime, size_bytes=info.size_bytes,
                       title=info.title, author=info.author, pages=info.pages, units=info.units,
                       unit_name=info.unit_name, outline=info.outline, pages_needing_ocr=info.pages_needing_ocr,

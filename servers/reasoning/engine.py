@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ import anyio
 from shared import settings
 from shared.errors import InputError, TimedOut
 from shared.models import ModelClient, Usage
+from shared.worker import ProgressFn
 
 SYSTEM_PROMPT = (
     "You are a careful expert problem solver. Think the problem through step by step, check your work, "
@@ -27,8 +27,6 @@ MAX_QUESTION_CHARS = 200_000
 EFFORTS = ("minimal", "low", "medium", "high")
 _THINK_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
 _UNCLOSED_THINK = re.compile(r"^.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
-
-ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
 @dataclass
@@ -83,7 +81,9 @@ async def solve(question: str, progress: ProgressFn | None = None, client: Model
         while True:
             elapsed = time.monotonic() - started
             if progress is not None:
-                await progress(round(elapsed, 1), total, f"waiting for the reasoning model ({elapsed:.0f} s)")
+                # Progress callbacks are called from worker threads (they may block until the client has it).
+                await anyio.to_thread.run_sync(progress, round(elapsed, 1), total,
+                                               f"waiting for the reasoning model ({elapsed:.0f} s)")
             await anyio.sleep(2.0)
 
     try:

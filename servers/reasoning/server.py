@@ -52,7 +52,7 @@ async def reasoning(
     result is an error naming those settings.
     """
     progress = Progress(ctx, min_interval=1.0)
-    solution = await engine.solve(question, progress.report)
+    solution = await engine.solve(question, progress)
     data = ReasoningOutput(
         answer=solution.answer,
         model=solution.model,

@@ -38,7 +38,7 @@ async def audio_transcription(audio_path_or_url: PathOrUrl, ctx: Context, format
     Silence is skipped (VAD). Long files are processed as a stream with progress notifications; transcripts are
     cached, so asking again about the same file is instant. Limit: TOOLSUITE_AUDIO_MAX_SECONDS (4 h).
     """
-    transcript, label = await transcribe(audio_path_or_url, Progress(ctx).report_sync, language=language,
+    transcript, label = await transcribe(audio_path_or_url, Progress(ctx), language=language,
                                          word_timestamps=word_timestamps)
     return ToolResult(text=transcript_text(transcript, format), data=transcript_output(transcript, label, format))
 
@@ -50,7 +50,7 @@ async def audio_question_answering(audio_path_or_url: PathOrUrl, question: Quest
     the question and the full transcript are returned with a statement that no model is configured.
     """
     text, output = await transcribe_and_answer(audio_path_or_url, question, verify=False,
-                                               progress=Progress(ctx).report_sync)
+                                               progress=Progress(ctx))
     return ToolResult(text=text, data=output)
 
 

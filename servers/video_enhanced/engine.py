@@ -14,22 +14,20 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from shared import cache, settings, textsim
-from shared.errors import InputError, NotConfigured, TimedOut
+from shared.errors import InputError, NotConfigured
 from shared.timecodes import short_clock, span
+from shared.worker import ProgressFn, StopFlag
 
 ENGINE_VERSION = "video-2"
 DETECT_FPS = 4.0
 LONG_VIDEO_SECONDS = 1800.0
 FRAME_MAX_SIDE = 640
-ProgressFn = Callable[[float, float | None, str | None], None]
 
 
 def max_seconds() -> float:
@@ -182,7 +180,7 @@ def _histogram(frame: Any) -> Any:
 
 
 def sample_frames(path: Path, info: VideoInfo, start: float, end: float, rate: float,
-                  stop: threading.Event | None = None, progress: ProgressFn | None = None) -> list[tuple[float, Any]]:
+                  stop: StopFlag | None = None, progress: ProgressFn | None = None) -> list[tuple[float, Any]]:
     """(time, small BGR frame) pairs about `rate` times a second inside [start, end], by grab-and-skip."""
     cv2 = _cv2()
     capture = cv2.VideoCapture(str(path))
@@ -197,8 +195,8 @@ def sample_frames(path: Path, info: VideoInfo, start: float, end: float, rate: f
     samples: list[tuple[float, Any]] = []
     try:
         while True:
-            if stop is not None and stop.is_set():
-                raise TimedOut("video analysis was cancelled")
+            if stop is not None:
+                stop.check("video analysis")
             if not capture.grab():
                 break
             moment = index / fps
@@ -324,7 +322,7 @@ def read_screen_text(keyframes: list[Keyframe]) -> list[ScreenText]:
 
 
 def _transcript(path: Path, info: VideoInfo, start: float, end: float,
-                stop: threading.Event | None) -> tuple[list[dict[str, Any]], str | None, list[str]]:
+                stop: StopFlag | None) -> tuple[list[dict[str, Any]], str | None, list[str]]:
     if not info.has_audio:
         return [], None, []
     from shared import transcription
@@ -369,7 +367,7 @@ def _load(folder: Path) -> Timeline | None:
 
 def analyse(path: Path, *, start: float | None = None, end: float | None = None, keyframes: int = 10,
             with_ocr: bool = True, with_speech: bool = True, progress: ProgressFn | None = None,
-            stop: threading.Event | None = None) -> Timeline:
+            stop: StopFlag | None = None) -> Timeline:
     info = probe(path)
     begin = 0.0 if start is None else float(start)
     finish = info.duration if end is None else min(float(end), info.duration)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any
 
-import anyio
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
 from servers.video_enhanced import answer, engine
-from shared.inputs import open_input
+from shared import worker
+from shared.inputs import LocalInput
 from shared.models import ModelClient
 from shared.params import EnableVerification, PathOrUrl, Question
 from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, Image, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
+from shared.worker import Job
 
 NAME = "tool-video-enhanced"
 MAX_IMAGE_BYTES = 3 * 2**20
@@ -51,18 +51,11 @@ class VideoOutput(BaseModel):
     cached: bool
 
 
-async def _timeline(source: str, ctx: Context | None, **options: Any) -> tuple[engine.Timeline, str]:
-    stop = threading.Event()
-    progress = Progress(ctx).report_sync if ctx is not None else None
+async def _timeline(source: str, ctx: Context, **options: Any) -> tuple[engine.Timeline, str]:
+    def work(item: LocalInput, job: Job) -> engine.Timeline:
+        return engine.analyse(item.path, progress=job.progress, stop=job.stop, **options)
 
-    def work() -> tuple[engine.Timeline, str]:
-        with open_input(source) as item:
-            return engine.analyse(item.path, progress=progress, stop=stop, **options), item.label
-
-    try:
-        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-    finally:
-        stop.set()
+    return await worker.run_on_input(source, work, progress=Progress(ctx))
 
 
 def _images(timeline: engine.Timeline) -> list[Image]:
