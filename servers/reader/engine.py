@@ -95,7 +95,7 @@ def _cache_dir(digest: str, mode: str) -> Path:
 def _convert_other(item: LocalInput, name: str) -> formats.Converted:
     mime = item.file_type.mime
     if name == "image":
-        return formats.image(item.path, item.file_type)
+        return formats.image(item)
     if name in ("xlsx", "xls"):
         return formats.spreadsheet(item.path, name)
     if mime in formats.OFFICE_EXTENSIONS:
@@ -225,13 +225,7 @@ def info(item: LocalInput, stop: StopFlag | None = None) -> Info:
     name = format_name(item.file_type)
     result = Info(format=name, mime=item.file_type.mime, label=item.label, size_bytes=item.size)
     if name == "pdf":
-        import pymupdf
-
-        try:
-            document = pymupdf.open(item.path, filetype="pdf")
-        except Exception:
-            raise InputError("the PDF is damaged and cannot be opened") from None
-        try:
+        with pdf.open_pdf(item.path, to_describe=True) as document:
             if document.needs_pass:
                 result.encrypted = True
                 return result
@@ -242,8 +236,6 @@ def info(item: LocalInput, stop: StopFlag | None = None) -> Info:
             result.pages = document.page_count
             result.outline = pdf.outline(document)
             result.pages_needing_ocr = [i + 1 for i, page in enumerate(document) if pdf.page_needs_ocr(page)]
-        finally:
-            document.close()
         return result
     document = convert(item, stop=stop)
     result.title = document.title

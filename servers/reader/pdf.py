@@ -31,13 +31,17 @@ class PageText:
     ocr: bool = False
 
 
-def open_pdf(path: Path) -> Any:
+def open_pdf(path: Path, *, to_describe: bool = False) -> Any:
+    """The one way a PDF is opened. A damaged file is refused; so are encrypted and page-less ones, unless
+    the document is only to be described (document_info reports those instead)."""
     import pymupdf
 
     try:
         document = pymupdf.open(path, filetype="pdf")
     except (pymupdf.FileDataError, RuntimeError, ValueError) as exc:
         raise InputError(f"the PDF is damaged and cannot be opened ({str(exc)[:120]})") from None
+    if to_describe:
+        return document
     if document.needs_pass:
         document.close()
         raise InputError("the PDF is encrypted (password-protected): it cannot be read without its password")
