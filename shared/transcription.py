@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import audio, cache, settings
+from shared import audio, cache, media, settings
 from shared.errors import InputError, NotConfigured
 from shared.lazy import LazyEngine
 from shared.timecodes import clock, span
@@ -153,9 +153,7 @@ def _from_json(data: dict[str, Any]) -> Transcript:
 def transcribe_file(path: Path, *, language: str | None = None, word_timestamps: bool = False, vad: bool = True,
                     progress: ProgressFn | None = None, stop: StopFlag | None = None) -> Transcript:
     info = audio.probe(path)
-    if info.duration is not None and info.duration > audio.max_seconds():
-        raise InputError(f"the audio lasts {info.duration / 3600:.1f} h; the limit is "
-                         f"{audio.max_seconds() / 60:.0f} minutes (TOOLSUITE_AUDIO_MAX_SECONDS)")
+    media.check_length(info.duration, "audio")
     chosen = backend()
     model = local_model_name() if chosen == "local" else settings.text("TOOLSUITE_TRANSCRIBE_MODEL", "whisper-1")
     options = {"backend": chosen, "model": model, "language": language, "words": word_timestamps, "vad": vad}

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import cache, settings, textsim
+from shared import cache, media, textsim
 from shared.errors import InputError, NotConfigured
 from shared.timecodes import short_clock, span
 from shared.worker import ProgressFn, StopFlag
@@ -28,10 +28,6 @@ ENGINE_VERSION = "video-2"
 DETECT_FPS = 4.0
 LONG_VIDEO_SECONDS = 1800.0
 FRAME_MAX_SIDE = 640
-
-
-def max_seconds() -> float:
-    return settings.number("TOOLSUITE_VIDEO_MAX_SECONDS", 14_400, minimum=1)
 
 
 @dataclass
@@ -124,24 +120,12 @@ def _cv2() -> Any:
 
 
 def probe(path: Path) -> VideoInfo:
-    import av
-
-    if path.stat().st_size == 0:
-        raise InputError("the video file is empty (0 bytes)")
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except av.error.FFmpegError:
-        raise InputError("the file is not a video that FFmpeg can read") from None
-    with container:
+    with media.open_container(path, "video") as container:
         if not container.streams.video:
             raise InputError("the file has no video stream" + (" (it is audio only: use the audio tools)"
                                                                 if container.streams.audio else ""))
         stream = container.streams.video[0]
-        duration = 0.0
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / 1_000_000
+        duration = media.duration(container, stream) or 0.0
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
         frames = int(stream.frames or round(duration * fps))
         rotation = 0
@@ -157,9 +141,7 @@ def probe(path: Path) -> VideoInfo:
                          container=container.format.name)
     if info.frames == 0 or info.duration <= 0:
         raise InputError("the video has no frames (zero length or truncated)")
-    if info.duration > max_seconds():
-        raise InputError(f"the video lasts {info.duration / 3600:.1f} h; the limit is {max_seconds() / 60:.0f} "
-                         "minutes (TOOLSUITE_VIDEO_MAX_SECONDS)")
+    media.check_length(info.duration, "video")
     return info
 
 
@@ -216,10 +198,8 @@ def sample_frames(path: Path, info: VideoInfo, start: float, end: float, rate: f
 
 def keyframe_samples(path: Path, start: float, end: float) -> list[tuple[float, Any]]:
     """Keyframes only (fast for long videos), via PyAV."""
-    import av
-
     samples = []
-    with av.open(str(path)) as container:
+    with media.open_container(path, "video") as container:
         stream = container.streams.video[0]
         stream.codec_context.skip_frame = "NONKEY"
         for frame in container.decode(stream):
