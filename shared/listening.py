@@ -128,7 +128,7 @@ async def answer(heard: Heard, question: str, *, verify: bool) -> Answer:
     client = ModelClient("AUDIO", purpose="chat")
     reason = client.unavailable()
     if reason:
-        lines = [f"No chat model is configured to answer questions ({reason}).",
+        lines = [client.unanswered("the question cannot be answered from the transcript"),
                  "Transcript segments that best match the question:" if relevant else
                  "No transcript segment matches the question's words."]
         lines += [f"[{span(s.start, s.end)}] {s.text}" for s in relevant]

@@ -101,6 +101,16 @@ class ModelClient:
             return f"the {self.purpose} model is remote and network access is disabled (TOOLSUITE_OFFLINE=1)"
         return None
 
+    def unanswered(self, consequence: str, *, heading: str | None = None) -> str:
+        """The sentence a tool gives in place of the model's answer when `unavailable()`: why there is no
+        answer, what that means for this call (`consequence`), and the fix."""
+        if not self.endpoint.configured:
+            reason = f"no {self.purpose} model is configured, so {consequence} "
+            reason += f"({settings.model_settings_hint(self.endpoint.role)})."
+        else:
+            reason = f"{self.unavailable()}, so {consequence}."
+        return f"{heading}: {reason}" if heading else reason[0].upper() + reason[1:]
+
     def require(self) -> None:
         reason = self.unavailable()
         if reason:

@@ -240,15 +240,17 @@ def model_endpoint(role: str) -> ModelEndpoint:
     return ModelEndpoint(role=role, base_url=base_url, api_key=api_key, model=model)
 
 
-def missing_model_message(role: str, what: str) -> str:
-    """The sentence every tool uses when a role has no model, naming the settings that fix it."""
+def model_settings_hint(role: str) -> str:
+    """How to give a role a model, in the words every message and `toolsuite doctor` use."""
     role = role.upper()
     stem = _REFERENCE_ALIAS_STEM[role]
-    return (
-        f"no {what} model configured: set {PREFIX}{role}_MODEL (or {stem}_MODEL_NAME) and "
-        f"{PREFIX}{role}_BASE_URL / {PREFIX}{role}_API_KEY (or OPENAI_BASE_URL / OPENAI_API_KEY) "
-        "to any OpenAI-compatible endpoint"
-    )
+    return (f"set {PREFIX}{role}_MODEL (or {stem}_MODEL_NAME) and {PREFIX}{role}_BASE_URL / {PREFIX}{role}_API_KEY "
+            "(or OPENAI_BASE_URL / OPENAI_API_KEY) to any OpenAI-compatible endpoint")
+
+
+def missing_model_message(role: str, what: str) -> str:
+    """The sentence every tool uses when a role has no model, naming the settings that fix it."""
+    return f"no {what} model configured: {model_settings_hint(role)}"
 
 
 def markdown_table() -> str:

@@ -196,12 +196,11 @@ async def ask_verified(client: ModelClient, messages: list[dict[str, Any]], ocr_
     return Verified(answer=chosen, confidence=confidence, details=details)
 
 
-NO_MODEL_LEAD = ("No vision model is configured, so the question cannot be answered by looking at the image; "
-                 "here is what local analysis found ({reason}).")
+NO_MODEL_CONSEQUENCE = "the question cannot be answered by looking at the image; here is what local analysis found"
 
 
-def no_model_text(prepared: list[Prepared], reason: str, lead: str = NO_MODEL_LEAD) -> str:
-    parts = [lead.format(reason=reason)]
+def no_model_text(prepared: list[Prepared], lead: str) -> str:
+    parts = [lead]
     for number, item in enumerate(prepared, start=1):
         title = f"Image {number} ({item.image.label})" if len(prepared) > 1 else f"Image ({item.image.label})"
         parts.append(f"## {title}\n{item.evidence.summary()}")
@@ -209,7 +208,8 @@ def no_model_text(prepared: list[Prepared], reason: str, lead: str = NO_MODEL_LE
 
 
 async def answer(sources: list[str], question: str | None, *, verify: bool = False,
-                 instruction: str | None = None, no_model_lead: str = NO_MODEL_LEAD) -> tuple[str, VisionOutput]:
+                 instruction: str | None = None, no_model: str = NO_MODEL_CONSEQUENCE,
+                 no_model_heading: str | None = None) -> tuple[str, VisionOutput]:
     """Evidence for every image, then (when a vision model can be used) one answer or a verified one."""
     client = ModelClient("VISION", purpose="vision")
     reason = client.unavailable()
@@ -226,7 +226,7 @@ async def answer(sources: list[str], question: str | None, *, verify: bool = Fal
     evidence = [item.evidence_model() for item in prepared]
     notes = [note for item in prepared for note in item.image.notes]
     if not use_model or question is None:
-        text = no_model_text(prepared, reason, no_model_lead) if reason else \
+        text = no_model_text(prepared, client.unanswered(no_model, heading=no_model_heading)) if reason else \
             "\n\n".join(item.evidence.summary() for item in prepared)
         return text, VisionOutput(answer=None, model=None, model_configured=client.configured, confidence=None,
                                   verification=None, evidence=evidence, sent=[], notes=notes + ([reason] if reason

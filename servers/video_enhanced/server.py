@@ -85,8 +85,8 @@ async def _answer(source: str, question: str | None, ctx: Context, *, verify: bo
     client = ModelClient("VISION", purpose="vision")
     reason = client.unavailable()
     if reason:
-        text = (f"No vision model is configured, so the question cannot be answered by watching the video ({reason})."
-                f" Here is the timeline local analysis found; the keyframes are attached.\n\n{timeline.render()}")
+        text = (client.unanswered("the question cannot be answered by watching the video")
+                + f" Here is the timeline local analysis found; the keyframes are attached.\n\n{timeline.render()}")
         data = _output(timeline, label, answer=None, model=None, model_configured=client.configured, confidence=None,
                        verification=None, frames_sent=[], notes=[reason])
         return ToolResult(text=text, data=data, images=_images(timeline))

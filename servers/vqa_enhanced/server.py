@@ -41,8 +41,8 @@ async def vision_extract_metadata(image_path_or_url: PathOrUrl) -> ToolResult:
     """Everything local analysis finds in an image: format from the bytes, size, frames, EXIF (camera, time,
     GPS), OCR text with boxes and confidence, dominant colours, faces and QR codes; plus a detailed description
     by the vision model when one is configured."""
-    text, output = await answer([image_path_or_url], DESCRIBE, no_model_lead=(
-        "Local evidence (no vision model is configured, so there is no description: {reason})."))
+    text, output = await answer([image_path_or_url], DESCRIBE, no_model="there is no description",
+                                no_model_heading="Local evidence")
     if output.answer:
         evidence = "\n\n".join(
             f"Local evidence:\nImage: {e.format}, {e.width} x {e.height} pixels\nText (OCR): {e.ocr_text or 'none'}"
