@@ -47,10 +47,10 @@ def make_text_image(path: Path, lines: list[str]) -> None:
 
 def main() -> None:
     from shared import evidence, images, ocr
+    from shared.image_answers import build_messages
+    from shared.image_answers import prepare as prepare_opened
     from shared.inputs import open_input
     from shared.models import image_part
-    from shared.vision import build_messages
-    from shared.vision import prepare as prepare_opened
 
     def prepare(source: str, for_model: bool):
         with open_input(source) as item:

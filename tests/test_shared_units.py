@@ -115,3 +115,29 @@ def test_one_rule_joins_text_around_cjk_characters():
     assert cjk.remove_spaces_between("直 播 电 商 and more") == "直播电商 and more"
     assert cjk.has_han("what is 平台责任?") and not cjk.has_han("すし and ｆｕｌｌ")
     assert cjk.count_wide("中文한국어abc") == 5 and cjk.count_han("中文한국어") == 2
+
+
+def test_an_output_model_must_show_every_field_of_its_engine_type():
+    from dataclasses import dataclass
+
+    from pydantic import BaseModel
+
+    from shared.outputs import from_engine, mirrors
+
+    @dataclass
+    class Reading:
+        value: float
+        unit: str
+        raw: bytes
+
+    class Shown(BaseModel):
+        value: float
+        unit: str
+        source: str
+
+    with pytest.raises(TypeError, match=r"Shown does not show Reading\.raw"):
+        mirrors(Reading)(Shown)
+    with pytest.raises(TypeError, match="leaves out other, which Reading does not have"):
+        mirrors(Reading, leave_out={"raw": "binary", "other": "gone"})(Shown)
+    checked = mirrors(Reading, leave_out={"raw": "binary, not for agents"})(Shown)
+    assert from_engine(checked, Reading(1.5, "s", b"x"), source="a.wav") == Shown(value=1.5, unit="s", source="a.wav")

@@ -208,7 +208,8 @@ async def test_bad_images_and_endpoints_are_clear_errors(root: Path, vision):
 
 
 def test_agreement_and_similarity_are_language_independent():
-    from shared.vision import choose, similarity
+    from shared.image_answers import choose
+    from shared.textsim import similarity
 
     assert similarity("北京颐和园", "这是北京的颐和园") >= 0.5
     assert similarity("The Great Wall", "the great wall!") == 1.0

@@ -7,16 +7,8 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from shared.audio_results import (
-    AnswerOutput,
-    MetadataOutput,
-    TranscriptOutput,
-    metadata,
-    transcribe,
-    transcribe_and_answer,
-    transcript_output,
-    transcript_text,
-)
+from servers.audio_tools import calls
+from servers.audio_tools.outputs import AnswerOutput, MetadataOutput, TranscriptOutput
 from shared.params import EnableVerification, PathOrUrl, Question
 from shared.server import READ_ONLY_LOCAL, READ_ONLY_OPEN, REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
@@ -45,31 +37,25 @@ async def audio_understanding_advanced(
     enable_verification: EnableVerification = True,
 ) -> ToolResult:
     """Described by AUDIO_UNDERSTANDING_ADVANCED_DESCRIPTION (shared wording about verification)."""
-    text, output = await transcribe_and_answer(audio_path_or_url, question, verify=enable_verification,
-                                               progress=Progress(ctx))
-    return ToolResult(text=text, data=output)
+    return await calls.answer(audio_path_or_url, question, verify=enable_verification, progress=Progress(ctx))
 
 
 async def audio_quick_transcription(audio_path_or_url: PathOrUrl, ctx: Context) -> ToolResult:
     """Transcribe audio in one pass (greedy decoding, VAD): timestamped segments, language, duration."""
-    transcript, label = await transcribe(audio_path_or_url, Progress(ctx))
-    return ToolResult(text=transcript_text(transcript, "segments"), data=transcript_output(transcript, label))
+    return await calls.transcribe(audio_path_or_url, "segments", Progress(ctx))
 
 
 async def audio_extract_metadata(audio_path_or_url: PathOrUrl) -> ToolResult:
     """Audio metadata: container, codec, duration, sample rate, channels, bit rate, size, tags, whether a video
     stream is present, RMS and peak level (dBFS) and the share of silence."""
-    text, output = await metadata(audio_path_or_url)
-    return ToolResult(text=text, data=output)
+    return await calls.metadata(audio_path_or_url)
 
 
 async def audio_question_answering_enhanced(audio_path_or_url: PathOrUrl, question: Question,
                                             ctx: Context) -> ToolResult:
     """Answer a question about audio from its transcript with verification (see audio_understanding_advanced),
     citing the times relied on."""
-    text, output = await transcribe_and_answer(audio_path_or_url, question, verify=True,
-                                               progress=Progress(ctx))
-    return ToolResult(text=text, data=output)
+    return await calls.answer(audio_path_or_url, question, verify=True, progress=Progress(ctx))
 
 
 

@@ -7,15 +7,8 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from shared.audio_results import (
-    AnswerOutput,
-    TranscriptFormat,
-    TranscriptOutput,
-    transcribe,
-    transcribe_and_answer,
-    transcript_output,
-    transcript_text,
-)
+from servers.audio_tools import calls
+from servers.audio_tools.outputs import AnswerOutput, TranscriptFormat, TranscriptOutput
 from shared.params import PathOrUrl, Question
 from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
@@ -38,9 +31,8 @@ async def audio_transcription(audio_path_or_url: PathOrUrl, ctx: Context, format
     Silence is skipped (VAD). Long files are processed as a stream with progress notifications; transcripts are
     cached, so asking again about the same file is instant. Limit: TOOLSUITE_AUDIO_MAX_SECONDS (4 h).
     """
-    transcript, label = await transcribe(audio_path_or_url, Progress(ctx), language=language,
-                                         word_timestamps=word_timestamps)
-    return ToolResult(text=transcript_text(transcript, format), data=transcript_output(transcript, label, format))
+    return await calls.transcribe(audio_path_or_url, format, Progress(ctx), language=language,
+                                  word_timestamps=word_timestamps)
 
 
 async def audio_question_answering(audio_path_or_url: PathOrUrl, question: Question, ctx: Context) -> ToolResult:
@@ -49,9 +41,7 @@ async def audio_question_answering(audio_path_or_url: PathOrUrl, question: Quest
     Needs a chat model (TOOLSUITE_AUDIO_MODEL and base URL/key); without one, the transcript segments that match
     the question and the full transcript are returned with a statement that no model is configured.
     """
-    text, output = await transcribe_and_answer(audio_path_or_url, question, verify=False,
-                                               progress=Progress(ctx))
-    return ToolResult(text=text, data=output)
+    return await calls.answer(audio_path_or_url, question, verify=False, progress=Progress(ctx))
 
 
 def build():

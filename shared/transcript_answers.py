@@ -1,4 +1,4 @@
-"""Questions about audio, answered from the timestamped transcript (tool-transcribe, tool-audio-enhanced).
+"""Questions about a recording, answered from its timestamped transcript (tool-transcribe, tool-audio-enhanced).
 
 With a chat model (role AUDIO; any OpenAI-compatible endpoint) the model answers from the
 transcript and cites the times it relied on as [mm:ss]. Without one, the segments that best match
@@ -43,7 +43,7 @@ class Answer:
     model: str | None
     cited_times: list[float] = field(default_factory=list)
     invalid_times: list[float] = field(default_factory=list)
-    relevant: list[Segment] = field(default_factory=list)
+    relevant_segments: list[Segment] = field(default_factory=list)
     confidence: float | None = None
     verification: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -132,7 +132,7 @@ async def answer(heard: Heard, question: str, *, verify: bool) -> Answer:
                  "Transcript segments that best match the question:" if relevant else
                  "No transcript segment matches the question's words."]
         lines += [f"[{span(s.start, s.end)}] {s.text}" for s in relevant]
-        return Answer(text="\n".join(lines), model=None, relevant=relevant,
+        return Answer(text="\n".join(lines), model=None, relevant_segments=relevant,
                       confidence=transcript_confidence(transcript.segments) if verify else None,
                       verification=verification, notes=[reason])
     prompt_transcript, partial = _transcript_for_prompt(transcript.segments, question)
@@ -165,5 +165,5 @@ async def answer(heard: Heard, question: str, *, verify: bool) -> Answer:
         confidence = round(0.6 * transcript_confidence(transcript.segments) + 0.4 * citations, 3)
         verification["cited_times"] = times
         verification["invalid_times"] = invalid
-    return Answer(text=text, model=reply.model, cited_times=times, invalid_times=invalid, relevant=relevant,
+    return Answer(text=text, model=reply.model, cited_times=times, invalid_times=invalid, relevant_segments=relevant,
                   confidence=confidence, verification=verification, notes=notes)
