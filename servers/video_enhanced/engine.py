@@ -69,6 +69,13 @@ class ScreenText:
 
 
 @dataclass
+class Spoken:
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
 class Timeline:
     info: VideoInfo
     start: float
@@ -77,7 +84,7 @@ class Timeline:
     cuts: list[float]
     keyframes: list[Keyframe]
     screen_text: list[ScreenText]
-    transcript: list[dict[str, Any]]
+    transcript: list[Spoken]
     transcript_language: str | None
     speech_transcribed: bool = False
     notes: list[str] = field(default_factory=list)
@@ -100,8 +107,7 @@ class Timeline:
         else:
             lines.append("On-screen text: none found")
         if self.transcript:
-            spoken = "\n".join(f"  [{span(s['start'], s['end'])}] {s['text']}"
-                               for s in self.transcript)
+            spoken = "\n".join(f"  [{span(s.start, s.end)}] {s.text}" for s in self.transcript)
             if len(spoken) > with_transcript_chars:
                 spoken = spoken[:with_transcript_chars] + "\n  [... transcript cut]"
             lines.append(f"Speech ({self.transcript_language or 'unknown language'}):\n{spoken}")
@@ -302,7 +308,7 @@ def read_screen_text(keyframes: list[Keyframe]) -> list[ScreenText]:
 
 
 def _transcript(path: Path, info: VideoInfo, start: float, end: float,
-                stop: StopFlag | None) -> tuple[list[dict[str, Any]], str | None, list[str]]:
+                stop: StopFlag | None) -> tuple[list[Spoken], str | None, list[str]]:
     if not info.has_audio:
         return [], None, []
     from shared import transcription
@@ -311,8 +317,7 @@ def _transcript(path: Path, info: VideoInfo, start: float, end: float,
         transcript = transcription.transcribe_file(path, stop=stop)
     except (NotConfigured, InputError) as exc:
         return [], None, [f"speech not transcribed: {exc}"]
-    segments = [{"start": s.start, "end": s.end, "text": s.text} for s in transcript.segments
-                if s.end >= start and s.start <= end]
+    segments = [Spoken(s.start, s.end, s.text) for s in transcript.segments if s.end >= start and s.start <= end]
     return segments, transcript.language, []
 
 
@@ -342,7 +347,7 @@ def _load(folder: Path) -> Timeline | None:
         keyframes.append(Keyframe(**raw, jpeg=cache.read(folder / f"k{index:03d}.jpg") or b""))
     return Timeline(info=VideoInfo(**data.pop("info")), scenes=[Scene(**s) for s in data.pop("scenes")],
                     screen_text=[ScreenText(**t) for t in data.pop("screen_text")], keyframes=keyframes,
-                    cached=True, **data)
+                    transcript=[Spoken(**s) for s in data.pop("transcript")], cached=True, **data)
 
 
 def analyse(path: Path, *, start: float | None = None, end: float | None = None, keyframes: int = 10,
@@ -384,7 +389,7 @@ def analyse(path: Path, *, start: float | None = None, end: float | None = None,
         started = time.perf_counter()
         screen = read_screen_text(frames)
         timings["ocr"] = round(time.perf_counter() - started, 3)
-    transcript: list[dict[str, Any]] = []
+    transcript: list[Spoken] = []
     language = None
     if with_speech:
         started = time.perf_counter()

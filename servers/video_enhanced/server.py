@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from servers.video_enhanced import answer, engine
+from servers.video_enhanced.outputs import VideoOutput, video_output
 from shared import worker
 from shared.inputs import LocalInput
 from shared.models import ModelClient
@@ -22,33 +23,6 @@ MAX_IMAGE_BYTES = 3 * 2**20
 OptionalQuestion = Annotated[str | None, Field(description="A question about the video; omit for a summary.",
                                                max_length=20_000)]
 Seconds = Annotated[float | None, Field(description="Seconds from the start of the video.", ge=0)]
-
-
-class KeyframeModel(BaseModel):
-    time: float
-    scene: int | None
-    reason: str = Field(description="'scene' (the middle of a scene) or 'uniform' (filling a gap).")
-    ocr_text: str
-
-
-class VideoOutput(BaseModel):
-    source: str
-    answer: str | None = Field(description="The vision model's answer; null without a model or question.")
-    model: str | None
-    model_configured: bool
-    confidence: float | None = Field(description="Heuristic (see the tool description); null without verification.")
-    verification: dict[str, Any] | None
-    metadata: dict[str, Any]
-    range: list[float] = Field(description="[start, end] seconds analysed.")
-    scenes: list[dict[str, Any]]
-    cuts: list[float] = Field(description="Scene-cut times in seconds.")
-    keyframes: list[KeyframeModel]
-    screen_text: list[dict[str, Any]]
-    transcript: list[dict[str, Any]]
-    frames_sent: list[float] = Field(description="Times of the frames the model saw.")
-    notes: list[str]
-    seconds: dict[str, float]
-    cached: bool
 
 
 async def _timeline(source: str, ctx: Context, **options: Any) -> tuple[engine.Timeline, str]:
@@ -68,37 +42,16 @@ def _images(timeline: engine.Timeline) -> list[Image]:
     return images
 
 
-def _output(timeline: engine.Timeline, label: str, **fields: Any) -> VideoOutput:
-    info = timeline.info
-    return VideoOutput(
-        source=label, metadata=info.__dict__, range=[timeline.start, timeline.end],
-        scenes=[s.__dict__ for s in timeline.scenes], cuts=timeline.cuts,
-        keyframes=[KeyframeModel(time=k.time, scene=k.scene, reason=k.reason, ocr_text=k.ocr_text)
-                   for k in timeline.keyframes],
-        screen_text=[t.__dict__ for t in timeline.screen_text], transcript=timeline.transcript,
-        notes=timeline.notes + fields.pop("notes", []), seconds=timeline.seconds, cached=timeline.cached, **fields)
-
-
 async def _answer(source: str, question: str | None, ctx: Context, *, verify: bool, keyframes: int,
                   start: float | None = None, end: float | None = None) -> ToolResult:
     timeline, label = await _timeline(source, ctx, start=start, end=end, keyframes=keyframes)
-    client = ModelClient("VISION", purpose="vision")
-    reason = client.unavailable()
-    if reason:
-        text = (client.unanswered("the question cannot be answered by watching the video")
-                + f" Here is the timeline local analysis found; the keyframes are attached.\n\n{timeline.render()}")
-        data = _output(timeline, label, answer=None, model=None, model_configured=client.configured, confidence=None,
-                       verification=None, frames_sent=[], notes=[reason])
-        return ToolResult(text=text, data=data, images=_images(timeline))
-    asked = question or "Describe what happens in the video, scene by scene, with times."
-    result = await answer.ask(timeline, asked, verify=verify)
-    text = result.text
-    if result.confidence is not None:
-        text += f"\n\n[verification: heuristic confidence {result.confidence:.2f}" + (
-            "; the answer was reconciled from two frame samples" if result.verification.get("reconciled") else "") + "]"
-    data = _output(timeline, label, answer=result.text, model=result.model, model_configured=True,
-                   confidence=result.confidence, verification=result.verification, frames_sent=result.frames_sent)
-    return ToolResult(text=text, data=data)
+    reply = await answer.respond(timeline, question, verify=verify)
+    text = reply.text
+    if reply.confidence is not None and reply.verification is not None:
+        text += f"\n\n[verification: heuristic confidence {reply.confidence:.2f}" + (
+            "; the answer was reconciled from two frame samples" if reply.verification.reconciled else "") + "]"
+    images = _images(timeline) if reply.answer is None else []
+    return ToolResult(text=text, data=video_output(timeline, label, reply), images=images)
 
 
 VERIFY = ("Verification asks again with a different frame sample and checks the times the answer claims; when the "
@@ -140,9 +93,8 @@ async def video_extract_keyframes(
     images = _images(timeline)
     note = [] if len(images) == len(timeline.keyframes) else \
         [f"{len(timeline.keyframes) - len(images)} keyframe images left out to stay under 3 MB"]
-    data = _output(timeline, label, answer=None, model=None, model_configured=ModelClient("VISION").configured,
-                   confidence=None, verification=None, frames_sent=[], notes=note)
-    return ToolResult(text=timeline.render(), data=data, images=images)
+    reply = answer.VideoAnswer(timeline.render(), None, None, ModelClient("VISION").configured, notes=note)
+    return ToolResult(text=reply.text, data=video_output(timeline, label, reply), images=images)
 
 
 VIDEO_TEMPORAL_QA_DESCRIPTION = (
