@@ -44,15 +44,6 @@ class Usage:
         details = getattr(usage, "completion_tokens_details", None)
         self.reasoning_tokens += int(getattr(details, "reasoning_tokens", 0) or 0) if details else 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "requests": self.requests,
-            "retries": self.retries,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "reasoning_tokens": self.reasoning_tokens,
-        }
-
 
 @dataclass
 class ChatAnswer:

@@ -63,7 +63,7 @@ async def test_document_info_plans_reads(root: Path):
         info = await client.call_tool("document_info", {"uri": "report.pdf"})
     data = info.structured_content
     assert (data["format"], data["pages"], data["title"], data["author"]) == ("pdf", 4, "Test Report", "Test Author")
-    assert data["pages_needing_ocr"] == [4]
+    assert data["pages_needing_ocr"] == [4] and data["metadata"]["author"] == "Test Author"
     assert data["outline"][1] == {"level": 1, "title": "Chapter 2", "page": 2}
     assert "Pages without a text layer (OCR): 4" in info.content[0].text
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from servers.reader import engine
 from shared import budget, worker
 from shared.inputs import LocalInput
+from shared.outputs import from_engine, mirrors
 from shared.params import PathOrUrl
 from shared.server import READ_ONLY_OPEN, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
@@ -18,6 +19,9 @@ from shared.worker import Job
 NAME = "tool-reader"
 
 
+@mirrors(engine.Document, leave_out={"label": "shown as source", "pages": "shown as pages_returned",
+                                     "size_bytes": "in document_info", "units": "in document_info",
+                                     "unit_name": "in document_info"})
 class ConvertOutput(BaseModel):
     source: str = Field(description="The path (relative to its root) or URL that was read.")
     format: str = Field(description="Format found from the file's bytes (pdf, docx, pptx, xlsx, image...).")
@@ -36,6 +40,7 @@ class ConvertOutput(BaseModel):
     seconds: float
 
 
+@mirrors(engine.Info, leave_out={"label": "shown as source"})
 class InfoOutput(BaseModel):
     source: str
     format: str
@@ -50,6 +55,7 @@ class InfoOutput(BaseModel):
     pages_needing_ocr: list[int] = Field(description="PDF pages without a text layer (they will be OCRed).")
     encrypted: bool
     characters: int | None = Field(description="Length of the Markdown conversion (non-PDF formats).")
+    metadata: dict[str, str] = Field(description="The PDF's own metadata fields (producer, creator, dates...).")
 
 
 async def convert_to_markdown(
@@ -81,13 +87,9 @@ async def convert_to_markdown(
     document, _label = await worker.run_on_input(uri, work, progress=Progress(ctx))
     page = budget.page_of(document.markdown, start_index, max_chars, max_tokens=_content_budget())
     footer = _footer(document, page)
-    data = ConvertOutput(
-        source=document.label, format=document.format, mime=document.mime, title=document.title,
-        total_pages=document.total_pages, pages_returned=document.pages, ocr_pages=document.ocr_pages,
-        total_chars=page.total_chars, start_index=page.start_index, end_index=page.end_index,
-        next_start_index=page.end_index if page.has_more else None, markdown=page.text, notes=document.notes,
-        cached=document.cached, seconds=document.seconds,
-    )
+    data = from_engine(ConvertOutput, document, source=document.label, pages_returned=document.pages,
+                       total_chars=page.total_chars, start_index=page.start_index, end_index=page.end_index,
+                       next_start_index=page.end_index if page.has_more else None, markdown=page.text)
     notes = "".join(f"[note: {note}]\n" for note in document.notes)
     return ToolResult(text=f"{notes}{page.text}\n\n{footer}", data=data)
 
@@ -115,10 +117,7 @@ async def document_info(uri: PathOrUrl) -> ToolResult:
     and author, the outline (PDF bookmarks or headings), which PDF pages need OCR, and whether it is
     encrypted. Cheap for PDFs (no conversion); other formats are converted once and cached."""
     info, _label = await worker.run_on_input(uri, lambda item, job: engine.info(item, stop=job.stop))
-    data = InfoOutput(source=info.label, format=info.format, mime=info.mime, size_bytes=info.size_bytes,
-                      title=info.title, author=info.author, pages=info.pages, units=info.units,
-                      unit_name=info.unit_name, outline=info.outline, pages_needing_ocr=info.pages_needing_ocr,
-                      encrypted=info.encrypted, characters=info.characters)
+    data = from_engine(InfoOutput, info, source=info.label)
     lines = [f"Source: {info.label}", f"Format: {info.format} ({info.mime})", f"Size: {info.size_bytes} bytes"]
     if info.encrypted:
         lines.append("Encrypted: yes (password-protected; cannot be read)")

@@ -8,26 +8,30 @@ from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
 from servers.reasoning import engine
+from shared import models
+from shared.outputs import from_engine, mirrors
 from shared.server import REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
 
 NAME = "tool-reasoning"
 
 
-class Usage(BaseModel):
+@mirrors(models.Usage)
+class UsageModel(BaseModel):
     requests: int
-    retries: int
+    retries: int = Field(description="Requests repeated after a 429, 5xx or network failure.")
     prompt_tokens: int
     completion_tokens: int
-    reasoning_tokens: int
+    reasoning_tokens: int = Field(description="Tokens of hidden reasoning, when the endpoint reports them.")
 
 
+@mirrors(engine.Solution)
 class ReasoningOutput(BaseModel):
     answer: str = Field(description="The model's final answer (its hidden reasoning is not included).")
     model: str = Field(description="The model that answered.")
     finish_reason: str | None = Field(description="Why the model stopped (e.g. 'stop', 'length').")
     elapsed_seconds: float = Field(description="Wall time of the call, retries included.")
-    usage: Usage
+    usage: UsageModel
 
 
 async def reasoning(
@@ -53,13 +57,7 @@ async def reasoning(
     """
     progress = Progress(ctx, min_interval=1.0)
     solution = await engine.solve(question, progress)
-    data = ReasoningOutput(
-        answer=solution.answer,
-        model=solution.model,
-        finish_reason=solution.finish_reason,
-        elapsed_seconds=solution.elapsed_seconds,
-        usage=Usage(**solution.usage.as_dict()),
-    )
+    data = from_engine(ReasoningOutput, solution)
     text = solution.answer
     if solution.finish_reason == "length":
         text += "\n\n[the model stopped at its output limit; the answer may be incomplete]"
