@@ -160,9 +160,9 @@ class SuiteServer(MCPServer):
     """An `MCPServer` whose argument and unknown-tool errors read well to an agent."""
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
-        if self._tool_manager.get_tool(name) is None:
-            known = ", ".join(tool.name for tool in self._tool_manager.list_tools())
-            return error_result(f"unknown tool {name!r}; this server's tools are: {known}")
+        known = [tool.name for tool in await self.list_tools()]
+        if name not in known:
+            return error_result(f"unknown tool {name!r}; this server's tools are: {', '.join(known)}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:

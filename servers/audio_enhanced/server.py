@@ -7,13 +7,11 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
+from servers import registry
 from servers.audio_tools import calls
 from servers.audio_tools.outputs import AnswerOutput, MetadataOutput, TranscriptOutput
 from shared.params import EnableVerification, PathOrUrl, Question
 from shared.server import READ_ONLY_LOCAL, READ_ONLY_OPEN, REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
-from shared.transport import run_server
-
-NAME = "tool-audio-enhanced"
 
 VERIFY_NOTE = (
     "Verification decodes low-confidence segments a second time (beam search) and keeps the better reading, and "
@@ -58,10 +56,8 @@ async def audio_question_answering_enhanced(audio_path_or_url: PathOrUrl, questi
     return await calls.answer(audio_path_or_url, question, verify=True, progress=Progress(ctx))
 
 
-
-
 def build():
-    server = create_server(NAME, "Transcripts, metadata and verified answers about audio.")
+    server = create_server(registry.name_of(__name__), "Transcripts, metadata and verified answers about audio.")
     add_tool(server, audio_understanding_advanced, title="Understand audio", output=AnswerOutput,
              description=AUDIO_UNDERSTANDING_ADVANCED_DESCRIPTION,
              annotations=REMOTE_MODEL)
@@ -72,9 +68,3 @@ def build():
     add_tool(server, audio_question_answering_enhanced, title="Ask about audio (verified)", output=AnswerOutput,
              annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

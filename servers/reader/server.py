@@ -7,16 +7,14 @@ from typing import Annotated, Literal
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
+from servers import registry
 from servers.reader import engine
 from shared import budget, worker
 from shared.inputs import LocalInput
 from shared.outputs import from_engine, mirrors
 from shared.params import PathOrUrl
 from shared.server import READ_ONLY_OPEN, Progress, ToolResult, add_tool, create_server
-from shared.transport import run_server
 from shared.worker import Job
-
-NAME = "tool-reader"
 
 
 @mirrors(engine.Document, leave_out={"label": "shown as source", "pages": "shown as pages_returned",
@@ -154,14 +152,9 @@ def _ranges(numbers: list[int]) -> str:
 
 
 def build():
-    server = create_server(NAME, "Reads any document (local path, URL or data: URI) as Markdown, in pages.")
+    server = create_server(registry.name_of(__name__),
+                           "Reads any document (local path, URL or data: URI) as Markdown, in pages.")
     add_tool(server, convert_to_markdown, title="Convert a document to Markdown", output=ConvertOutput,
              annotations=READ_ONLY_OPEN)
     add_tool(server, document_info, title="Describe a document", output=InfoOutput, annotations=READ_ONLY_OPEN)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

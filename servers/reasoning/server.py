@@ -7,13 +7,11 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
+from servers import registry
 from servers.reasoning import engine
 from shared import models
 from shared.outputs import from_engine, mirrors
 from shared.server import REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
-from shared.transport import run_server
-
-NAME = "tool-reasoning"
 
 
 @mirrors(models.Usage)
@@ -66,15 +64,9 @@ async def reasoning(
 
 def build():
     server = create_server(
-        NAME,
+        registry.name_of(__name__),
         "Sends hard problems (math, logic, puzzles, multi-step analysis) to a strong reasoning model.",
     )
     add_tool(server, reasoning, title="Reason about a hard problem", output=ReasoningOutput,
              annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

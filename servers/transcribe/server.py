@@ -7,13 +7,11 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
+from servers import registry
 from servers.audio_tools import calls
 from servers.audio_tools.outputs import AnswerOutput, TranscriptFormat, TranscriptOutput
 from shared.params import PathOrUrl, Question
 from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
-from shared.transport import run_server
-
-NAME = "tool-transcribe"
 
 Format = Annotated[TranscriptFormat, Field(description="Text layout: 'segments' (timestamped lines, default), "
                                            "'text', 'srt' or 'vtt'.")]
@@ -45,15 +43,9 @@ async def audio_question_answering(audio_path_or_url: PathOrUrl, question: Quest
 
 
 def build():
-    server = create_server(NAME, "Transcribes speech locally and answers questions about audio.")
+    server = create_server(registry.name_of(__name__), "Transcribes speech locally and answers questions about audio.")
     add_tool(server, audio_transcription, title="Transcribe audio", output=TranscriptOutput,
              annotations=READ_ONLY_OPEN)
     add_tool(server, audio_question_answering, title="Ask about audio", output=AnswerOutput,
              annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
+from servers import registry
 from servers.video_enhanced import answer, engine
 from servers.video_enhanced.outputs import VideoOutput, video_output
 from shared import worker
@@ -14,10 +15,8 @@ from shared.inputs import LocalInput
 from shared.models import ModelClient
 from shared.params import EnableVerification, PathOrUrl, Question
 from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, Image, Progress, ToolResult, add_tool, create_server
-from shared.transport import run_server
 from shared.worker import Job
 
-NAME = "tool-video-enhanced"
 MAX_IMAGE_BYTES = 3 * 2**20
 
 OptionalQuestion = Annotated[str | None, Field(description="A question about the video; omit for a summary.",
@@ -74,8 +73,6 @@ async def video_understanding_advanced(video_path: PathOrUrl, ctx: Context, ques
     return await _answer(video_path, question, ctx, verify=enable_verification, keyframes=12)
 
 
-
-
 async def video_quick_analysis(video_path: PathOrUrl, ctx: Context, question: OptionalQuestion = None) -> ToolResult:
     """A fast look at a video: metadata, scenes, 6 keyframes, on-screen text and speech, one model pass (no
     verification). Without a vision model: the timeline and keyframes."""
@@ -111,10 +108,9 @@ async def video_temporal_qa(video_path: PathOrUrl, question: Question, ctx: Cont
                          end=end_time)
 
 
-
-
 def build():
-    server = create_server(NAME, "Scenes, keyframes, on-screen text and speech of videos, and answers about them.")
+    server = create_server(registry.name_of(__name__),
+                           "Scenes, keyframes, on-screen text and speech of videos, and answers about them.")
     add_tool(server, video_understanding_advanced, title="Understand a video", output=VideoOutput,
              description=VIDEO_UNDERSTANDING_ADVANCED_DESCRIPTION,
              annotations=REMOTE_MODEL)
@@ -124,9 +120,3 @@ def build():
     add_tool(server, video_temporal_qa, title="Ask about a time range", output=VideoOutput,
              description=VIDEO_TEMPORAL_QA_DESCRIPTION, annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from servers import registry
 from servers.image_tools import calls
 from servers.image_tools.outputs import VisionOutput
 from shared.params import PathOrUrl, Question
 from shared.server import REMOTE_MODEL, ToolResult, add_tool, create_server
-from shared.transport import run_server
-
-NAME = "tool-vqa"
 
 
 async def visual_question_answering(image_path_or_url: PathOrUrl, question: Question) -> ToolResult:
@@ -24,13 +22,8 @@ async def visual_question_answering(image_path_or_url: PathOrUrl, question: Ques
 
 
 def build():
-    server = create_server(NAME, "Answers questions about images, grounded in OCR and other local evidence.")
+    server = create_server(registry.name_of(__name__),
+                           "Answers questions about images, grounded in OCR and other local evidence.")
     add_tool(server, visual_question_answering, title="Ask about an image", output=VisionOutput,
              annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

@@ -6,13 +6,11 @@ from typing import Annotated
 
 from pydantic import Field
 
+from servers import registry
 from servers.image_tools import calls
 from servers.image_tools.outputs import VisionOutput
 from shared.params import EnableVerification, PathOrUrl, Question
 from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, ToolResult, add_tool, create_server
-from shared.transport import run_server
-
-NAME = "tool-vqa-enhanced"
 
 DESCRIBE = ("Describe this image in detail: the scene, objects, people, any text (quote it exactly), and anything "
             "notable for identifying where or when it was taken.")
@@ -64,7 +62,8 @@ async def vision_comparative_analysis(
 
 
 def build():
-    server = create_server(NAME, "Grounded, verifiable answers about images; comparisons; image metadata.")
+    server = create_server(registry.name_of(__name__),
+                           "Grounded, verifiable answers about images; comparisons; image metadata.")
     add_tool(server, vision_understanding_advanced, title="Analyse an image (verified)", output=VisionOutput,
              annotations=REMOTE_MODEL)
     add_tool(server, vision_quick_answer, title="Quick answer about an image", output=VisionOutput,
@@ -74,9 +73,3 @@ def build():
     add_tool(server, vision_comparative_analysis, title="Compare two images", output=VisionOutput,
              annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)
