@@ -14,14 +14,6 @@ from shared.transcription import Segment, Transcript, Word
 TranscriptFormat = Literal["text", "segments", "srt", "vtt"]
 
 
-@mirrors(Word)
-class WordModel(BaseModel):
-    start: float
-    end: float
-    word: str
-    probability: float
-
-
 @mirrors(Segment, leave_out={"avg_logprob": "shown as confidence, exp(avg_logprob)"})
 class SegmentModel(BaseModel):
     id: int
@@ -30,7 +22,7 @@ class SegmentModel(BaseModel):
     text: str
     confidence: float | None = Field(description="exp(average log-probability) of the decoding, 0-1.")
     no_speech_prob: float | None
-    words: list[WordModel] | None = None
+    words: list[Word] | None = None
 
 
 @mirrors(Transcript, leave_out={"duration": "shown as duration_seconds"})

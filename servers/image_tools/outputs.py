@@ -17,13 +17,6 @@ class OcrLineModel(BaseModel):
     confidence: float
 
 
-@mirrors(Colour)
-class ColourModel(BaseModel):
-    hex: str
-    name: str
-    share: float
-
-
 @mirrors(Evidence, leave_out={"seconds": "timings for the benchmark, not for agents"})
 class EvidenceModel(BaseModel):
     source: str
@@ -37,7 +30,7 @@ class EvidenceModel(BaseModel):
     ocr_engine: str | None
     ocr_text: str
     ocr_lines: list[OcrLineModel]
-    dominant_colours: list[ColourModel]
+    dominant_colours: list[Colour]
     faces: list[list[int]] = Field(description="Face boxes (x, y, w, h) from OpenCV's Haar detector (heuristic).")
     qr_codes: list[str]
     notes: list[str]

@@ -41,18 +41,24 @@ FORMAT_NAMES = {
 }
 
 
-@dataclass
-class Document:
-    markdown: str
+@dataclass(kw_only=True)
+class Described:
+    """What is known of any opened document."""
+
     format: str
     mime: str
     label: str
     size_bytes: int
     title: str | None = None
+    units: int | None = None  # sheets, slides, rows or archive members, as unit_name says
+    unit_name: str | None = None
+
+
+@dataclass(kw_only=True)
+class Document(Described):
+    markdown: str
     total_pages: int | None = None
     pages: list[int] | None = None
-    units: int | None = None
-    unit_name: str | None = None
     ocr_pages: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     cached: bool = False
@@ -200,17 +206,10 @@ def convert(item: LocalInput, pages: str | None = None, mode: str = "fast", prog
     return document
 
 
-@dataclass
-class Info:
-    format: str
-    mime: str
-    label: str
-    size_bytes: int
-    title: str | None = None
+@dataclass(kw_only=True)
+class Info(Described):
     author: str | None = None
     pages: int | None = None
-    units: int | None = None
-    unit_name: str | None = None
     outline: list[dict[str, Any]] = field(default_factory=list)
     pages_needing_ocr: list[int] = field(default_factory=list)
     encrypted: bool = False

@@ -1,4 +1,5 @@
-"""tool-video-enhanced's structured result, read from the timeline and answer engine types."""
+"""tool-video-enhanced's structured result, read from the timeline and answer engine types; the engine
+dataclasses that need no renaming or hiding are the schema themselves."""
 
 from __future__ import annotations
 
@@ -9,48 +10,12 @@ from servers.video_enhanced.engine import Keyframe, Scene, ScreenText, Spoken, T
 from shared.outputs import from_engine, mirrors
 
 
-@mirrors(VideoInfo)
-class VideoInfoModel(BaseModel):
-    duration: float = Field(description="Seconds.")
-    fps: float
-    frames: int
-    width: int
-    height: int
-    video_codec: str | None
-    audio_codec: str | None
-    has_audio: bool
-    rotation: int = Field(description="Degrees the player rotates the picture.")
-    size_bytes: int
-    container: str
-
-
-@mirrors(Scene)
-class SceneModel(BaseModel):
-    index: int
-    start: float
-    end: float
-
-
 @mirrors(Keyframe, leave_out={"jpeg": "attached as image content"})
 class KeyframeModel(BaseModel):
     time: float
     scene: int | None
     reason: str = Field(description="'scene' (the middle of a scene) or 'uniform' (filling a gap).")
     ocr_text: str
-
-
-@mirrors(ScreenText)
-class ScreenTextModel(BaseModel):
-    text: str
-    first_seen: float
-    last_seen: float
-
-
-@mirrors(Spoken)
-class SpokenModel(BaseModel):
-    start: float
-    end: float
-    text: str
 
 
 @mirrors(Verification)
@@ -75,13 +40,13 @@ class VideoOutput(BaseModel):
     model_configured: bool
     confidence: float | None = Field(description="Heuristic (see the tool description); null without verification.")
     verification: VerificationModel | None
-    metadata: VideoInfoModel
+    metadata: VideoInfo
     range: list[float] = Field(description="[start, end] seconds analysed.")
-    scenes: list[SceneModel]
+    scenes: list[Scene]
     cuts: list[float] = Field(description="Scene-cut times in seconds.")
     keyframes: list[KeyframeModel]
-    screen_text: list[ScreenTextModel]
-    transcript: list[SpokenModel]
+    screen_text: list[ScreenText]
+    transcript: list[Spoken]
     frames_sent: list[float] = Field(description="Times of the frames the model saw.")
     notes: list[str]
     seconds: dict[str, float]
