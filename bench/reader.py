@@ -13,23 +13,19 @@ Caches are emptied before every timed conversion. Run: `.venv/bin/python bench/r
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from common import TABLE_GOLD, order_free_cer  # noqa: E402
+from common import TABLE_GOLD, order_free_cer, work_area  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
-WORK = Path(tempfile.mkdtemp(prefix="bench-reader-"))
-os.environ["TOOLSUITE_ROOTS"] = f"{DATA}{os.pathsep}{WORK}"
-os.environ["TOOLSUITE_CACHE_DIR"] = str(WORK / "cache")
+WORK = work_area("reader", DATA)
 
 PAGE_TEXT = [
     "直播电商作为数字经济的重要组成部分，正在深刻改变消费方式。",

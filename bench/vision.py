@@ -11,21 +11,18 @@ Run: `.venv/bin/python bench/vision.py`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from common import TABLE_GOLD, order_free_cer  # noqa: E402
+from common import TABLE_GOLD, order_free_cer, work_area  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "images"
-WORK = Path(tempfile.mkdtemp(prefix="bench-vision-"))
-os.environ["TOOLSUITE_ROOTS"] = f"{DATA}{os.pathsep}{WORK}"
+WORK = work_area("vision", DATA)
 
 GENERATED = {
     "zh_en_sign.png": ["直播电商高质量发展报告", "Quarterly revenue grew 12 percent"],

@@ -18,6 +18,7 @@ from mcp import Client
 from servers.audio_enhanced.server import build as build_enhanced
 from servers.transcribe.server import build as build_transcribe
 from tests import documents
+from tests.checks import assert_clear_errors
 
 pytestmark = pytest.mark.anyio
 
@@ -166,9 +167,7 @@ async def test_bad_audio_inputs_are_clear_errors(speech, root: Path, monkeypatch
         "http://192.168.1.10/a.mp3": "private",
     }
     async with Client(build_transcribe()) as client:
-        for source, expected in cases.items():
-            result = await client.call_tool("audio_transcription", {"audio_path_or_url": source})
-            assert result.is_error and expected in result.content[0].text, (source, result.content[0].text)
+        await assert_clear_errors(client, "audio_transcription", "audio_path_or_url", cases)
         monkeypatch.setenv("TOOLSUITE_AUDIO_MAX_SECONDS", "2")
         long = await client.call_tool("audio_transcription", {"audio_path_or_url": "speech.ogg"})
         assert long.is_error and "limit" in long.content[0].text

@@ -14,11 +14,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def vision(monkeypatch, fake_openai):
-    monkeypatch.setenv("TOOLSUITE_VISION_BASE_URL", fake_openai.base_url)
-    monkeypatch.setenv("TOOLSUITE_VISION_API_KEY", "sk-test-secret-key-123456")
-    monkeypatch.setenv("TOOLSUITE_VISION_MODEL", "fake-vision")
-    return fake_openai
+def vision(model_role):
+    return model_role("VISION", "fake-vision", api_key="sk-test-secret-key-123456")
 
 
 async def test_wire_chat_with_image_parts_sends_model_messages_and_key(vision):
