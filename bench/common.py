@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections import Counter
+from pathlib import Path
+
+
+def work_area(name: str, *roots: Path) -> Path:
+    """A temporary folder for one run: the allowed root (with `roots`) and the home of the cache."""
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    os.environ["TOOLSUITE_ROOTS"] = os.pathsep.join(str(root) for root in (*roots, work))
+    os.environ["TOOLSUITE_CACHE_DIR"] = str(work / "cache")
+    return work
 
 # Every cell of table_fields.png, read off the image, in reading order.
 TABLE_GOLD = (

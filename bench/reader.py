@@ -13,23 +13,19 @@ Caches are emptied before every timed conversion. Run: `.venv/bin/python bench/r
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from common import TABLE_GOLD, order_free_cer  # noqa: E402
+from common import TABLE_GOLD, order_free_cer, work_area  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
-WORK = Path(tempfile.mkdtemp(prefix="bench-reader-"))
-os.environ["TOOLSUITE_ROOTS"] = f"{DATA}{os.pathsep}{WORK}"
-os.environ["TOOLSUITE_CACHE_DIR"] = str(WORK / "cache")
+WORK = work_area("reader", DATA)
 
 PAGE_TEXT = [
     "直播电商作为数字经济的重要组成部分，正在深刻改变消费方式。",
@@ -92,10 +88,18 @@ def make_scanned_page_png(dpi: int = 200) -> bytes:
     return png
 
 
+def convert(path: str, **options):
+    """What convert_to_markdown does: the input opened through the input policy, then converted."""
+    from servers.reader import engine
+    from shared.inputs import open_input
+
+    with open_input(path) as item:
+        return engine.convert(item, **options)
+
+
 def main() -> None:
     from markitdown import MarkItDown
 
-    from servers.reader import engine
     from shared import ocr
 
     markitdown = MarkItDown(enable_plugins=False)
@@ -107,11 +111,11 @@ def main() -> None:
               f" {'chars':>7s}  ok")
         for path in sorted((DATA / "documents").iterdir()):
             clear_cache()
-            document, ours = timed(engine.convert, str(path))
+            document, ours = timed(convert, str(path))
             layout = ""
             if document.format == "pdf":
                 clear_cache()
-                _, seconds = timed(engine.convert, str(path), mode="layout")
+                _, seconds = timed(convert, str(path), mode="layout")
                 layout = f"{seconds:.2f}"
             try:
                 _, theirs = timed(markitdown.convert, str(path))
@@ -129,10 +133,10 @@ def main() -> None:
     long_pdf = WORK / "long.pdf"
     make_long_pdf(long_pdf)
     clear_cache()
-    document, fast = timed(engine.convert, str(long_pdf))
-    _, cached = timed(engine.convert, str(long_pdf))
+    document, fast = timed(convert, str(long_pdf))
+    _, cached = timed(convert, str(long_pdf))
     clear_cache()
-    _, layout = timed(engine.convert, str(long_pdf), mode="layout")
+    _, layout = timed(convert, str(long_pdf), mode="layout")
     _, theirs = timed(markitdown.convert, str(long_pdf))
     tables = document.markdown.count("|Year|Sales|Share|")
     print(f"fast path:   {200 / fast:7.0f} pages/s ({fast:.2f} s, {tables} of 20 tables found)  target >= 200 pages/s")
@@ -168,7 +172,7 @@ def main() -> None:
     document_pdf.save(scanned)
     document_pdf.close()
     clear_cache()
-    converted, seconds = timed(engine.convert, str(scanned))
+    converted, seconds = timed(convert, str(scanned))
     print(f"scanned 3-page PDF through convert_to_markdown (auto engine): {seconds / 3:.2f} s per page, OCR pages "
           f"{converted.ocr_pages}")
 

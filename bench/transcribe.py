@@ -17,15 +17,15 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-WORK = Path(tempfile.mkdtemp(prefix="bench-transcribe-"))
-os.environ["TOOLSUITE_ROOTS"] = str(WORK)
-os.environ["TOOLSUITE_CACHE_DIR"] = str(WORK / "cache")
+sys.path.insert(0, str(REPO / "bench"))
+from common import work_area  # noqa: E402
+
+WORK = work_area("transcribe")
 
 SENTENCES = [
     "Research agents read long reports and answer questions about them.",

@@ -10,23 +10,20 @@ Run: `.venv/bin/python bench/video.py`.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-WORK = Path(tempfile.mkdtemp(prefix="bench-video-"))
-os.environ["TOOLSUITE_ROOTS"] = str(WORK)
-os.environ["TOOLSUITE_CACHE_DIR"] = str(WORK / "cache")
-
+from common import work_area  # noqa: E402
 from transcribe import SENTENCES, word_error_rate  # noqa: E402
+
+WORK = work_area("video")
 
 from tests.media import make_video  # noqa: E402
 

@@ -11,21 +11,18 @@ Run: `.venv/bin/python bench/vision.py`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
-from common import TABLE_GOLD, order_free_cer  # noqa: E402
+from common import TABLE_GOLD, order_free_cer, work_area  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "images"
-WORK = Path(tempfile.mkdtemp(prefix="bench-vision-"))
-os.environ["TOOLSUITE_ROOTS"] = f"{DATA}{os.pathsep}{WORK}"
+WORK = work_area("vision", DATA)
 
 GENERATED = {
     "zh_en_sign.png": ["直播电商高质量发展报告", "Quarterly revenue grew 12 percent"],
@@ -47,8 +44,14 @@ def make_text_image(path: Path, lines: list[str]) -> None:
 
 def main() -> None:
     from shared import evidence, images, ocr
+    from shared.image_answers import build_messages
+    from shared.image_answers import prepare as prepare_opened
+    from shared.inputs import open_input
     from shared.models import image_part
-    from shared.vision import build_messages, prepare
+
+    def prepare(source: str, for_model: bool):
+        with open_input(source) as item:
+            return prepare_opened(item, for_model=for_model)
 
     started = time.perf_counter()
     ocr.engine()
@@ -63,7 +66,8 @@ def main() -> None:
         make_text_image(WORK / name, lines)
         cases.append((WORK / name, "".join(lines)))
     for path, gold in cases:
-        image = images.load(str(path))
+        with open_input(str(path)) as item:
+            image = images.decode(item)
         found = evidence.gather(image)
         cer = order_free_cer(found.ocr_text, gold)
         target = "  (target < 5 %)" if path.name == "table_fields.png" else ""

@@ -112,10 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.server != "all":
         entry = registry.entry(args.server)
-        from shared.transport import run_server
-
-        argv = ["--transport", args.transport, "--host", args.host, "--port", str(args.port or entry.port)]
-        run_server(entry.name, entry.port, entry.build, argv)
+        entry.serve(["--transport", args.transport, "--host", args.host, "--port", str(args.port or entry.port)])
         return 0
     if args.transport != "http":
         raise SystemExit("`serve all` needs --transport http (stdio serves one server per process)")

@@ -59,8 +59,7 @@ def _role_check(server: str, role: str, item: str) -> Check:
     endpoint = settings.model_endpoint(role)
     if endpoint.configured:
         return Check(server, item, "ok", endpoint.describe())
-    return Check(server, item, "not set",
-                 f"set TOOLSUITE_{role}_MODEL and TOOLSUITE_{role}_BASE_URL (or _API_KEY)")
+    return Check(server, item, "not set", settings.model_settings_hint(role))
 
 
 def _writable(path: str) -> bool:

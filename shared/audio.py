@@ -9,22 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import settings
-from shared.errors import InputError, NotConfigured
+from shared import media
+from shared.errors import InputError
 
 SAMPLE_RATE = 16_000
-
-
-def max_seconds() -> float:
-    return settings.number("TOOLSUITE_AUDIO_MAX_SECONDS", 14_400, minimum=1)
-
-
-def _av() -> Any:
-    try:
-        import av
-    except ModuleNotFoundError:
-        raise NotConfigured("audio decoding needs PyAV: pip install 'toolsuite[transcribe]'") from None
-    return av
 
 
 @dataclass
@@ -40,29 +28,13 @@ class AudioInfo:
     has_video: bool = False
 
 
-def _open(path: Path) -> Any:
-    av = _av()
-    try:
-        return av.open(str(path), metadata_errors="ignore")
-    except av.error.InvalidDataError:
-        raise InputError("the file is not audio or video that FFmpeg can read (invalid data)") from None
-    except av.error.FFmpegError as exc:
-        raise InputError(f"the file cannot be decoded as audio ({type(exc).__name__})") from None
-
-
 def probe(path: Path) -> AudioInfo:
-    if path.stat().st_size == 0:
-        raise InputError("the audio file is empty (0 bytes)")
-    with _open(path) as container:
+    with media.open_container(path, "audio") as container:
         if not container.streams.audio:
             kind = "video without an audio track" if container.streams.video else "file with no audio stream"
             raise InputError(f"nothing to listen to: this is a {kind}")
         stream = container.streams.audio[0]
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / 1_000_000
+        duration = media.duration(container, stream)
         tags = {str(k): str(v)[:200] for k, v in {**container.metadata, **stream.metadata}.items()}
         codec = stream.codec_context.name if stream.codec_context else None
         return AudioInfo(duration=duration, sample_rate=stream.sample_rate, channels=stream.channels, codec=codec,
@@ -75,10 +47,10 @@ def windows(path: Path, window_seconds: float = 1200.0,
     """(start time, float32 mono 16 kHz samples) windows of the first audio stream."""
     import numpy as np
 
-    av = _av()
-    limit = max_seconds() if limit_seconds is None else limit_seconds
+    av = media.av()
+    limit = media.max_seconds("audio") if limit_seconds is None else limit_seconds
     per_window = int(window_seconds * SAMPLE_RATE)
-    with _open(path) as container:
+    with media.open_container(path, "audio") as container:
         if not container.streams.audio:
             raise InputError("nothing to listen to: the file has no audio stream")
         stream = container.streams.audio[0]

@@ -8,12 +8,11 @@ cannot be loaded, a per-script estimate calibrated against cl100k is used instea
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
-from shared import settings
+from shared import cjk, settings
 
 _encoding_lock = threading.Lock()
 _encoding: object | None = None
@@ -35,14 +34,11 @@ def _load_encoding() -> object | None:
     return _encoding
 
 
-_CJK_CHARS = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef\U00020000-\U0002fa1f]")
-
-
 def estimate_tokens(text: str) -> int:
-    """Per-script estimate: CJK characters about 1.1 tokens each, other text about 4 chars a token."""
-    cjk = len(_CJK_CHARS.findall(text))
-    other = len(text) - cjk
-    return int(cjk * 1.1 + other / 4 + 0.999)
+    """Per-script estimate: CJK characters and Hangul about 1.1 tokens each, other text about 4 chars a token."""
+    wide = cjk.count_wide(text)
+    other = len(text) - wide
+    return int(wide * 1.1 + other / 4 + 0.999)
 
 
 def count_tokens(text: str) -> int:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 import re
 
-from shared import settings
-
 log = logging.getLogger("toolsuite.errors")
 
 
@@ -37,7 +35,7 @@ class TimedOut(ToolFailure):
 
 
 class Cancelled(ToolFailure):
-    """The caller withdrew the call before the work finished (not a timeout: nothing ran out)."""
+    """The caller stopped waiting (the client cancelled the call): the work was abandoned, not timed out."""
 
 
 def leaf_exception(exc: BaseException) -> BaseException:
@@ -61,6 +59,8 @@ _SECRET_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9._\-]{8
 
 def redact(message: str) -> str:
     """Remove API keys (configured or key-shaped) from a message."""
+    from shared import settings  # settings reports bad values with these error types, so it imports this module
+
     for variable in settings.ALL_VARIABLES:
         if variable.secret:
             value = settings.raw(variable.name)

@@ -36,6 +36,7 @@ class Colour:
 
 @dataclass
 class Evidence:
+    source: str  # the input's label
     format: str
     mime: str
     width: int
@@ -46,7 +47,7 @@ class Evidence:
     ocr_engine: str | None
     ocr_lines: list[dict[str, Any]]
     ocr_text: str
-    colours: list[Colour]
+    dominant_colours: list[Colour]
     faces: list[list[int]]
     qr_codes: list[str]
     notes: list[str] = field(default_factory=list)
@@ -62,8 +63,9 @@ class Evidence:
             shown = {k: self.exif[k] for k in keep if k in self.exif}
             if shown:
                 lines.append("EXIF: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-        if self.colours:
-            lines.append("Dominant colours: " + ", ".join(f"{c.name} {c.hex} ({c.share:.0%})" for c in self.colours))
+        if self.dominant_colours:
+            lines.append("Dominant colours: " + ", ".join(f"{c.name} {c.hex} ({c.share:.0%})"
+                                                          for c in self.dominant_colours))
         lines.append(f"Faces detected: {len(self.faces)}")
         if self.qr_codes:
             lines.append("QR codes: " + "; ".join(self.qr_codes))
@@ -164,7 +166,7 @@ def gather(image: LoadedImage, *, with_ocr: bool = True) -> Evidence:
         except NotConfigured as exc:
             notes.append(f"no OCR: {exc}")
         timings["ocr"] = round(time.perf_counter() - started, 3)
-    return Evidence(format=image.format, mime=image.mime, width=image.width, height=image.height,
-                    size_bytes=image.size_bytes, frames=image.frames, exif=image.exif, ocr_engine=engine_name,
-                    ocr_lines=lines, ocr_text=text, colours=colours, faces=faces, qr_codes=codes, notes=notes,
-                    seconds=timings)
+    return Evidence(source=image.label, format=image.format, mime=image.mime, width=image.width,
+                    height=image.height, size_bytes=image.size_bytes, frames=image.frames, exif=image.exif,
+                    ocr_engine=engine_name, ocr_lines=lines, ocr_text=text, dominant_colours=colours, faces=faces,
+                    qr_codes=codes, notes=notes, seconds=timings)

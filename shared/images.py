@@ -1,5 +1,5 @@
-"""Images from any source, decoded safely: type from the bytes, EXIF orientation applied, first frame
-of animations, a decompression-bomb guard, and a downscaled copy for models and OCR."""
+"""The suite's one image decoder: type from the bytes, EXIF read and orientation applied, the first
+frame of animations, a decompression-bomb guard, and downscaled copies for models and OCR."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from shared import settings
 from shared.errors import InputError, NotConfigured
-from shared.inputs import open_input
+from shared.inputs import LocalInput
 
 MAX_PIXELS = 80_000_000  # about 9,000 x 9,000; larger images are refused before decoding
 _HEIF_MIMES = {"image/heic", "image/heif", "image/avif"}
@@ -105,37 +105,37 @@ def read_exif(picture: Any) -> dict[str, Any]:
     return exif
 
 
-def load(source: str) -> LoadedImage:
+def decode(item: LocalInput) -> LoadedImage:
+    """The image in an opened input, oriented, first frame only, refused past `MAX_PIXELS`."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    with open_input(source) as item:
-        mime = item.file_type.mime
-        if not mime.startswith("image/"):
-            raise InputError(f"{item.label!r} is not an image: its bytes are {mime}")
-        if mime in _HEIF_MIMES and not _register_heif():
-            raise NotConfigured(f"{item.label!r} is {mime}; reading it needs pillow-heif (pip install pillow-heif)")
-        notes: list[str] = []
-        try:
-            with Image.open(item.path) as opened:
-                if opened.width * opened.height > MAX_PIXELS:
-                    raise Image.DecompressionBombError("too many pixels")
-                frames = int(getattr(opened, "n_frames", 1) or 1)
-                if frames > 1:
-                    opened.seek(0)
-                    notes.append(f"animated image with {frames} frames: the first frame is used")
-                exif = read_exif(opened)
-                opened.load()
-                oriented = ImageOps.exif_transpose(opened) or opened
-                rgb = oriented.convert("RGB")
-                file_format = opened.format or item.file_type.extension.upper()
-        except Image.DecompressionBombError:
-            raise InputError(f"{item.label!r} is too large to decode safely (over {MAX_PIXELS // 1_000_000} "
-                             "megapixels)") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise InputError(f"{item.label!r} cannot be decoded as an image ({type(exc).__name__}: "
-                             f"{str(exc)[:100]}); the file may be truncated or damaged") from None
-        if exif.get("Orientation", 1) not in (1, None):
-            notes.append(f"EXIF orientation {exif['Orientation']} applied")
-        return LoadedImage(label=item.label, mime=mime, format=file_format, width=rgb.width, height=rgb.height,
-                           size_bytes=item.size, frames=frames, image=rgb, exif=exif, notes=notes)
+    mime = item.file_type.mime
+    if not mime.startswith("image/"):
+        raise InputError(f"{item.label!r} is not an image: its bytes are {mime}")
+    if mime in _HEIF_MIMES and not _register_heif():
+        raise NotConfigured(f"{item.label!r} is {mime}; reading it needs pillow-heif (pip install pillow-heif)")
+    notes: list[str] = []
+    try:
+        with Image.open(item.path) as opened:
+            if opened.width * opened.height > MAX_PIXELS:
+                raise Image.DecompressionBombError("too many pixels")
+            frames = int(getattr(opened, "n_frames", 1) or 1)
+            if frames > 1:
+                opened.seek(0)
+                notes.append(f"animated image with {frames} frames: the first frame is used")
+            exif = read_exif(opened)
+            opened.load()
+            oriented = ImageOps.exif_transpose(opened) or opened
+            rgb = oriented.convert("RGB")
+            file_format = opened.format or item.file_type.extension.upper()
+    except Image.DecompressionBombError:
+        raise InputError(f"{item.label!r} is too large to decode safely (over {MAX_PIXELS // 1_000_000} "
+                         "megapixels)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{item.label!r} cannot be decoded as an image ({type(exc).__name__}: "
+                         f"{str(exc)[:100]}); the file may be truncated or damaged") from None
+    if exif.get("Orientation", 1) not in (1, None):
+        notes.append(f"EXIF orientation {exif['Orientation']} applied")
+    return LoadedImage(label=item.label, mime=mime, format=file_format, width=rgb.width, height=rgb.height,
+                       size_bytes=item.size, frames=frames, image=rgb, exif=exif, notes=notes)

@@ -4,6 +4,11 @@ Local paths (bare or `file://`) must resolve, after symlinks, inside the allowed
 (`TOOLSUITE_ROOTS`). `http(s)` URLs go through the safe fetcher. `data:` URIs are decoded with a
 size cap. Whatever the source, the tool gets a local file and its type sniffed from its bytes;
 temporary files are removed when the `open_input` context ends.
+
+This module is the only place an input is opened (tools reach it through `shared.worker`, and
+engines receive the `LocalInput` and read `item.path`), so hardening how a local file is opened
+(one open with O_NOFOLLOW|O_NONBLOCK, fstat on that descriptor to refuse what is not a regular
+file, engines reading through the descriptor or a path derived from it) changes this module only.
 """
 
 from __future__ import annotations

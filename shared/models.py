@@ -44,15 +44,6 @@ class Usage:
         details = getattr(usage, "completion_tokens_details", None)
         self.reasoning_tokens += int(getattr(details, "reasoning_tokens", 0) or 0) if details else 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "requests": self.requests,
-            "retries": self.retries,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "reasoning_tokens": self.reasoning_tokens,
-        }
-
 
 @dataclass
 class ChatAnswer:
@@ -100,6 +91,16 @@ class ModelClient:
         if settings.offline():
             return f"the {self.purpose} model is remote and network access is disabled (TOOLSUITE_OFFLINE=1)"
         return None
+
+    def unanswered(self, consequence: str, *, heading: str | None = None) -> str:
+        """The sentence a tool gives in place of the model's answer when `unavailable()`: why there is no
+        answer, what that means for this call (`consequence`), and the fix."""
+        if not self.endpoint.configured:
+            reason = f"no {self.purpose} model is configured, so {consequence} "
+            reason += f"({settings.model_settings_hint(self.endpoint.role)})."
+        else:
+            reason = f"{self.unavailable()}, so {consequence}."
+        return f"{heading}: {reason}" if heading else reason[0].upper() + reason[1:]
 
     def require(self) -> None:
         reason = self.unavailable()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -24,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import settings
+from shared import cjk, settings
 from shared.errors import NotConfigured, TimedOut
 from shared.lazy import LazyEngine
 
@@ -49,15 +48,6 @@ class OcrResult:
     @property
     def text(self) -> str:
         return lines_to_text(self.lines)
-
-
-_CJK = r"\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
-_SPACE_BETWEEN_CJK = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
-
-
-def join_cjk(text: str) -> str:
-    """Remove the spaces some engines put between Chinese characters."""
-    return _SPACE_BETWEEN_CJK.sub("", text)
 
 
 def lines_to_text(lines: list[OcrLine]) -> str:
@@ -173,7 +163,7 @@ class TesseractEngine:
             y0 = min(int(w["top"]) for w in group)
             x1 = max(int(w["left"]) + int(w["width"]) for w in group)
             y1 = max(int(w["top"]) + int(w["height"]) for w in group)
-            text = join_cjk(" ".join(w["text"] for w in group))
+            text = cjk.remove_spaces_between(" ".join(w["text"] for w in group))
             confidence = sum(max(float(w["conf"]), 0.0) for w in group) / len(group) / 100
             lines.append(OcrLine(text, (float(x0), float(y0), float(x1), float(y1)), confidence))
         return OcrResult(self.name, lines, int(array.shape[1]), int(array.shape[0]), time.perf_counter() - started)
@@ -188,11 +178,9 @@ _ENGINES = {
 
 def engine(name: str | None = None) -> RapidOcrEngine | TesseractEngine:
     """The configured OCR engine (loaded once per process)."""
-    choice = (name or settings.text("TOOLSUITE_OCR_ENGINE", "auto")).lower()
+    choice = name or settings.choice("TOOLSUITE_OCR_ENGINE", ("auto", *ENGINES), "auto")
     if choice in _ENGINES:
         return _ENGINES[choice].get()
-    if choice != "auto":
-        raise NotConfigured(f"TOOLSUITE_OCR_ENGINE={choice!r} is not one of: auto, {', '.join(ENGINES)}")
     errors = []
     for candidate in ENGINES:
         try:

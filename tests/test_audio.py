@@ -18,6 +18,7 @@ from mcp import Client
 from servers.audio_enhanced.server import build as build_enhanced
 from servers.transcribe.server import build as build_transcribe
 from tests import documents
+from tests.checks import assert_clear_errors
 
 pytestmark = pytest.mark.anyio
 
@@ -166,9 +167,7 @@ async def test_bad_audio_inputs_are_clear_errors(speech, root: Path, monkeypatch
         "http://192.168.1.10/a.mp3": "private",
     }
     async with Client(build_transcribe()) as client:
-        for source, expected in cases.items():
-            result = await client.call_tool("audio_transcription", {"audio_path_or_url": source})
-            assert result.is_error and expected in result.content[0].text, (source, result.content[0].text)
+        await assert_clear_errors(client, "audio_transcription", "audio_path_or_url", cases)
         monkeypatch.setenv("TOOLSUITE_AUDIO_MAX_SECONDS", "2")
         long = await client.call_tool("audio_transcription", {"audio_path_or_url": "speech.ogg"})
         assert long.is_error and "limit" in long.content[0].text
@@ -184,8 +183,8 @@ async def test_bad_audio_inputs_are_clear_errors(speech, root: Path, monkeypatch
 
 
 def test_time_citations_and_subtitle_clocks():
-    from shared.listening import cited_times
-    from shared.transcription import Segment, clock, to_srt
+    from shared.timecodes import cited_times, clock
+    from shared.transcription import Segment, to_srt
 
     assert cited_times("at [01:05] and 1:02:03, again 01:05") == [65.0, 3723.0]
     assert clock(3723.456) == "01:02:03,456" and clock(0.5, ".") == "00:00:00.500"

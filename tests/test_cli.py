@@ -58,3 +58,17 @@ def test_doctor_prints_a_table_for_every_server():
 def test_settings_markdown_is_the_readme_table():
     out = _run("settings", "--markdown")
     assert out.returncode == 0 and out.stdout.startswith("| Variable |")
+
+
+def test_servers_take_their_names_from_the_registry_and_scripts_choose_by_name(monkeypatch, capsys):
+    import sys
+
+    import pytest
+
+    from servers import registry
+
+    assert [entry.build().name for entry in registry.SERVERS] == [entry.name for entry in registry.SERVERS]
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/tool-nope"])
+    with pytest.raises(SystemExit) as stopped:
+        registry.main()
+    assert stopped.value.code == 2 and "unknown server 'tool-nope'" in capsys.readouterr().err

@@ -14,11 +14,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def vision(monkeypatch, fake_openai):
-    monkeypatch.setenv("TOOLSUITE_VISION_BASE_URL", fake_openai.base_url)
-    monkeypatch.setenv("TOOLSUITE_VISION_API_KEY", "sk-test-secret-key-123456")
-    monkeypatch.setenv("TOOLSUITE_VISION_MODEL", "fake-vision")
-    return fake_openai
+def vision(model_role):
+    return model_role("VISION", "fake-vision", api_key="sk-test-secret-key-123456")
 
 
 async def test_wire_chat_with_image_parts_sends_model_messages_and_key(vision):
@@ -130,3 +127,17 @@ async def test_unconfigured_and_offline_roles_refuse_before_any_request(monkeypa
     with pytest.raises(NotConfigured, match="OFFLINE"):
         await ModelClient("VISION").chat([{"role": "user", "content": "hi"}])
     assert fake_openai.requests == []
+
+
+def test_the_no_model_sentence_says_what_is_missing_and_how_to_fix_it(monkeypatch):
+    client = ModelClient("VISION", purpose="vision")
+    sentence = client.unanswered("there is no description")
+    assert sentence.startswith("No vision model is configured, so there is no description (set TOOLSUITE_VISION_MODEL")
+    assert client.unanswered("there is no description", heading="Local evidence").startswith(
+        "Local evidence: no vision model is configured, so there is no description (set TOOLSUITE_VISION_MODEL")
+    monkeypatch.setenv("TOOLSUITE_VISION_MODEL", "m")
+    monkeypatch.setenv("TOOLSUITE_VISION_API_KEY", "k")
+    monkeypatch.setenv("TOOLSUITE_OFFLINE", "1")
+    offline = ModelClient("VISION", purpose="vision").unanswered("there is no description")
+    assert offline == ("The vision model is remote and network access is disabled (TOOLSUITE_OFFLINE=1), so there is "
+                       "no description.")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -14,8 +16,34 @@ from mcp import Client
 
 from servers.reader.server import build
 from tests import documents
+from tests.checks import assert_clear_errors
 
 pytestmark = pytest.mark.anyio
+
+
+@contextlib.contextmanager
+def serve_page(body: bytes) -> Iterator[tuple[str, list[str]]]:
+    """An HTML page on 127.0.0.1: (base URL, the paths requested so far)."""
+    requests: list[str] = []
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *_):
+            pass
+
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    site = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{site.server_address[1]}", requests
+    finally:
+        site.shutdown()
 
 
 async def convert(arguments: dict):
@@ -63,7 +91,7 @@ async def test_document_info_plans_reads(root: Path):
         info = await client.call_tool("document_info", {"uri": "report.pdf"})
     data = info.structured_content
     assert (data["format"], data["pages"], data["title"], data["author"]) == ("pdf", 4, "Test Report", "Test Author")
-    assert data["pages_needing_ocr"] == [4]
+    assert data["pages_needing_ocr"] == [4] and data["metadata"]["author"] == "Test Author"
     assert data["outline"][1] == {"level": 1, "title": "Chapter 2", "page": 2}
     assert "Pages without a text layer (OCR): 4" in info.content[0].text
 
@@ -171,11 +199,7 @@ async def test_bad_inputs_are_clear_errors(root: Path, tmp_path: Path):
         "http://169.254.169.254/latest/meta-data/": "private",
     }
     async with Client(build()) as client:
-        for uri, expected in cases.items():
-            result = await client.call_tool("convert_to_markdown", {"uri": uri})
-            assert result.is_error, (uri, result.content[0].text)
-            assert expected in result.content[0].text, (uri, result.content[0].text)
-            assert "Traceback" not in result.content[0].text
+        await assert_clear_errors(client, "convert_to_markdown", "uri", cases)
         bad_pages = await client.call_tool("convert_to_markdown", {"uri": "whole.pdf", "pages": "9"})
         bad_spec = await client.call_tool("convert_to_markdown", {"uri": "whole.pdf", "pages": "x-y"})
         assert bad_pages.is_error and "has 2 pages" in bad_pages.content[0].text
@@ -219,26 +243,22 @@ async def test_an_html_url_is_fetched_and_cleaned(monkeypatch):
             "</h2>" + "<p>Real findings are described in this paragraph of the article text. " * 6 +
             "</p></article></body></html>").encode()
 
-    class Page(BaseHTTPRequestHandler):
-        def log_message(self, *_):
-            pass
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("content-type", "text/html; charset=utf-8")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    site = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=site.serve_forever, daemon=True).start()
     monkeypatch.setenv("TOOLSUITE_ALLOWED_HOSTS", "127.0.0.1")
-    try:
-        result = await convert({"uri": f"http://127.0.0.1:{site.server_address[1]}/article"})
-    finally:
-        site.shutdown()
+    with serve_page(body) as (base, _requests):
+        result = await convert({"uri": f"{base}/article"})
     assert not result.is_error, result.content[0].text
     assert "Findings" in result.content[0].text and result.structured_content["format"] == "html"
+
+
+async def test_document_info_fetches_a_url_once(monkeypatch):
+    body = b"<html><head><title>Plan</title></head><body><h1>Plan</h1><p>Steps of the plan.</p></body></html>"
+    monkeypatch.setenv("TOOLSUITE_ALLOWED_HOSTS", "127.0.0.1")
+    with serve_page(body) as (base, requests):
+        async with Client(build()) as client:
+            info = await client.call_tool("document_info", {"uri": f"{base}/p"})
+    assert not info.is_error, info.content[0].text
+    assert info.structured_content["format"] == "html" and info.structured_content["characters"]
+    assert requests == ["/p"]
 
 
 def test_pages_spec_parsing():

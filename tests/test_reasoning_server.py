@@ -13,11 +13,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def reasoning_model(monkeypatch, fake_openai):
-    monkeypatch.setenv("TOOLSUITE_REASONING_BASE_URL", fake_openai.base_url)
-    monkeypatch.setenv("TOOLSUITE_REASONING_API_KEY", "sk-reasoning-secret-000")
-    monkeypatch.setenv("TOOLSUITE_REASONING_MODEL", "fake-thinker")
-    return fake_openai
+def reasoning_model(model_role):
+    return model_role("REASONING", "fake-thinker", api_key="sk-reasoning-secret-000")
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])

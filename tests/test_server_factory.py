@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -93,6 +94,13 @@ async def test_output_over_the_budget_is_cut_with_a_visible_note(monkeypatch):
     text = result.content[0].text
     assert "output cut at the 1000-token budget" in text
     assert len(text) < 3000
+
+
+async def test_a_bad_setting_is_reported_by_name_not_replaced_by_its_default(monkeypatch):
+    monkeypatch.setenv("TOOLSUITE_TOOL_TIMEOUT", "soon")
+    async with Client(build()) as client:
+        result = await client.call_tool("echo", {"text": "x"})
+    assert result.is_error and result.content[0].text == "TOOLSUITE_TOOL_TIMEOUT='soon' is not a number"
 
 
 async def test_progress_from_a_worker_thread_reaches_the_client():
@@ -191,3 +199,65 @@ def test_text_decoding_handles_real_encodings_and_invalid_utf8():
     broken = decode(b"valid text \xff\xfe\xfd more text")
     assert broken.text.startswith("valid text") and broken.replaced == 3
     assert "3 invalid byte sequences" in broken.note
+
+
+def build_engine_server(stopped: list[BaseException]):
+    """A server whose tool runs a blocking engine loop through `shared.worker`, as the media tools do."""
+    from shared import worker
+    from shared.errors import ToolFailure
+
+    server = create_server("engine-server", "for tests")
+
+    async def loop(ctx: Context, data_uri: str) -> ToolResult:
+        """Loop in a worker until stopped, with an input open."""
+
+        def work(item, job: worker.Job) -> None:
+            try:
+                while True:
+                    assert item.path.exists()
+                    job.stop.check("the loop")
+                    time.sleep(0.02)
+            except ToolFailure as exc:
+                stopped.append(exc)
+                raise
+
+        await worker.run_on_input(data_uri, work, progress=Progress(ctx))
+        return ToolResult(text="never")
+
+    add_tool(server, loop, title="loop", output=Echo, annotations=READ_ONLY_LOCAL, timeout=0.5)
+    add_tool(server, loop, name="long_loop", title="long loop", output=Echo, annotations=READ_ONLY_LOCAL)
+    return server
+
+
+async def _until(condition, seconds: float = 3.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        await anyio.sleep(0.02)
+
+
+async def test_engine_work_stopped_by_the_time_limit_is_a_timeout_and_its_input_is_removed(tmp_path: Path,
+                                                                                           monkeypatch):
+    from shared.errors import TimedOut
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the data: URI's file is written
+    stopped: list[BaseException] = []
+    async with Client(build_engine_server(stopped)) as client:
+        result = await client.call_tool("loop", {"data_uri": "data:text/plain,hello"})
+        assert result.is_error and "loop did not finish within 0.5 s" in result.content[0].text
+        await _until(lambda: bool(stopped))
+    assert len(stopped) == 1 and isinstance(stopped[0], TimedOut)
+    assert str(stopped[0]) == "the loop stopped at the tool's time limit"
+    await _until(lambda: not list(tmp_path.glob("toolsuite-data-*")))
+    assert not list(tmp_path.glob("toolsuite-data-*"))
+
+
+async def test_engine_work_cancelled_by_the_client_is_a_cancellation_not_a_timeout():
+    from shared.errors import Cancelled
+
+    stopped: list[BaseException] = []
+    async with Client(build_engine_server(stopped), mode="legacy") as client:
+        with anyio.move_on_after(0.3):
+            await client.call_tool("long_loop", {"data_uri": "data:text/plain,hello"})
+        await _until(lambda: bool(stopped))
+    assert len(stopped) == 1 and isinstance(stopped[0], Cancelled)
+    assert str(stopped[0]) == "the loop cancelled by the client"

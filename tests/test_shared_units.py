@@ -90,3 +90,54 @@ def test_unexpected_errors_hide_details_and_secrets(monkeypatch):
     assert "sk-abcdefghijkl" not in redact("Bearer sk-abcdefghijklmnop")
     message = describe(FileNotFoundError(2, "No such file", "/home/someone/private/thing"))
     assert "/home/someone" not in message
+
+
+def test_a_bad_setting_is_an_error_naming_the_variable(monkeypatch):
+    assert settings.number("TOOLSUITE_MAX_REDIRECTS", 5) == 5
+    problems = {"lots": "is not a number", "nan": "is not a finite number", "-3": "is below its minimum of 0"}
+    for value, problem in problems.items():
+        monkeypatch.setenv("TOOLSUITE_MAX_REDIRECTS", value)
+        with pytest.raises(settings.BadSetting, match=f"TOOLSUITE_MAX_REDIRECTS='{value}' {problem}"):
+            settings.number("TOOLSUITE_MAX_REDIRECTS", 5, minimum=0)
+    monkeypatch.setenv("TOOLSUITE_OCR_ENGINE", "paddle")
+    with pytest.raises(settings.BadSetting, match="TOOLSUITE_OCR_ENGINE='paddle' is not one of: auto, rapidocr"):
+        settings.choice("TOOLSUITE_OCR_ENGINE", ("auto", "rapidocr", "tesseract"), "auto")
+    monkeypatch.setenv("TOOLSUITE_OCR_ENGINE", "RapidOCR")
+    assert settings.choice("TOOLSUITE_OCR_ENGINE", ("auto", "rapidocr", "tesseract"), "auto") == "rapidocr"
+
+
+def test_one_rule_joins_text_around_cjk_characters():
+    from shared import cjk
+
+    assert cjk.join(["直播电商", "高质量发展", "report", "2024"]) == "直播电商高质量发展report 2024"
+    assert cjk.join(["会议纪要。", "The budget"]) == "会议纪要。The budget"
+    assert cjk.join(["한국어 문장", "다음 줄"]) == "한국어 문장 다음 줄"  # Korean is written with spaces
+    assert cjk.remove_spaces_between("直 播 电 商 and more") == "直播电商 and more"
+    assert cjk.has_han("what is 平台责任?") and not cjk.has_han("すし and ｆｕｌｌ")
+    assert cjk.count_wide("中文한국어abc") == 5 and cjk.count_han("中文한국어") == 2
+
+
+def test_an_output_model_must_show_every_field_of_its_engine_type():
+    from dataclasses import dataclass
+
+    from pydantic import BaseModel
+
+    from shared.outputs import from_engine, mirrors
+
+    @dataclass
+    class Reading:
+        value: float
+        unit: str
+        raw: bytes
+
+    class Shown(BaseModel):
+        value: float
+        unit: str
+        source: str
+
+    with pytest.raises(TypeError, match=r"Shown does not show Reading\.raw"):
+        mirrors(Reading)(Shown)
+    with pytest.raises(TypeError, match="leaves out other, which Reading does not have"):
+        mirrors(Reading, leave_out={"raw": "binary", "other": "gone"})(Shown)
+    checked = mirrors(Reading, leave_out={"raw": "binary, not for agents"})(Shown)
+    assert from_engine(checked, Reading(1.5, "s", b"x"), source="a.wav") == Shown(value=1.5, unit="s", source="a.wav")

@@ -14,6 +14,7 @@ from PIL import Image
 from servers.vqa.server import build as build_vqa
 from servers.vqa_enhanced.server import build as build_enhanced
 from tests import documents
+from tests.checks import assert_clear_errors
 from tests.fake_openai import Scripted
 
 pytestmark = pytest.mark.anyio
@@ -188,10 +189,7 @@ async def test_bad_images_and_endpoints_are_clear_errors(root: Path, vision):
         "http://10.0.0.1/x.png": "private",
     }
     async with Client(build_vqa()) as client:
-        for source, expected in cases.items():
-            result = await client.call_tool("visual_question_answering",
-                                            {"image_path_or_url": source, "question": "what?"})
-            assert result.is_error and expected in result.content[0].text, (source, result.content[0].text)
+        await assert_clear_errors(client, "visual_question_answering", "image_path_or_url", cases, question="what?")
         empty = await client.call_tool("visual_question_answering", {"image_path_or_url": "full.jpg", "question": ""})
         assert empty.is_error and "question" in empty.content[0].text
         vision.script.append(Scripted(500, {"error": {"message": "model crashed"}}))
@@ -208,7 +206,8 @@ async def test_bad_images_and_endpoints_are_clear_errors(root: Path, vision):
 
 
 def test_agreement_and_similarity_are_language_independent():
-    from shared.vision import choose, similarity
+    from shared.image_answers import choose
+    from shared.textsim import similarity
 
     assert similarity("北京颐和园", "这是北京的颐和园") >= 0.5
     assert similarity("The Great Wall", "the great wall!") == 1.0

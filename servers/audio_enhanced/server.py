@@ -7,21 +7,11 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from shared.audio_results import (
-    AnswerOutput,
-    MetadataOutput,
-    TranscriptOutput,
-    metadata,
-    transcribe,
-    transcribe_and_answer,
-    transcript_output,
-    transcript_text,
-)
+from servers import registry
+from servers.audio_tools import calls
+from servers.audio_tools.outputs import AnswerOutput, MetadataOutput, TranscriptOutput
 from shared.params import EnableVerification, PathOrUrl, Question
 from shared.server import READ_ONLY_LOCAL, READ_ONLY_OPEN, REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
-from shared.transport import run_server
-
-NAME = "tool-audio-enhanced"
 
 VERIFY_NOTE = (
     "Verification decodes low-confidence segments a second time (beam search) and keeps the better reading, and "
@@ -45,37 +35,29 @@ async def audio_understanding_advanced(
     enable_verification: EnableVerification = True,
 ) -> ToolResult:
     """Described by AUDIO_UNDERSTANDING_ADVANCED_DESCRIPTION (shared wording about verification)."""
-    text, output = await transcribe_and_answer(audio_path_or_url, question, verify=enable_verification,
-                                               progress=Progress(ctx).report_sync)
-    return ToolResult(text=text, data=output)
+    return await calls.answer(audio_path_or_url, question, verify=enable_verification, progress=Progress(ctx))
 
 
 async def audio_quick_transcription(audio_path_or_url: PathOrUrl, ctx: Context) -> ToolResult:
     """Transcribe audio in one pass (greedy decoding, VAD): timestamped segments, language, duration."""
-    transcript, label = await transcribe(audio_path_or_url, Progress(ctx).report_sync)
-    return ToolResult(text=transcript_text(transcript, "segments"), data=transcript_output(transcript, label))
+    return await calls.transcribe(audio_path_or_url, "segments", Progress(ctx))
 
 
-def audio_extract_metadata(audio_path_or_url: PathOrUrl) -> ToolResult:
+async def audio_extract_metadata(audio_path_or_url: PathOrUrl) -> ToolResult:
     """Audio metadata: container, codec, duration, sample rate, channels, bit rate, size, tags, whether a video
     stream is present, RMS and peak level (dBFS) and the share of silence."""
-    text, output = metadata(audio_path_or_url)
-    return ToolResult(text=text, data=output)
+    return await calls.metadata(audio_path_or_url)
 
 
 async def audio_question_answering_enhanced(audio_path_or_url: PathOrUrl, question: Question,
                                             ctx: Context) -> ToolResult:
     """Answer a question about audio from its transcript with verification (see audio_understanding_advanced),
     citing the times relied on."""
-    text, output = await transcribe_and_answer(audio_path_or_url, question, verify=True,
-                                               progress=Progress(ctx).report_sync)
-    return ToolResult(text=text, data=output)
-
-
+    return await calls.answer(audio_path_or_url, question, verify=True, progress=Progress(ctx))
 
 
 def build():
-    server = create_server(NAME, "Transcripts, metadata and verified answers about audio.")
+    server = create_server(registry.name_of(__name__), "Transcripts, metadata and verified answers about audio.")
     add_tool(server, audio_understanding_advanced, title="Understand audio", output=AnswerOutput,
              description=AUDIO_UNDERSTANDING_ADVANCED_DESCRIPTION,
              annotations=REMOTE_MODEL)
@@ -86,9 +68,3 @@ def build():
     add_tool(server, audio_question_answering_enhanced, title="Ask about audio (verified)", output=AnswerOutput,
              annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

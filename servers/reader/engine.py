@@ -1,4 +1,4 @@
-"""Any document to Markdown: input policy, type from bytes, the right converter, a cache.
+"""Any opened input to Markdown: type from its bytes, the right converter, a cache.
 
 Knows nothing about MCP. Conversions are cached under `TOOLSUITE_CACHE_DIR/reader`, keyed by the
 file's SHA-256 and the converter version (and mode), so paging through a long document converts it
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,13 @@ from typing import Any
 from servers.reader import formats, pdf
 from shared import cache, settings
 from shared.errors import InputError
-from shared.inputs import LocalInput, open_input
+from shared.inputs import LocalInput
 from shared.mime import FileType
+from shared.worker import ProgressFn, StopFlag
 
 log = logging.getLogger("toolsuite.reader")
 
 ENGINE_VERSION = "reader-1"
-ProgressFn = Callable[[float, float | None, str | None], None]
 
 FORMAT_NAMES = {
     "application/pdf": "pdf",
@@ -42,18 +41,24 @@ FORMAT_NAMES = {
 }
 
 
-@dataclass
-class Document:
-    markdown: str
+@dataclass(kw_only=True)
+class Described:
+    """What is known of any opened document."""
+
     format: str
     mime: str
     label: str
     size_bytes: int
     title: str | None = None
+    units: int | None = None  # sheets, slides, rows or archive members, as unit_name says
+    unit_name: str | None = None
+
+
+@dataclass(kw_only=True)
+class Document(Described):
+    markdown: str
     total_pages: int | None = None
     pages: list[int] | None = None
-    units: int | None = None
-    unit_name: str | None = None
     ocr_pages: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     cached: bool = False
@@ -96,7 +101,7 @@ def _cache_dir(digest: str, mode: str) -> Path:
 def _convert_other(item: LocalInput, name: str) -> formats.Converted:
     mime = item.file_type.mime
     if name == "image":
-        return formats.image(item.path, item.file_type)
+        return formats.image(item)
     if name in ("xlsx", "xls"):
         return formats.spreadsheet(item.path, name)
     if mime in formats.OFFICE_EXTENSIONS:
@@ -135,7 +140,7 @@ def _whole_document(item: LocalInput, name: str, digest: str) -> Document:
 
 
 def _pdf_document(item: LocalInput, digest: str, pages_spec: str | None, mode: str,
-                  progress: ProgressFn | None) -> Document:
+                  progress: ProgressFn | None, stop: StopFlag | None) -> Document:
     document = pdf.open_pdf(item.path)
     try:
         total = document.page_count
@@ -147,6 +152,8 @@ def _pdf_document(item: LocalInput, digest: str, pages_spec: str | None, mode: s
         skipped: list[int] = []
         all_cached = True
         for done, number in enumerate(wanted, start=1):
+            if stop is not None:
+                stop.check("the conversion")
             target = folder / f"p{number:05d}.md"
             stored = cache.read(target)
             if stored is not None:
@@ -178,37 +185,31 @@ def _pdf_document(item: LocalInput, digest: str, pages_spec: str | None, mode: s
         document.close()
 
 
-def convert(uri: str, pages: str | None = None, mode: str = "fast", progress: ProgressFn | None = None) -> Document:
+def convert(item: LocalInput, pages: str | None = None, mode: str = "fast", progress: ProgressFn | None = None,
+            stop: StopFlag | None = None) -> Document:
+    """The opened input as Markdown (PDFs: the pages asked for), from the cache when it was converted before."""
     if mode not in ("fast", "layout"):
         raise InputError(f"mode must be 'fast' or 'layout', not {mode!r}")
     started = time.perf_counter()
-    with open_input(uri) as item:
-        _check_size(item)
-        name = format_name(item.file_type)
-        digest = cache.file_digest(item.path)
-        if name == "pdf":
-            document = _pdf_document(item, digest, pages, mode, progress)
-        else:
-            if pages and pages.strip() not in ("1", "1-1"):
-                raise InputError(f"pages applies to PDFs only; this file is {name}: use start_index/max_chars")
-            document = _whole_document(item, name, digest)
-        document.label = item.label
-        document.notes = _extension_note(item, name) + document.notes
+    _check_size(item)
+    name = format_name(item.file_type)
+    digest = cache.file_digest(item.path)
+    if name == "pdf":
+        document = _pdf_document(item, digest, pages, mode, progress, stop)
+    else:
+        if pages and pages.strip() not in ("1", "1-1"):
+            raise InputError(f"pages applies to PDFs only; this file is {name}: use start_index/max_chars")
+        document = _whole_document(item, name, digest)
+    document.label = item.label
+    document.notes = _extension_note(item, name) + document.notes
     document.seconds = round(time.perf_counter() - started, 3)
     return document
 
 
-@dataclass
-class Info:
-    format: str
-    mime: str
-    label: str
-    size_bytes: int
-    title: str | None = None
+@dataclass(kw_only=True)
+class Info(Described):
     author: str | None = None
     pages: int | None = None
-    units: int | None = None
-    unit_name: str | None = None
     outline: list[dict[str, Any]] = field(default_factory=list)
     pages_needing_ocr: list[int] = field(default_factory=list)
     encrypted: bool = False
@@ -216,33 +217,26 @@ class Info:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-def info(uri: str) -> Info:
-    with open_input(uri) as item:
-        _check_size(item)
-        name = format_name(item.file_type)
-        result = Info(format=name, mime=item.file_type.mime, label=item.label, size_bytes=item.size)
-        if name == "pdf":
-            import pymupdf
-
-            try:
-                document = pymupdf.open(item.path, filetype="pdf")
-            except Exception:
-                raise InputError("the PDF is damaged and cannot be opened") from None
-            try:
-                if document.needs_pass:
-                    result.encrypted = True
-                    return result
-                metadata = document.metadata or {}
-                result.title = metadata.get("title") or None
-                result.author = metadata.get("author") or None
-                result.metadata = {k: str(v)[:300] for k, v in metadata.items() if v}
-                result.pages = document.page_count
-                result.outline = pdf.outline(document)
-                result.pages_needing_ocr = [i + 1 for i, page in enumerate(document) if pdf.page_needs_ocr(page)]
-            finally:
-                document.close()
-            return result
-    document = convert(uri)
+def info(item: LocalInput, stop: StopFlag | None = None) -> Info:
+    """What the opened input is: PDFs from their metadata without converting; other formats converted once
+    (and cached) to count their units and find their headings."""
+    _check_size(item)
+    name = format_name(item.file_type)
+    result = Info(format=name, mime=item.file_type.mime, label=item.label, size_bytes=item.size)
+    if name == "pdf":
+        with pdf.open_pdf(item.path, to_describe=True) as document:
+            if document.needs_pass:
+                result.encrypted = True
+                return result
+            metadata = document.metadata or {}
+            result.title = metadata.get("title") or None
+            result.author = metadata.get("author") or None
+            result.metadata = {k: str(v)[:300] for k, v in metadata.items() if v}
+            result.pages = document.page_count
+            result.outline = pdf.outline(document)
+            result.pages_needing_ocr = [i + 1 for i, page in enumerate(document) if pdf.page_needs_ocr(page)]
+        return result
+    document = convert(item, stop=stop)
     result.title = document.title
     result.units, result.unit_name = document.units, document.unit_name
     result.characters = len(document.markdown)

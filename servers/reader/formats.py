@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import InputError, NotConfigured
+from shared.inputs import LocalInput
 from shared.mime import FileType, sniff_bytes
 from shared.text import decode
 
@@ -193,36 +194,20 @@ def text_file(path: Path) -> Converted:
     return Converted(decoded.text, notes=notes, metadata={"encoding": decoded.encoding})
 
 
-def image(path: Path, file_type: FileType) -> Converted:
-    from PIL import ExifTags, Image, ImageOps
+def image(item: LocalInput) -> Converted:
+    """OCR text, size and EXIF of an image, decoded by the suite's one image decoder."""
+    from shared import images, ocr
 
-    Image.MAX_IMAGE_PIXELS = 80_000_000
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            picture = ImageOps.exif_transpose(opened) or opened
-            width, height = picture.size
-            exif = {}
-            for key, value in (opened.getexif() or {}).items():
-                name = ExifTags.TAGS.get(key, str(key))
-                if isinstance(value, bytes) or name in ("MakerNote", "UserComment"):
-                    continue
-                exif[name] = str(value)[:200]
-            rgb = picture.convert("RGB")
-    except Image.DecompressionBombError:
-        raise InputError("the image is too large to decode safely (over 80 megapixels)") from None
-    except Exception as exc:
-        raise InputError(f"the image cannot be decoded ({type(exc).__name__}); the file may be truncated") from None
-    from shared import ocr
-
-    result = ocr.read(rgb)
-    lines = [f"# Image ({file_type.extension.upper()}, {width} x {height} pixels)", ""]
-    if exif:
-        lines += ["## EXIF", "", *[f"- {k}: {v}" for k, v in sorted(exif.items())], ""]
+    picture = images.decode(item)
+    result = ocr.read(picture.image)
+    lines = [f"# Image ({item.file_type.extension.upper()}, {picture.width} x {picture.height} pixels)", ""]
+    if picture.exif:
+        lines += ["## EXIF", "", *[f"- {k}: {v}" for k, v in sorted(picture.exif.items())], ""]
     lines += [f"## Text found by OCR ({result.engine}, {len(result.lines)} lines)", ""]
     lines.append(result.text or "(no text found)")
-    return Converted("\n".join(lines), metadata={"width": width, "height": height, "exif": exif,
-                                                 "ocr_engine": result.engine})
+    return Converted("\n".join(lines), notes=picture.notes,
+                     metadata={"width": picture.width, "height": picture.height, "exif": picture.exif,
+                               "ocr_engine": result.engine})
 
 
 def archive(path: Path, convert_member: Any) -> Converted:

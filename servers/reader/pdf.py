@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared import cjk
 from shared.errors import InputError
 
 ENGINE_VERSION = "pdf-1"
@@ -30,13 +31,17 @@ class PageText:
     ocr: bool = False
 
 
-def open_pdf(path: Path) -> Any:
+def open_pdf(path: Path, *, to_describe: bool = False) -> Any:
+    """The one way a PDF is opened. A damaged file is refused; so are encrypted and page-less ones, unless
+    the document is only to be described (document_info reports those instead)."""
     import pymupdf
 
     try:
         document = pymupdf.open(path, filetype="pdf")
     except (pymupdf.FileDataError, RuntimeError, ValueError) as exc:
         raise InputError(f"the PDF is damaged and cannot be opened ({str(exc)[:120]})") from None
+    if to_describe:
+        return document
     if document.needs_pass:
         document.close()
         raise InputError("the PDF is encrypted (password-protected): it cannot be read without its password")
@@ -147,14 +152,13 @@ def _fast_page(page: Any, content: dict[str, Any]) -> str:
 
 
 def _join_lines(lines: list[str]) -> str:
-    """Join wrapped lines: no space between Chinese characters, a space between words."""
+    """Join wrapped lines as `cjk.join` does, except that a line ending in a hyphen continues its word."""
     out = lines[0]
     for line in lines[1:]:
-        if out and (ord(out[-1]) > 0x2E80 or ord(line[0]) > 0x2E80 or out.endswith("-")):
-            out = out[:-1] if out.endswith("-") and out[-2:-1].isalpha() else out
-            out += line
-        else:
-            out += " " + line
+        if out.endswith("-"):
+            out = (out[:-1] if out[-2:-1].isalpha() else out) + line
+            continue
+        out = cjk.join((out, line))
     return out
 
 

@@ -7,15 +7,19 @@ from typing import Annotated, Literal
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
+from servers import registry
 from servers.reader import engine
-from shared import budget
+from shared import budget, worker
+from shared.inputs import LocalInput
+from shared.outputs import from_engine, mirrors
 from shared.params import PathOrUrl
 from shared.server import READ_ONLY_OPEN, Progress, ToolResult, add_tool, create_server
-from shared.transport import run_server
-
-NAME = "tool-reader"
+from shared.worker import Job
 
 
+@mirrors(engine.Document, leave_out={"label": "shown as source", "pages": "shown as pages_returned",
+                                     "size_bytes": "in document_info", "units": "in document_info",
+                                     "unit_name": "in document_info"})
 class ConvertOutput(BaseModel):
     source: str = Field(description="The path (relative to its root) or URL that was read.")
     format: str = Field(description="Format found from the file's bytes (pdf, docx, pptx, xlsx, image...).")
@@ -34,6 +38,7 @@ class ConvertOutput(BaseModel):
     seconds: float
 
 
+@mirrors(engine.Info, leave_out={"label": "shown as source"})
 class InfoOutput(BaseModel):
     source: str
     format: str
@@ -48,9 +53,10 @@ class InfoOutput(BaseModel):
     pages_needing_ocr: list[int] = Field(description="PDF pages without a text layer (they will be OCRed).")
     encrypted: bool
     characters: int | None = Field(description="Length of the Markdown conversion (non-PDF formats).")
+    metadata: dict[str, str] = Field(description="The PDF's own metadata fields (producer, creator, dates...).")
 
 
-def convert_to_markdown(
+async def convert_to_markdown(
     uri: PathOrUrl,
     ctx: Context,
     pages: Annotated[str | None, Field(description="PDF pages to convert, 1-based, e.g. \"3-7,10\" (default: all).",
@@ -73,17 +79,15 @@ def convert_to_markdown(
     with the next start_index to ask for; `pages` picks PDF pages. Cite PDF content as [file.pdf, page N].
     Use document_info first to plan reads of a long document.
     """
-    progress = Progress(ctx)
-    document = engine.convert(uri, pages=pages, mode=mode, progress=progress.report_sync)
+    def work(item: LocalInput, job: Job) -> engine.Document:
+        return engine.convert(item, pages=pages, mode=mode, progress=job.progress, stop=job.stop)
+
+    document, _label = await worker.run_on_input(uri, work, progress=Progress(ctx))
     page = budget.page_of(document.markdown, start_index, max_chars, max_tokens=_content_budget())
     footer = _footer(document, page)
-    data = ConvertOutput(
-        source=document.label, format=document.format, mime=document.mime, title=document.title,
-        total_pages=document.total_pages, pages_returned=document.pages, ocr_pages=document.ocr_pages,
-        total_chars=page.total_chars, start_index=page.start_index, end_index=page.end_index,
-        next_start_index=page.end_index if page.has_more else None, markdown=page.text, notes=document.notes,
-        cached=document.cached, seconds=document.seconds,
-    )
+    data = from_engine(ConvertOutput, document, source=document.label, pages_returned=document.pages,
+                       total_chars=page.total_chars, start_index=page.start_index, end_index=page.end_index,
+                       next_start_index=page.end_index if page.has_more else None, markdown=page.text)
     notes = "".join(f"[note: {note}]\n" for note in document.notes)
     return ToolResult(text=f"{notes}{page.text}\n\n{footer}", data=data)
 
@@ -106,15 +110,12 @@ def _footer(document: engine.Document, page: budget.Page) -> str:
     return f"[{where}end of document: {page.total_chars} characters]"
 
 
-def document_info(uri: PathOrUrl) -> ToolResult:
+async def document_info(uri: PathOrUrl) -> ToolResult:
     """Describe a document before reading it: format (from its bytes), size, page/sheet/slide count, title
     and author, the outline (PDF bookmarks or headings), which PDF pages need OCR, and whether it is
     encrypted. Cheap for PDFs (no conversion); other formats are converted once and cached."""
-    info = engine.info(uri)
-    data = InfoOutput(source=info.label, format=info.format, mime=info.mime, size_bytes=info.size_bytes,
-                      title=info.title, author=info.author, pages=info.pages, units=info.units,
-                      unit_name=info.unit_name, outline=info.outline, pages_needing_ocr=info.pages_needing_ocr,
-                      encrypted=info.encrypted, characters=info.characters)
+    info, _label = await worker.run_on_input(uri, lambda item, job: engine.info(item, stop=job.stop))
+    data = from_engine(InfoOutput, info, source=info.label)
     lines = [f"Source: {info.label}", f"Format: {info.format} ({info.mime})", f"Size: {info.size_bytes} bytes"]
     if info.encrypted:
         lines.append("Encrypted: yes (password-protected; cannot be read)")
@@ -151,14 +152,9 @@ def _ranges(numbers: list[int]) -> str:
 
 
 def build():
-    server = create_server(NAME, "Reads any document (local path, URL or data: URI) as Markdown, in pages.")
+    server = create_server(registry.name_of(__name__),
+                           "Reads any document (local path, URL or data: URI) as Markdown, in pages.")
     add_tool(server, convert_to_markdown, title="Convert a document to Markdown", output=ConvertOutput,
              annotations=READ_ONLY_OPEN)
     add_tool(server, document_info, title="Describe a document", output=InfoOutput, annotations=READ_ONLY_OPEN)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

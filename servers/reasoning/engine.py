@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,16 +17,16 @@ import anyio
 from shared import settings
 from shared.errors import InputError, TimedOut
 from shared.models import ModelClient, Usage
+from shared.worker import ProgressFn
 
 SYSTEM_PROMPT = (
     "You are a careful expert problem solver. Think the problem through step by step, check your work, "
     "then give the final answer clearly. If the problem is ambiguous, state the interpretation you used."
 )
 MAX_QUESTION_CHARS = 200_000
+EFFORTS = ("minimal", "low", "medium", "high")
 _THINK_BLOCK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
 _UNCLOSED_THINK = re.compile(r"^.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
-
-ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 
 
 @dataclass
@@ -50,13 +49,8 @@ def strip_hidden_reasoning(text: str) -> str:
 def request_options() -> dict[str, Any]:
     """Reasoning effort and thinking budget, only when the operator set them."""
     options: dict[str, Any] = {}
-    effort = settings.text("TOOLSUITE_REASONING_EFFORT").lower()
-    if effort:
-        if effort not in {"minimal", "low", "medium", "high"}:
-            raise InputError(
-                f"TOOLSUITE_REASONING_EFFORT={effort!r} is not one of minimal, low, medium, high"
-            )
-        options["reasoning_effort"] = effort
+    if settings.raw("TOOLSUITE_REASONING_EFFORT"):
+        options["reasoning_effort"] = settings.choice("TOOLSUITE_REASONING_EFFORT", EFFORTS, "")
     budget = settings.number("TOOLSUITE_REASONING_THINKING_BUDGET", 0, minimum=0)
     if budget:
         options["extra_body"] = {"thinking": {"type": "enabled", "budget_tokens": int(budget)}}
@@ -87,7 +81,9 @@ async def solve(question: str, progress: ProgressFn | None = None, client: Model
         while True:
             elapsed = time.monotonic() - started
             if progress is not None:
-                await progress(round(elapsed, 1), total, f"waiting for the reasoning model ({elapsed:.0f} s)")
+                # Progress callbacks are called from worker threads (they may block until the client has it).
+                await anyio.to_thread.run_sync(progress, round(elapsed, 1), total,
+                                               f"waiting for the reasoning model ({elapsed:.0f} s)")
             await anyio.sleep(2.0)
 
     try:

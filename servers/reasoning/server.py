@@ -7,27 +7,29 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
+from servers import registry
 from servers.reasoning import engine
+from shared import models
+from shared.outputs import from_engine, mirrors
 from shared.server import REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
-from shared.transport import run_server
-
-NAME = "tool-reasoning"
 
 
-class Usage(BaseModel):
+@mirrors(models.Usage)
+class UsageModel(BaseModel):
     requests: int
-    retries: int
+    retries: int = Field(description="Requests repeated after a 429, 5xx or network failure.")
     prompt_tokens: int
     completion_tokens: int
-    reasoning_tokens: int
+    reasoning_tokens: int = Field(description="Tokens of hidden reasoning, when the endpoint reports them.")
 
 
+@mirrors(engine.Solution)
 class ReasoningOutput(BaseModel):
     answer: str = Field(description="The model's final answer (its hidden reasoning is not included).")
     model: str = Field(description="The model that answered.")
     finish_reason: str | None = Field(description="Why the model stopped (e.g. 'stop', 'length').")
     elapsed_seconds: float = Field(description="Wall time of the call, retries included.")
-    usage: Usage
+    usage: UsageModel
 
 
 async def reasoning(
@@ -52,14 +54,8 @@ async def reasoning(
     result is an error naming those settings.
     """
     progress = Progress(ctx, min_interval=1.0)
-    solution = await engine.solve(question, progress.report)
-    data = ReasoningOutput(
-        answer=solution.answer,
-        model=solution.model,
-        finish_reason=solution.finish_reason,
-        elapsed_seconds=solution.elapsed_seconds,
-        usage=Usage(**solution.usage.as_dict()),
-    )
+    solution = await engine.solve(question, progress)
+    data = from_engine(ReasoningOutput, solution)
     text = solution.answer
     if solution.finish_reason == "length":
         text += "\n\n[the model stopped at its output limit; the answer may be incomplete]"
@@ -68,15 +64,9 @@ async def reasoning(
 
 def build():
     server = create_server(
-        NAME,
+        registry.name_of(__name__),
         "Sends hard problems (math, logic, puzzles, multi-step analysis) to a strong reasoning model.",
     )
     add_tool(server, reasoning, title="Reason about a hard problem", output=ReasoningOutput,
              annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

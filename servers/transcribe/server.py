@@ -7,20 +7,11 @@ from typing import Annotated
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from shared.audio_results import (
-    AnswerOutput,
-    TranscriptFormat,
-    TranscriptOutput,
-    transcribe,
-    transcribe_and_answer,
-    transcript_output,
-    transcript_text,
-)
+from servers import registry
+from servers.audio_tools import calls
+from servers.audio_tools.outputs import AnswerOutput, TranscriptFormat, TranscriptOutput
 from shared.params import PathOrUrl, Question
 from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
-from shared.transport import run_server
-
-NAME = "tool-transcribe"
 
 Format = Annotated[TranscriptFormat, Field(description="Text layout: 'segments' (timestamped lines, default), "
                                            "'text', 'srt' or 'vtt'.")]
@@ -38,9 +29,8 @@ async def audio_transcription(audio_path_or_url: PathOrUrl, ctx: Context, format
     Silence is skipped (VAD). Long files are processed as a stream with progress notifications; transcripts are
     cached, so asking again about the same file is instant. Limit: TOOLSUITE_AUDIO_MAX_SECONDS (4 h).
     """
-    transcript, label = await transcribe(audio_path_or_url, Progress(ctx).report_sync, language=language,
-                                         word_timestamps=word_timestamps)
-    return ToolResult(text=transcript_text(transcript, format), data=transcript_output(transcript, label, format))
+    return await calls.transcribe(audio_path_or_url, format, Progress(ctx), language=language,
+                                  word_timestamps=word_timestamps)
 
 
 async def audio_question_answering(audio_path_or_url: PathOrUrl, question: Question, ctx: Context) -> ToolResult:
@@ -49,21 +39,13 @@ async def audio_question_answering(audio_path_or_url: PathOrUrl, question: Quest
     Needs a chat model (TOOLSUITE_AUDIO_MODEL and base URL/key); without one, the transcript segments that match
     the question and the full transcript are returned with a statement that no model is configured.
     """
-    text, output = await transcribe_and_answer(audio_path_or_url, question, verify=False,
-                                               progress=Progress(ctx).report_sync)
-    return ToolResult(text=text, data=output)
+    return await calls.answer(audio_path_or_url, question, verify=False, progress=Progress(ctx))
 
 
 def build():
-    server = create_server(NAME, "Transcribes speech locally and answers questions about audio.")
+    server = create_server(registry.name_of(__name__), "Transcribes speech locally and answers questions about audio.")
     add_tool(server, audio_transcription, title="Transcribe audio", output=TranscriptOutput,
              annotations=READ_ONLY_OPEN)
     add_tool(server, audio_question_answering, title="Ask about audio", output=AnswerOutput,
              annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

@@ -1,7 +1,7 @@
-"""Answers about a video from its timeline: one vision-model call with keyframes (with their times),
-on-screen text and transcript excerpts. Verification re-asks with a different frame sample and
-checks the times the answer claims against the analysed range; when the two answers disagree the
-model reconciles them, so the result can change. Confidence is a heuristic:
+"""Answers about a video from its timeline, knowing nothing about MCP: one vision-model call with
+keyframes (with their times), on-screen text and transcript excerpts. Verification re-asks with a
+different frame sample and checks the times the answer claims against the analysed range; when the
+two answers disagree the model reconciles them, so the result can change. Confidence is a heuristic:
 1.0 when both samples agree and every claimed time is valid, 0.6 after a reconciliation, less 0.3
 when a claimed time still falls outside the video (or the asked range).
 """
@@ -13,9 +13,8 @@ from typing import Any
 
 from servers.video_enhanced.engine import Keyframe, Timeline
 from shared import settings, textsim
-from shared.listening import cited_times
 from shared.models import ModelClient, image_part
-from shared.transcription import short_clock
+from shared.timecodes import cited_times, short_clock
 
 SYSTEM_PROMPT = (
     "You answer questions about a video from frames sampled at the given times, the text read on screen (OCR) and "
@@ -24,13 +23,31 @@ SYSTEM_PROMPT = (
 )
 
 
+SUMMARY_QUESTION = "Describe what happens in the video, scene by scene, with times."
+
+
+@dataclass
+class Verification:
+    second_sample_frames: list[float]
+    different_frames: bool
+    agreement: float
+    first_answer: str
+    second_answer: str
+    reconciled: bool = False
+    times_outside_range: list[float] = field(default_factory=list)
+    changed_from_first: bool = False
+
+
 @dataclass
 class VideoAnswer:
-    text: str
-    model: str
+    text: str  # the model's answer; without a model, why not and the timeline
+    answer: str | None
+    model: str | None
+    model_configured: bool
     confidence: float | None = None
-    verification: dict[str, Any] | None = None
+    verification: Verification | None = None
     frames_sent: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def frames_budget() -> int:
@@ -60,39 +77,48 @@ def invalid_times(text: str, timeline: Timeline) -> list[float]:
     return [t for t in cited_times(text) if not (timeline.start - 1 <= t <= timeline.end + 1)]
 
 
-async def ask(timeline: Timeline, question: str, *, verify: bool) -> VideoAnswer:
+async def respond(timeline: Timeline, question: str | None, *, verify: bool) -> VideoAnswer:
+    """The vision model's answer about the timeline (a summary without a question), or the timeline itself
+    with the reason when no vision model can be used."""
     client = ModelClient("VISION", purpose="vision")
-    budget = frames_budget()
-    first_frames = _pick(timeline.keyframes, budget)
+    reason = client.unavailable()
+    if reason:
+        text = (client.unanswered("the question cannot be answered by watching the video")
+                + f" Here is the timeline local analysis found; the keyframes are attached.\n\n{timeline.render()}")
+        return VideoAnswer(text, None, None, client.configured, notes=[reason])
     try:
-        first = await client.chat(_messages(timeline, first_frames, question), max_tokens=1500)
-        if not verify:
-            return VideoAnswer(first.text, first.model, frames_sent=[f.time for f in first_frames])
-        other_frames = _pick(timeline.keyframes, budget, offset=1)
-        different_sample = [f.time for f in other_frames] != [f.time for f in first_frames]
-        second = await client.chat(_messages(timeline, other_frames, question), max_tokens=1500,
-                                   temperature=None if different_sample else 0.8)
-        agreement = textsim.similarity(first.text, second.text)
-        details: dict[str, Any] = {"second_sample_frames": [f.time for f in other_frames],
-                                   "different_frames": different_sample, "agreement": round(agreement, 3),
-                                   "first_answer": first.text, "second_answer": second.text}
-        final, model, confidence = first.text, first.model, 1.0
-        if agreement < 0.5:
-            union = sorted({f.time: f for f in first_frames + other_frames}.values(), key=lambda f: f.time)
-            messages = _messages(timeline, _pick(union, budget), question)
-            messages.append({"role": "assistant", "content": first.text})
-            messages.append({"role": "user", "content": "Another look at different frames answered:\n"
-                                                        f"{second.text}\n\nCheck both against the frames, text and "
-                                                        "speech and give the correct final answer."})
-            reconciled = await client.chat(messages, max_tokens=1500)
-            final, model, confidence = reconciled.text, reconciled.model, 0.6
-            details["reconciled"] = True
-        bad = invalid_times(final, timeline)
-        if bad:
-            confidence -= 0.3
-            details["times_outside_range"] = bad
-        details["changed_from_first"] = textsim.similarity(final, first.text) < 0.5
-        return VideoAnswer(final, model, round(max(confidence, 0.0), 2), details,
-                           frames_sent=[f.time for f in first_frames])
+        return await ask(client, timeline, question or SUMMARY_QUESTION, verify=verify)
     finally:
         await client.close()
+
+
+async def ask(client: ModelClient, timeline: Timeline, question: str, *, verify: bool) -> VideoAnswer:
+    budget = frames_budget()
+    first_frames = _pick(timeline.keyframes, budget)
+    first = await client.chat(_messages(timeline, first_frames, question), max_tokens=1500)
+    if not verify:
+        return VideoAnswer(first.text, first.text, first.model, True, frames_sent=[f.time for f in first_frames])
+    other_frames = _pick(timeline.keyframes, budget, offset=1)
+    different_sample = [f.time for f in other_frames] != [f.time for f in first_frames]
+    second = await client.chat(_messages(timeline, other_frames, question), max_tokens=1500,
+                               temperature=None if different_sample else 0.8)
+    agreement = textsim.similarity(first.text, second.text)
+    details = Verification(second_sample_frames=[f.time for f in other_frames], different_frames=different_sample,
+                           agreement=round(agreement, 3), first_answer=first.text, second_answer=second.text)
+    final, model, confidence = first.text, first.model, 1.0
+    if agreement < 0.5:
+        union = sorted({f.time: f for f in first_frames + other_frames}.values(), key=lambda f: f.time)
+        messages = _messages(timeline, _pick(union, budget), question)
+        messages.append({"role": "assistant", "content": first.text})
+        messages.append({"role": "user", "content": "Another look at different frames answered:\n"
+                                                    f"{second.text}\n\nCheck both against the frames, text and "
+                                                    "speech and give the correct final answer."})
+        reconciled = await client.chat(messages, max_tokens=1500)
+        final, model, confidence = reconciled.text, reconciled.model, 0.6
+        details.reconciled = True
+    details.times_outside_range = invalid_times(final, timeline)
+    if details.times_outside_range:
+        confidence -= 0.3
+    details.changed_from_first = textsim.similarity(final, first.text) < 0.5
+    return VideoAnswer(final, final, model, True, round(max(confidence, 0.0), 2), details,
+                       frames_sent=[f.time for f in first_frames])

@@ -14,25 +14,20 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import cache, settings, textsim
-from shared.errors import InputError, NotConfigured, TimedOut
+from shared import cache, media, textsim
+from shared.errors import InputError, NotConfigured
+from shared.timecodes import short_clock, span
+from shared.worker import ProgressFn, StopFlag
 
 ENGINE_VERSION = "video-2"
 DETECT_FPS = 4.0
 LONG_VIDEO_SECONDS = 1800.0
 FRAME_MAX_SIDE = 640
-ProgressFn = Callable[[float, float | None, str | None], None]
-
-
-def max_seconds() -> float:
-    return settings.number("TOOLSUITE_VIDEO_MAX_SECONDS", 14_400, minimum=1)
 
 
 @dataclass
@@ -74,6 +69,13 @@ class ScreenText:
 
 
 @dataclass
+class Spoken:
+    start: float
+    end: float
+    text: str
+
+
+@dataclass
 class Timeline:
     info: VideoInfo
     start: float
@@ -82,7 +84,7 @@ class Timeline:
     cuts: list[float]
     keyframes: list[Keyframe]
     screen_text: list[ScreenText]
-    transcript: list[dict[str, Any]]
+    transcript: list[Spoken]
     transcript_language: str | None
     speech_transcribed: bool = False
     notes: list[str] = field(default_factory=list)
@@ -90,25 +92,22 @@ class Timeline:
     cached: bool = False
 
     def render(self, with_transcript_chars: int = 6000) -> str:
-        from shared.transcription import short_clock
-
         info = self.info
         lines = [f"Video: {info.width}x{info.height}, {info.duration:.1f} s, {info.fps:.2f} fps, {info.video_codec}"
                  + (f", audio {info.audio_codec}" if info.has_audio else ", no audio track")
                  + (f", rotation {info.rotation}" if info.rotation else "")]
         if (self.start, self.end) != (0.0, info.duration):
-            lines.append(f"Range analysed: {short_clock(self.start)}-{short_clock(self.end)}")
+            lines.append(f"Range analysed: {span(self.start, self.end)}")
         lines.append(f"Scenes ({len(self.scenes)}): " + ", ".join(
-            f"#{s.index} {short_clock(s.start)}-{short_clock(s.end)}" for s in self.scenes[:60]))
+            f"#{s.index} {span(s.start, s.end)}" for s in self.scenes[:60]))
         lines.append("Keyframes: " + ", ".join(f"{short_clock(k.time)} ({k.reason})" for k in self.keyframes))
         if self.screen_text:
             lines.append("On-screen text:")
-            lines += [f"  [{short_clock(t.first_seen)}-{short_clock(t.last_seen)}] {t.text}" for t in self.screen_text]
+            lines += [f"  [{span(t.first_seen, t.last_seen)}] {t.text}" for t in self.screen_text]
         else:
             lines.append("On-screen text: none found")
         if self.transcript:
-            spoken = "\n".join(f"  [{short_clock(s['start'])}-{short_clock(s['end'])}] {s['text']}"
-                               for s in self.transcript)
+            spoken = "\n".join(f"  [{span(s.start, s.end)}] {s.text}" for s in self.transcript)
             if len(spoken) > with_transcript_chars:
                 spoken = spoken[:with_transcript_chars] + "\n  [... transcript cut]"
             lines.append(f"Speech ({self.transcript_language or 'unknown language'}):\n{spoken}")
@@ -127,24 +126,12 @@ def _cv2() -> Any:
 
 
 def probe(path: Path) -> VideoInfo:
-    import av
-
-    if path.stat().st_size == 0:
-        raise InputError("the video file is empty (0 bytes)")
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except av.error.FFmpegError:
-        raise InputError("the file is not a video that FFmpeg can read") from None
-    with container:
+    with media.open_container(path, "video") as container:
         if not container.streams.video:
             raise InputError("the file has no video stream" + (" (it is audio only: use the audio tools)"
                                                                 if container.streams.audio else ""))
         stream = container.streams.video[0]
-        duration = 0.0
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / 1_000_000
+        duration = media.duration(container, stream) or 0.0
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
         frames = int(stream.frames or round(duration * fps))
         rotation = 0
@@ -160,9 +147,7 @@ def probe(path: Path) -> VideoInfo:
                          container=container.format.name)
     if info.frames == 0 or info.duration <= 0:
         raise InputError("the video has no frames (zero length or truncated)")
-    if info.duration > max_seconds():
-        raise InputError(f"the video lasts {info.duration / 3600:.1f} h; the limit is {max_seconds() / 60:.0f} "
-                         "minutes (TOOLSUITE_VIDEO_MAX_SECONDS)")
+    media.check_length(info.duration, "video")
     return info
 
 
@@ -183,7 +168,7 @@ def _histogram(frame: Any) -> Any:
 
 
 def sample_frames(path: Path, info: VideoInfo, start: float, end: float, rate: float,
-                  stop: threading.Event | None = None, progress: ProgressFn | None = None) -> list[tuple[float, Any]]:
+                  stop: StopFlag | None = None, progress: ProgressFn | None = None) -> list[tuple[float, Any]]:
     """(time, small BGR frame) pairs about `rate` times a second inside [start, end], by grab-and-skip."""
     cv2 = _cv2()
     capture = cv2.VideoCapture(str(path))
@@ -198,8 +183,8 @@ def sample_frames(path: Path, info: VideoInfo, start: float, end: float, rate: f
     samples: list[tuple[float, Any]] = []
     try:
         while True:
-            if stop is not None and stop.is_set():
-                raise TimedOut("video analysis was cancelled")
+            if stop is not None:
+                stop.check("video analysis")
             if not capture.grab():
                 break
             moment = index / fps
@@ -219,10 +204,8 @@ def sample_frames(path: Path, info: VideoInfo, start: float, end: float, rate: f
 
 def keyframe_samples(path: Path, start: float, end: float) -> list[tuple[float, Any]]:
     """Keyframes only (fast for long videos), via PyAV."""
-    import av
-
     samples = []
-    with av.open(str(path)) as container:
+    with media.open_container(path, "video") as container:
         stream = container.streams.video[0]
         stream.codec_context.skip_frame = "NONKEY"
         for frame in container.decode(stream):
@@ -325,7 +308,7 @@ def read_screen_text(keyframes: list[Keyframe]) -> list[ScreenText]:
 
 
 def _transcript(path: Path, info: VideoInfo, start: float, end: float,
-                stop: threading.Event | None) -> tuple[list[dict[str, Any]], str | None, list[str]]:
+                stop: StopFlag | None) -> tuple[list[Spoken], str | None, list[str]]:
     if not info.has_audio:
         return [], None, []
     from shared import transcription
@@ -334,8 +317,7 @@ def _transcript(path: Path, info: VideoInfo, start: float, end: float,
         transcript = transcription.transcribe_file(path, stop=stop)
     except (NotConfigured, InputError) as exc:
         return [], None, [f"speech not transcribed: {exc}"]
-    segments = [{"start": s.start, "end": s.end, "text": s.text} for s in transcript.segments
-                if s.end >= start and s.start <= end]
+    segments = [Spoken(s.start, s.end, s.text) for s in transcript.segments if s.end >= start and s.start <= end]
     return segments, transcript.language, []
 
 
@@ -365,12 +347,12 @@ def _load(folder: Path) -> Timeline | None:
         keyframes.append(Keyframe(**raw, jpeg=cache.read(folder / f"k{index:03d}.jpg") or b""))
     return Timeline(info=VideoInfo(**data.pop("info")), scenes=[Scene(**s) for s in data.pop("scenes")],
                     screen_text=[ScreenText(**t) for t in data.pop("screen_text")], keyframes=keyframes,
-                    cached=True, **data)
+                    transcript=[Spoken(**s) for s in data.pop("transcript")], cached=True, **data)
 
 
 def analyse(path: Path, *, start: float | None = None, end: float | None = None, keyframes: int = 10,
             with_ocr: bool = True, with_speech: bool = True, progress: ProgressFn | None = None,
-            stop: threading.Event | None = None) -> Timeline:
+            stop: StopFlag | None = None) -> Timeline:
     info = probe(path)
     begin = 0.0 if start is None else float(start)
     finish = info.duration if end is None else min(float(end), info.duration)
@@ -407,7 +389,7 @@ def analyse(path: Path, *, start: float | None = None, end: float | None = None,
         started = time.perf_counter()
         screen = read_screen_text(frames)
         timings["ocr"] = round(time.perf_counter() - started, 3)
-    transcript: list[dict[str, Any]] = []
+    transcript: list[Spoken] = []
     language = None
     if with_speech:
         started = time.perf_counter()

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Annotated, Any
 
-import anyio
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from servers import registry
 from servers.video_enhanced import answer, engine
-from shared.inputs import open_input
+from servers.video_enhanced.outputs import VideoOutput, video_output
+from shared import worker
+from shared.inputs import LocalInput
 from shared.models import ModelClient
 from shared.params import EnableVerification, PathOrUrl, Question
 from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, Image, Progress, ToolResult, add_tool, create_server
-from shared.transport import run_server
+from shared.worker import Job
 
-NAME = "tool-video-enhanced"
 MAX_IMAGE_BYTES = 3 * 2**20
 
 OptionalQuestion = Annotated[str | None, Field(description="A question about the video; omit for a summary.",
@@ -24,45 +24,11 @@ OptionalQuestion = Annotated[str | None, Field(description="A question about the
 Seconds = Annotated[float | None, Field(description="Seconds from the start of the video.", ge=0)]
 
 
-class KeyframeModel(BaseModel):
-    time: float
-    scene: int | None
-    reason: str = Field(description="'scene' (the middle of a scene) or 'uniform' (filling a gap).")
-    ocr_text: str
+async def _timeline(source: str, ctx: Context, **options: Any) -> tuple[engine.Timeline, str]:
+    def work(item: LocalInput, job: Job) -> engine.Timeline:
+        return engine.analyse(item.path, progress=job.progress, stop=job.stop, **options)
 
-
-class VideoOutput(BaseModel):
-    source: str
-    answer: str | None = Field(description="The vision model's answer; null without a model or question.")
-    model: str | None
-    model_configured: bool
-    confidence: float | None = Field(description="Heuristic (see the tool description); null without verification.")
-    verification: dict[str, Any] | None
-    metadata: dict[str, Any]
-    range: list[float] = Field(description="[start, end] seconds analysed.")
-    scenes: list[dict[str, Any]]
-    cuts: list[float] = Field(description="Scene-cut times in seconds.")
-    keyframes: list[KeyframeModel]
-    screen_text: list[dict[str, Any]]
-    transcript: list[dict[str, Any]]
-    frames_sent: list[float] = Field(description="Times of the frames the model saw.")
-    notes: list[str]
-    seconds: dict[str, float]
-    cached: bool
-
-
-async def _timeline(source: str, ctx: Context | None, **options: Any) -> tuple[engine.Timeline, str]:
-    stop = threading.Event()
-    progress = Progress(ctx).report_sync if ctx is not None else None
-
-    def work() -> tuple[engine.Timeline, str]:
-        with open_input(source) as item:
-            return engine.analyse(item.path, progress=progress, stop=stop, **options), item.label
-
-    try:
-        return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-    finally:
-        stop.set()
+    return await worker.run_on_input(source, work, progress=Progress(ctx))
 
 
 def _images(timeline: engine.Timeline) -> list[Image]:
@@ -75,37 +41,16 @@ def _images(timeline: engine.Timeline) -> list[Image]:
     return images
 
 
-def _output(timeline: engine.Timeline, label: str, **fields: Any) -> VideoOutput:
-    info = timeline.info
-    return VideoOutput(
-        source=label, metadata=info.__dict__, range=[timeline.start, timeline.end],
-        scenes=[s.__dict__ for s in timeline.scenes], cuts=timeline.cuts,
-        keyframes=[KeyframeModel(time=k.time, scene=k.scene, reason=k.reason, ocr_text=k.ocr_text)
-                   for k in timeline.keyframes],
-        screen_text=[t.__dict__ for t in timeline.screen_text], transcript=timeline.transcript,
-        notes=timeline.notes + fields.pop("notes", []), seconds=timeline.seconds, cached=timeline.cached, **fields)
-
-
 async def _answer(source: str, question: str | None, ctx: Context, *, verify: bool, keyframes: int,
                   start: float | None = None, end: float | None = None) -> ToolResult:
     timeline, label = await _timeline(source, ctx, start=start, end=end, keyframes=keyframes)
-    client = ModelClient("VISION", purpose="vision")
-    reason = client.unavailable()
-    if reason:
-        text = (f"No vision model is configured, so the question cannot be answered by watching the video ({reason})."
-                f" Here is the timeline local analysis found; the keyframes are attached.\n\n{timeline.render()}")
-        data = _output(timeline, label, answer=None, model=None, model_configured=client.configured, confidence=None,
-                       verification=None, frames_sent=[], notes=[reason])
-        return ToolResult(text=text, data=data, images=_images(timeline))
-    asked = question or "Describe what happens in the video, scene by scene, with times."
-    result = await answer.ask(timeline, asked, verify=verify)
-    text = result.text
-    if result.confidence is not None:
-        text += f"\n\n[verification: heuristic confidence {result.confidence:.2f}" + (
-            "; the answer was reconciled from two frame samples" if result.verification.get("reconciled") else "") + "]"
-    data = _output(timeline, label, answer=result.text, model=result.model, model_configured=True,
-                   confidence=result.confidence, verification=result.verification, frames_sent=result.frames_sent)
-    return ToolResult(text=text, data=data)
+    reply = await answer.respond(timeline, question, verify=verify)
+    text = reply.text
+    if reply.confidence is not None and reply.verification is not None:
+        text += f"\n\n[verification: heuristic confidence {reply.confidence:.2f}" + (
+            "; the answer was reconciled from two frame samples" if reply.verification.reconciled else "") + "]"
+    images = _images(timeline) if reply.answer is None else []
+    return ToolResult(text=text, data=video_output(timeline, label, reply), images=images)
 
 
 VERIFY = ("Verification asks again with a different frame sample and checks the times the answer claims; when the "
@@ -128,8 +73,6 @@ async def video_understanding_advanced(video_path: PathOrUrl, ctx: Context, ques
     return await _answer(video_path, question, ctx, verify=enable_verification, keyframes=12)
 
 
-
-
 async def video_quick_analysis(video_path: PathOrUrl, ctx: Context, question: OptionalQuestion = None) -> ToolResult:
     """A fast look at a video: metadata, scenes, 6 keyframes, on-screen text and speech, one model pass (no
     verification). Without a vision model: the timeline and keyframes."""
@@ -147,9 +90,8 @@ async def video_extract_keyframes(
     images = _images(timeline)
     note = [] if len(images) == len(timeline.keyframes) else \
         [f"{len(timeline.keyframes) - len(images)} keyframe images left out to stay under 3 MB"]
-    data = _output(timeline, label, answer=None, model=None, model_configured=ModelClient("VISION").configured,
-                   confidence=None, verification=None, frames_sent=[], notes=note)
-    return ToolResult(text=timeline.render(), data=data, images=images)
+    reply = answer.VideoAnswer(timeline.render(), None, None, ModelClient("VISION").configured, notes=note)
+    return ToolResult(text=reply.text, data=video_output(timeline, label, reply), images=images)
 
 
 VIDEO_TEMPORAL_QA_DESCRIPTION = (
@@ -166,10 +108,9 @@ async def video_temporal_qa(video_path: PathOrUrl, question: Question, ctx: Cont
                          end=end_time)
 
 
-
-
 def build():
-    server = create_server(NAME, "Scenes, keyframes, on-screen text and speech of videos, and answers about them.")
+    server = create_server(registry.name_of(__name__),
+                           "Scenes, keyframes, on-screen text and speech of videos, and answers about them.")
     add_tool(server, video_understanding_advanced, title="Understand a video", output=VideoOutput,
              description=VIDEO_UNDERSTANDING_ADVANCED_DESCRIPTION,
              annotations=REMOTE_MODEL)
@@ -179,9 +120,3 @@ def build():
     add_tool(server, video_temporal_qa, title="Ask about a time range", output=VideoOutput,
              description=VIDEO_TEMPORAL_QA_DESCRIPTION, annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from servers import registry
+from servers.image_tools import calls
+from servers.image_tools.outputs import VisionOutput
 from shared.params import PathOrUrl, Question
 from shared.server import REMOTE_MODEL, ToolResult, add_tool, create_server
-from shared.transport import run_server
-from shared.vision import VisionOutput, answer
-
-NAME = "tool-vqa"
 
 
 async def visual_question_answering(image_path_or_url: PathOrUrl, question: Question) -> ToolResult:
@@ -19,18 +18,12 @@ async def visual_question_answering(image_path_or_url: PathOrUrl, question: Ques
     Without a vision model (TOOLSUITE_VISION_MODEL and base URL/key) the result is the evidence and a
     statement that no model is set. Images are downscaled to TOOLSUITE_VISION_MAX_SIDE (1568 px) for the model.
     """
-    text, output = await answer([image_path_or_url], question)
-    return ToolResult(text=text, data=output)
+    return await calls.answer([image_path_or_url], question)
 
 
 def build():
-    server = create_server(NAME, "Answers questions about images, grounded in OCR and other local evidence.")
+    server = create_server(registry.name_of(__name__),
+                           "Answers questions about images, grounded in OCR and other local evidence.")
     add_tool(server, visual_question_answering, title="Ask about an image", output=VisionOutput,
              annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

@@ -6,12 +6,11 @@ from typing import Annotated
 
 from pydantic import Field
 
+from servers import registry
+from servers.image_tools import calls
+from servers.image_tools.outputs import VisionOutput
 from shared.params import EnableVerification, PathOrUrl, Question
 from shared.server import READ_ONLY_OPEN, REMOTE_MODEL, ToolResult, add_tool, create_server
-from shared.transport import run_server
-from shared.vision import VisionOutput, answer
-
-NAME = "tool-vqa-enhanced"
 
 DESCRIBE = ("Describe this image in detail: the scene, objects, people, any text (quote it exactly), and anything "
             "notable for identifying where or when it was taken.")
@@ -27,28 +26,27 @@ async def vision_understanding_advanced(image_path_or_url: PathOrUrl, question: 
     0.2 x OCR support when the image has text), not a probability. Without a vision model: the local evidence
     and a statement that no model is set.
     """
-    text, output = await answer([image_path_or_url], question, verify=enable_verification)
-    return ToolResult(text=text, data=output)
+    return await calls.answer([image_path_or_url], question, verify=enable_verification)
 
 
 async def vision_quick_answer(image_path_or_url: PathOrUrl, question: Question) -> ToolResult:
     """Answer a question about an image in one model pass (with the local evidence, no verification)."""
-    text, output = await answer([image_path_or_url], question)
-    return ToolResult(text=text, data=output)
+    return await calls.answer([image_path_or_url], question)
 
 
 async def vision_extract_metadata(image_path_or_url: PathOrUrl) -> ToolResult:
     """Everything local analysis finds in an image: format from the bytes, size, frames, EXIF (camera, time,
     GPS), OCR text with boxes and confidence, dominant colours, faces and QR codes; plus a detailed description
     by the vision model when one is configured."""
-    text, output = await answer([image_path_or_url], DESCRIBE, no_model_lead=(
-        "Local evidence (no vision model is configured, so there is no description: {reason})."))
-    if output.answer:
+    result = await calls.answer([image_path_or_url], DESCRIBE, no_model="there is no description",
+                                no_model_heading="Local evidence")
+    output = result.data
+    if isinstance(output, VisionOutput) and output.answer:
         evidence = "\n\n".join(
             f"Local evidence:\nImage: {e.format}, {e.width} x {e.height} pixels\nText (OCR): {e.ocr_text or 'none'}"
             for e in output.evidence)
-        text = f"{output.answer}\n\n{evidence}"
-    return ToolResult(text=text, data=output)
+        result.text = f"{output.answer}\n\n{evidence}"
+    return result
 
 
 async def vision_comparative_analysis(
@@ -59,13 +57,13 @@ async def vision_comparative_analysis(
 ) -> ToolResult:
     """Compare two images: both are sent to the vision model together, each with its local evidence, in one
     request. Without a vision model: both images' evidence side by side."""
-    text, output = await answer([image_path_or_url_1, image_path_or_url_2], comparison_question,
-                                instruction="Compare Image 1 and Image 2; name which image each point is about.")
-    return ToolResult(text=text, data=output)
+    return await calls.answer([image_path_or_url_1, image_path_or_url_2], comparison_question,
+                              instruction="Compare Image 1 and Image 2; name which image each point is about.")
 
 
 def build():
-    server = create_server(NAME, "Grounded, verifiable answers about images; comparisons; image metadata.")
+    server = create_server(registry.name_of(__name__),
+                           "Grounded, verifiable answers about images; comparisons; image metadata.")
     add_tool(server, vision_understanding_advanced, title="Analyse an image (verified)", output=VisionOutput,
              annotations=REMOTE_MODEL)
     add_tool(server, vision_quick_answer, title="Quick answer about an image", output=VisionOutput,
@@ -75,9 +73,3 @@ def build():
     add_tool(server, vision_comparative_analysis, title="Compare two images", output=VisionOutput,
              annotations=REMOTE_MODEL)
     return server
-
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

@@ -1,4 +1,4 @@
-"""Questions about audio, answered from the timestamped transcript (tool-transcribe, tool-audio-enhanced).
+"""Questions about a recording, answered from its timestamped transcript (tool-transcribe, tool-audio-enhanced).
 
 With a chat model (role AUDIO; any OpenAI-compatible endpoint) the model answers from the
 transcript and cites the times it relied on as [mm:ss]. Without one, the segments that best match
@@ -16,7 +16,6 @@ citation term counts as 1 when the answer cites nothing).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,9 @@ from typing import Any
 from shared import budget, transcription
 from shared.models import ModelClient
 from shared.textsim import bigrams
+from shared.timecodes import cited_times, short_clock, span
 from shared.transcription import Segment, Transcript
+from shared.worker import ProgressFn, StopFlag
 
 SYSTEM_PROMPT = (
     "You answer questions about an audio recording using only its transcript, given with timestamps as "
@@ -34,7 +35,6 @@ SYSTEM_PROMPT = (
 )
 LOW_CONFIDENCE_LOGPROB = -0.8
 TRANSCRIPT_TOKENS = 12_000
-_CITED = re.compile(r"\b(?:(\d{1,2}):)?(\d{1,2}):(\d{2})(?:\.\d+)?\b")
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Answer:
     model: str | None
     cited_times: list[float] = field(default_factory=list)
     invalid_times: list[float] = field(default_factory=list)
-    relevant: list[Segment] = field(default_factory=list)
+    relevant_segments: list[Segment] = field(default_factory=list)
     confidence: float | None = None
     verification: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -62,15 +62,6 @@ def relevant_segments(segments: list[Segment], question: str, limit: int = 5) ->
     return sorted((s for _, _, s in scored[:limit]), key=lambda s: s.start)
 
 
-def cited_times(text: str) -> list[float]:
-    times = []
-    for hours, minutes, seconds in _CITED.findall(text):
-        value = int(hours or 0) * 3600 + int(minutes) * 60 + int(seconds)
-        if value not in times:
-            times.append(float(value))
-    return times
-
-
 def time_exists(moment: float, segments: list[Segment], slack: float = 1.5) -> bool:
     return any(s.start - slack <= moment <= s.end + slack for s in segments)
 
@@ -82,7 +73,22 @@ def transcript_confidence(segments: list[Segment]) -> float:
     return round(sum(w * c for w, c in weighted) / sum(w for w, _ in weighted), 3)
 
 
-def refine_low_confidence(path: Path, transcript: Transcript, limit: int = 8) -> list[dict[str, Any]]:
+@dataclass
+class Heard:
+    """A transcript ready for questions; with verification, the weak segments were decoded a second time."""
+
+    transcript: Transcript
+    redecoded: list[dict[str, Any]] | None = None
+
+
+def hear(path: Path, *, verify: bool, progress: ProgressFn | None = None, stop: StopFlag | None = None) -> Heard:
+    """Everything that needs the audio itself: the transcript and, with verification, the second decoding."""
+    transcript = transcription.transcribe_file(path, progress=progress, stop=stop)
+    return Heard(transcript, refine_low_confidence(path, transcript, stop=stop) if verify else None)
+
+
+def refine_low_confidence(path: Path, transcript: Transcript, limit: int = 8,
+                          stop: StopFlag | None = None) -> list[dict[str, Any]]:
     """Second decoding pass (beam 5, no VAD) on the least confident segments; keeps better readings."""
     if transcript.backend != "local":
         return []
@@ -90,6 +96,8 @@ def refine_low_confidence(path: Path, transcript: Transcript, limit: int = 8) ->
     weak = sorted((s for s in transcript.segments if s.avg_logprob is not None
                    and s.avg_logprob < LOW_CONFIDENCE_LOGPROB), key=lambda s: s.avg_logprob or 0)[:limit]
     for segment in weak:
+        if stop is not None:
+            stop.check("verification")
         text, logprob = transcription.retranscribe(path, segment.start, segment.end)
         if text and logprob is not None and logprob > (segment.avg_logprob or -99):
             changes.append({"start": segment.start, "before": segment.text, "after": text,
@@ -112,24 +120,19 @@ def _transcript_for_prompt(segments: list[Segment], question: str) -> tuple[str,
     return text, True
 
 
-async def answer(transcript: Transcript, question: str, *, verify: bool, audio_path: Path | None = None) -> Answer:
+async def answer(heard: Heard, question: str, *, verify: bool) -> Answer:
+    transcript = heard.transcript
     notes: list[str] = []
-    verification: dict[str, Any] | None = {"redecoded_segments": []} if verify else None
-    if verify and audio_path is not None:
-        import anyio
-
-        changes = await anyio.to_thread.run_sync(refine_low_confidence, audio_path, transcript, abandon_on_cancel=True)
-        verification["redecoded_segments"] = changes
+    verification: dict[str, Any] | None = {"redecoded_segments": heard.redecoded or []} if verify else None
     relevant = relevant_segments(transcript.segments, question)
     client = ModelClient("AUDIO", purpose="chat")
     reason = client.unavailable()
     if reason:
-        lines = [f"No chat model is configured to answer questions ({reason}).",
+        lines = [client.unanswered("the question cannot be answered from the transcript"),
                  "Transcript segments that best match the question:" if relevant else
                  "No transcript segment matches the question's words."]
-        lines += [f"[{transcription.short_clock(s.start)}-{transcription.short_clock(s.end)}] {s.text}"
-                  for s in relevant]
-        return Answer(text="\n".join(lines), model=None, relevant=relevant,
+        lines += [f"[{span(s.start, s.end)}] {s.text}" for s in relevant]
+        return Answer(text="\n".join(lines), model=None, relevant_segments=relevant,
                       confidence=transcript_confidence(transcript.segments) if verify else None,
                       verification=verification, notes=[reason])
     prompt_transcript, partial = _transcript_for_prompt(transcript.segments, question)
@@ -144,7 +147,7 @@ async def answer(transcript: Transcript, question: str, *, verify: bool, audio_p
         times = cited_times(text)
         invalid = [t for t in times if not time_exists(t, transcript.segments)]
         if verify and invalid:
-            shown = ", ".join(transcription.short_clock(t) for t in invalid)
+            shown = ", ".join(short_clock(t) for t in invalid)
             messages += [{"role": "assistant", "content": text},
                          {"role": "user", "content": f"These cited times match no transcript segment: {shown}. "
                                                      "Answer again, citing only times that appear in the transcript."}]
@@ -162,5 +165,5 @@ async def answer(transcript: Transcript, question: str, *, verify: bool, audio_p
         confidence = round(0.6 * transcript_confidence(transcript.segments) + 0.4 * citations, 3)
         verification["cited_times"] = times
         verification["invalid_times"] = invalid
-    return Answer(text=text, model=reply.model, cited_times=times, invalid_times=invalid, relevant=relevant,
+    return Answer(text=text, model=reply.model, cited_times=times, invalid_times=invalid, relevant_segments=relevant,
                   confidence=confidence, verification=verification, notes=notes)

@@ -1,4 +1,5 @@
 """Grounded answers about images (tool-vqa and tool-vqa-enhanced): evidence first, then the model.
+Knows nothing about MCP: callers open the inputs (`look` runs with them open) and render the result.
 
 The vision model (role VISION, any OpenAI-compatible endpoint) always receives the local evidence
 with the image(s). Verification samples several answers concurrently and keeps the one the others
@@ -19,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, Field
 
-from shared import settings
+from shared import settings, worker
 from shared.evidence import Evidence, gather
-from shared.images import LoadedImage, load, model_max_side
+from shared.images import LoadedImage, decode, model_max_side
+from shared.inputs import LocalInput
 from shared.models import ChatAnswer, ModelClient, image_part
 from shared.textsim import coverage, similarity
+from shared.worker import Job
 
 SYSTEM_PROMPT = (
     "You are a careful visual analyst. Answer the user's question about the image(s). Local evidence computed "
@@ -36,57 +38,10 @@ SYSTEM_PROMPT = (
 SIMILAR = 0.5
 
 
-class OcrLineModel(BaseModel):
-    text: str
-    box: list[int] = Field(description="x0, y0, x1, y1 in pixels of the original image.")
-    confidence: float
-
-
-class ColourModel(BaseModel):
-    hex: str
-    name: str
-    share: float
-
-
-class EvidenceModel(BaseModel):
-    source: str
-    format: str
-    mime: str = Field(description="Type from the file's bytes.")
-    width: int
-    height: int
-    size_bytes: int
-    frames: int
-    exif: dict[str, Any]
-    ocr_engine: str | None
-    ocr_text: str
-    ocr_lines: list[OcrLineModel]
-    dominant_colours: list[ColourModel]
-    faces: list[list[int]] = Field(description="Face boxes (x, y, w, h) from OpenCV's Haar detector (heuristic).")
-    qr_codes: list[str]
-    notes: list[str]
-
-
-class SentImage(BaseModel):
-    width: int
-    height: int
-    bytes: int
-    mime: str
-
-
-class VisionOutput(BaseModel):
-    answer: str | None = Field(description="The model's answer; null when no vision model is configured.")
-    model: str | None
-    model_configured: bool
-    confidence: float | None = Field(description="Heuristic 0-1 (see the tool description); null without "
-                                     "verification.")
-    verification: dict[str, Any] | None
-    evidence: list[EvidenceModel]
-    sent: list[SentImage] = Field(description="What was sent to the model per image (after downscaling).")
-    notes: list[str]
-
-
 @dataclass
 class Prepared:
+    """An image with its local evidence and, once `encode` ran, the copy the model is sent."""
+
     image: LoadedImage
     evidence: Evidence
     payload: bytes = b""
@@ -94,26 +49,24 @@ class Prepared:
     sent_width: int = 0
     sent_height: int = 0
 
-    def evidence_model(self) -> EvidenceModel:
-        ev = self.evidence
-        return EvidenceModel(
-            source=self.image.label, format=ev.format, mime=ev.mime, width=ev.width, height=ev.height,
-            size_bytes=ev.size_bytes, frames=ev.frames, exif=ev.exif, ocr_engine=ev.ocr_engine, ocr_text=ev.ocr_text,
-            ocr_lines=[OcrLineModel(**line) for line in ev.ocr_lines],
-            dominant_colours=[ColourModel(hex=c.hex, name=c.name, share=c.share) for c in ev.colours],
-            faces=ev.faces, qr_codes=ev.qr_codes, notes=ev.notes,
-        )
-
-    def sent(self) -> SentImage:
-        return SentImage(width=self.sent_width, height=self.sent_height, bytes=len(self.payload), mime=self.mime)
+    def encode(self) -> None:
+        self.payload, self.mime, self.sent_width, self.sent_height = self.image.encoded(model_max_side())
 
 
-def prepare(source: str, *, for_model: bool) -> Prepared:
-    image = load(source)
+def prepare(item: LocalInput, *, for_model: bool = False) -> Prepared:
+    image = decode(item)
     prepared = Prepared(image=image, evidence=gather(image))
     if for_model:
-        data, mime, width, height = image.encoded(model_max_side())
-        prepared.payload, prepared.mime, prepared.sent_width, prepared.sent_height = data, mime, width, height
+        prepared.encode()
+    return prepared
+
+
+def look(items: list[LocalInput], job: Job) -> list[Prepared]:
+    """Decode every image and gather its evidence: the part of the work that needs the inputs themselves."""
+    prepared = []
+    for item in items:
+        job.stop.check("image analysis")
+        prepared.append(prepare(item))
     return prepared
 
 
@@ -194,37 +147,41 @@ async def ask_verified(client: ModelClient, messages: list[dict[str, Any]], ocr_
     return Verified(answer=chosen, confidence=confidence, details=details)
 
 
-NO_MODEL_LEAD = ("No vision model is configured, so the question cannot be answered by looking at the image; "
-                 "here is what local analysis found ({reason}).")
+@dataclass
+class ImageAnswer:
+    text: str  # the model's answer; without a model, why not and what local analysis found
+    answer: str | None
+    model: str | None
+    model_configured: bool
+    confidence: float | None
+    verification: dict[str, Any] | None
+    prepared: list[Prepared]
+    notes: list[str]
 
 
-def no_model_text(prepared: list[Prepared], reason: str, lead: str = NO_MODEL_LEAD) -> str:
-    parts = [lead.format(reason=reason)]
+NO_MODEL_CONSEQUENCE = "the question cannot be answered by looking at the image; here is what local analysis found"
+
+
+def no_model_text(prepared: list[Prepared], lead: str) -> str:
+    parts = [lead]
     for number, item in enumerate(prepared, start=1):
         title = f"Image {number} ({item.image.label})" if len(prepared) > 1 else f"Image ({item.image.label})"
         parts.append(f"## {title}\n{item.evidence.summary()}")
     return "\n\n".join(parts)
 
 
-async def answer(sources: list[str], question: str | None, *, verify: bool = False,
-                 instruction: str | None = None, no_model_lead: str = NO_MODEL_LEAD) -> tuple[str, VisionOutput]:
-    """Evidence for every image, then (when a vision model can be used) one answer or a verified one."""
+async def answer(prepared: list[Prepared], question: str, *, verify: bool = False, instruction: str | None = None,
+                 no_model: str = NO_MODEL_CONSEQUENCE, no_model_heading: str | None = None) -> ImageAnswer:
+    """One answer, or a verified one, when a vision model can be used; else the evidence and the reason.
+    `no_model` says what the missing model means for this call (see `ModelClient.unanswered`)."""
     client = ModelClient("VISION", purpose="vision")
     reason = client.unavailable()
-    use_model = reason is None
-
-    def prepare_all() -> list[Prepared]:
-        return [prepare(source, for_model=use_model) for source in sources]
-
-    prepared = await anyio.to_thread.run_sync(prepare_all, abandon_on_cancel=True)
-    evidence = [item.evidence_model() for item in prepared]
     notes = [note for item in prepared for note in item.image.notes]
-    if not use_model or question is None:
-        text = no_model_text(prepared, reason, no_model_lead) if reason else \
-            "\n\n".join(item.evidence.summary() for item in prepared)
-        return text, VisionOutput(answer=None, model=None, model_configured=client.configured, confidence=None,
-                                  verification=None, evidence=evidence, sent=[], notes=notes + ([reason] if reason
-                                                                                                    else []))
+    if reason:
+        return ImageAnswer(text=no_model_text(prepared, client.unanswered(no_model, heading=no_model_heading)),
+                           answer=None, model=None, model_configured=client.configured, confidence=None,
+                           verification=None, prepared=prepared, notes=[*notes, reason])
+    await worker.run(lambda job: [item.encode() for item in prepared])
     messages = build_messages(question, prepared, instruction)
     ocr_text = "\n".join(item.evidence.ocr_text for item in prepared)
     try:
@@ -235,12 +192,5 @@ async def answer(sources: list[str], question: str | None, *, verify: bool = Fal
             reply, confidence, details = await ask(client, messages), None, None
     finally:
         await client.close()
-    text = reply.text
-    if confidence is not None:
-        text += (f"\n\n[verification: {details['samples']} samples, agreement {details['agreement']:.0%}, "
-                 f"heuristic confidence {confidence:.2f}"
-                 + ("; the first answer was replaced by the one the samples agreed on" if details["changed_from_first"]
-                    else "") + "]")
-    output = VisionOutput(answer=reply.text, model=reply.model, model_configured=True, confidence=confidence,
-                          verification=details, evidence=evidence, sent=[item.sent() for item in prepared], notes=notes)
-    return text, output
+    return ImageAnswer(text=reply.text, answer=reply.text, model=reply.model, model_configured=True,
+                       confidence=confidence, verification=details, prepared=prepared, notes=notes)
