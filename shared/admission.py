@@ -6,9 +6,10 @@ otherwise, and past the queue it is refused *before anything runs*, so nothing i
 half-written and memory stays bounded whatever the flood.
 
 How a refusal reads:
-- over stdio (and in the rare race below, over HTTP) the call's result is `isError: true` with a
+- over stdio (and over HTTP for a call that slipped past the HTTP check, e.g. while a hung-up
+  client's call still runs) the call's result is `isError: true` with a
   "busy, retry in about N s" message the model can act on; the session is untouched;
-- over HTTP, when the gate is already full, the request is answered `503 Service Unavailable` with
+- over HTTP, when the server has no room, the request is answered `503 Service Unavailable` with
   `Retry-After` and a JSON-RPC error body carrying the same message (`HttpBusyMiddleware`). That
   happens before the SDK parses a session or spawns a task, so a flood costs almost nothing, and a
   load balancer can see it: HAProxy's `retry-on 503` hands the call to another replica, so a client
@@ -25,7 +26,8 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +40,8 @@ log = logging.getLogger("toolsuite.admission")
 
 # JSON-RPC "server error" range; MCP defines no code for an overloaded server.
 BUSY_ERROR_CODE = -32000
+# The SDK's own request body limit: a larger body is not peeked at, the SDK refuses it.
+MAX_PEEK_BYTES = 4 << 20
 
 
 class Busy(Exception):
@@ -62,61 +66,96 @@ class Limits:
 
 
 class Gate:
-    """A semaphore with a bounded, timed FIFO queue and a retry estimate. One event loop only."""
+    """Slots handed over in FIFO order to a bounded, timed queue of waiters. One event loop only.
+
+    Counting is synchronous (no await between the check and the update), so a burst of calls that
+    arrive in the same instant is split exactly into running, waiting and refused.
+    """
 
     def __init__(self, name: str, limits: Limits) -> None:
         self.name = name
         self.limits = limits
-        self._slots = anyio.Semaphore(limits.concurrent)
         self.running = 0
-        self.waiting = 0
         self.refused = 0
+        self._queue: deque[anyio.Event] = deque()
         self._mean_seconds = 1.0  # moving average of call durations, for Retry-After
+        self._logged_at = -math.inf
+        self._logged_refused = 0
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
 
     @property
     def full(self) -> bool:
         """No free slot and no room in the queue: the next call would be refused."""
         return self.running >= self.limits.concurrent and self.waiting >= self.limits.queued
 
-    def retry_after(self) -> int:
-        """Seconds until a retry is likely to find room: the queue ahead drains at `concurrent` per call time."""
-        ahead = self.waiting + 1
-        estimate = self._mean_seconds * ahead / self.limits.concurrent
+    def retry_after(self, ahead: int | None = None) -> int:
+        """Seconds until a retry is likely to find room: the calls ahead drain `concurrent` at a time."""
+        ahead = self.waiting if ahead is None else ahead
+        estimate = self._mean_seconds * (ahead + 1) / self.limits.concurrent
         return max(1, min(60, math.ceil(estimate)))
 
-    def _busy(self, why: str) -> Busy:
+    def _note_refusal(self, message: str) -> None:
+        # One line per refusal would let a flood fill the disk: the first, then a count every 10 s.
         self.refused += 1
-        seconds = self.retry_after()
-        return Busy(
+        now = time.monotonic()
+        if now - self._logged_at >= 10:
+            log.warning("refused %d tool call(s) since the last report; latest: %s",
+                        self.refused - self._logged_refused, message)
+            self._logged_at = now
+            self._logged_refused = self.refused
+
+    def busy(self, why: str, ahead: int | None = None) -> Busy:
+        seconds = self.retry_after(ahead)
+        message = (
             f"{self.name} is busy ({why}); this call was not started, nothing was done. "
             f"Retry in about {seconds} s. (Limits: TOOLSUITE_MAX_CONCURRENT_CALLS={self.limits.concurrent}, "
-            f"TOOLSUITE_MAX_QUEUED_CALLS={self.limits.queued}.)",
-            seconds,
+            f"TOOLSUITE_MAX_QUEUED_CALLS={self.limits.queued}.)"
         )
+        self._note_refusal(message)
+        return Busy(message, seconds)
 
     def busy_now(self) -> Busy:
-        return self._busy(f"{self.running} tool calls running and {self.waiting} waiting, the most it takes")
+        return self.busy(f"{self.running} tool calls running and {self.waiting} waiting, the most it takes")
 
-    @asynccontextmanager
-    async def slot(self):
-        if self.full:
-            raise self.busy_now()
-        self.waiting += 1
+    def _release(self) -> None:
+        if self._queue:
+            self._queue.popleft().set()  # the slot passes straight to the oldest waiter
+        else:
+            self.running -= 1
+
+    async def _wait_for_slot(self) -> None:
+        turn = anyio.Event()
+        self._queue.append(turn)
         try:
             with anyio.fail_after(self.limits.queue_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise self._busy(f"no free slot within {self.limits.queue_timeout:g} s (TOOLSUITE_QUEUE_TIMEOUT)") \
-                from None
-        finally:
-            self.waiting -= 1
-        self.running += 1
+                await turn.wait()
+        except BaseException as exc:
+            if turn.is_set():
+                self._release()  # handed a slot in the same instant: pass it on, unused
+            else:
+                self._queue.remove(turn)
+            if isinstance(exc, TimeoutError):
+                raise self.busy(
+                    f"no free slot within {self.limits.queue_timeout:g} s (TOOLSUITE_QUEUE_TIMEOUT)"
+                ) from None
+            raise  # cancelled by the client: leave quietly
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self.running < self.limits.concurrent and not self._queue:
+            self.running += 1
+        elif self.waiting >= self.limits.queued:
+            raise self.busy_now()
+        else:
+            await self._wait_for_slot()  # on success the releaser has handed its slot over
         started = time.monotonic()
         try:
             yield
         finally:
-            self.running -= 1
-            self._slots.release()
+            self._release()
             self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * (time.monotonic() - started)
 
 
@@ -139,7 +178,6 @@ def install(server: Any, limits: Limits | None = None) -> Gate:
         except Busy as busy:
             from mcp_types import CallToolResult, TextContent
 
-            log.warning("refused a tool call: %s", busy)
             return CallToolResult(content=[TextContent(type="text", text=str(busy))], is_error=True)
 
     server.middleware.append(admit_tool_calls)
@@ -149,10 +187,14 @@ def install(server: Any, limits: Limits | None = None) -> Gate:
 
 
 class HttpBusyMiddleware:
-    """ASGI: when the gate is full, answer an authenticated `tools/call` POST with 503 at once.
+    """ASGI: answer a `tools/call` POST with 503 at once when the server has no room for it.
 
-    Sits inside the SDK's authentication middleware (so an unauthenticated caller still gets 401
-    and learns nothing about load) and looks at a request only while the gate is full.
+    It counts the tool calls in progress over HTTP (running, queued, or still on their way to the
+    gate), so a burst that arrives in one instant is split exactly: the first
+    `concurrent + queued` go in, the rest get 503 before the SDK does any work for them. The gate
+    stays the authority (calls over stdio or from clients that hung up still count there). Sits
+    inside the SDK's authentication middleware, so an unauthenticated caller gets 401 and learns
+    nothing about load.
     """
 
     def __init__(self, app: Any, gate: Gate, path: str, auth_required: bool, security: Any = None) -> None:
@@ -161,19 +203,33 @@ class HttpBusyMiddleware:
         self.path = path
         self.auth_required = auth_required
         self.security = security
+        self.in_flight = 0
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if (scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") != self.path
-                or not self.gate.full or not await self._eligible(scope)):
+                or not await self._eligible(scope)):
             await self.app(scope, receive, send)
             return
-        messages, body, complete = await _read_body(receive, limit=4 << 20)
+        messages, body, complete = await _read_body(receive, limit=MAX_PEEK_BYTES)
         request_id, is_call = _peek(body) if complete else (None, False)
-        if not is_call or not self.gate.full:
-            await self.app(scope, _replay(messages, receive), send)
+        replay = _replay(messages, receive)
+        if not is_call:
+            await self.app(scope, replay, send)
             return
-        busy = self.gate.busy_now()
-        log.warning("answered 503 to a tool call: %s", busy)
+        capacity = self.gate.limits.concurrent + self.gate.limits.queued
+        if self.gate.full or self.in_flight >= capacity:
+            await self._refuse(send, request_id)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _refuse(self, send: Any, request_id: Any) -> None:
+        in_progress = max(self.in_flight, self.gate.running + self.gate.waiting)
+        busy = self.gate.busy(f"{in_progress} tool calls running or waiting, the most it takes",
+                              ahead=in_progress - self.gate.limits.concurrent)
         payload = json.dumps({"jsonrpc": "2.0", "id": request_id,
                               "error": {"code": BUSY_ERROR_CODE, "message": str(busy),
                                         "data": {"retryAfter": busy.retry_after}}}).encode()

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -61,7 +62,8 @@ def _fetch_json(url: str) -> dict[str, Any]:
 class KeySet:
     """The issuer's signing keys, fetched lazily and refreshed under a rate limit."""
 
-    def __init__(self, issuer: str, jwks_url: str | None) -> None:
+    def __init__(self, issuer: str, jwks_url: str | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._issuer = issuer
         self._jwks_url = jwks_url
         self._keys: dict[str | None, dict[str, Any]] = {}
@@ -94,7 +96,7 @@ class KeySet:
         return keys
 
     async def _refresh(self) -> None:
-        self._attempted = time.monotonic()
+        self._attempted = self._clock()
         try:
             keys = await anyio.to_thread.run_sync(self._load)
         except Exception as exc:
@@ -102,7 +104,7 @@ class KeySet:
             log.warning("could not fetch the JWKS for issuer %s: %s", self._issuer, exc)
             return
         self._keys = keys
-        self._fetched = time.monotonic()
+        self._fetched = self._clock()
         log.info("loaded %d signing key(s) for issuer %s", len(keys), self._issuer)
 
     def _lookup(self, kid: str | None) -> dict[str, Any] | None:
@@ -112,13 +114,13 @@ class KeySet:
 
     async def key(self, kid: str | None) -> dict[str, Any] | None:
         found = self._lookup(kid)
-        if found is not None and time.monotonic() - self._fetched < REFRESH_SECONDS:
+        if found is not None and self._clock() - self._fetched < REFRESH_SECONDS:
             return found
         async with self._lock:
             # Another request may have refreshed while this one waited for the lock.
             found = self._lookup(kid)
-            fresh = time.monotonic() - self._fetched < REFRESH_SECONDS
-            if (found is None or not fresh) and time.monotonic() - self._attempted >= MIN_REFETCH_SECONDS:
+            fresh = self._clock() - self._fetched < REFRESH_SECONDS
+            if (found is None or not fresh) and self._clock() - self._attempted >= MIN_REFETCH_SECONDS:
                 await self._refresh()
                 found = self._lookup(kid)
         return found
