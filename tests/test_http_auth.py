@@ -120,6 +120,16 @@ async def test_the_mcp_client_without_a_token_is_refused(token_server):
     assert "reasoning" not in str(caught.value)
 
 
+def test_a_session_opened_with_one_token_cannot_be_used_with_another(token_server):
+    opened = httpx.post(token_server.url, json=INITIALIZE, headers={**JSON_RPC, "authorization": f"Bearer {TOKEN}"})
+    session = opened.headers["mcp-session-id"]
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    other = httpx.post(token_server.url, json=listing, headers={
+        **JSON_RPC, "authorization": f"Bearer {HASHED_TOKEN}", "mcp-session-id": session,
+        "mcp-protocol-version": "2025-11-25"})
+    assert other.status_code == 404 and "reasoning" not in other.text
+
+
 def test_toolsuite_call_sends_the_client_token(token_server, tmp_path):
     command = [str(BIN / "toolsuite"), "call", "tool-reasoning", "reasoning", "--arg", "question=x",
                "--url", token_server.url]
