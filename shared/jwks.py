@@ -148,6 +148,10 @@ class JwtVerifier:
                 "TOOLSUITE_HTTP_JWT_ISSUER needs the cryptography package: pip install 'pyjwt[crypto]'"
             )
         check_key_url(issuer, "TOOLSUITE_HTTP_JWT_ISSUER")
+        if settings.offline():
+            # Every JWT would be refused for want of keys: say so now rather than on each request.
+            raise AuthConfigError("TOOLSUITE_HTTP_JWT_ISSUER needs the issuer's keys, but TOOLSUITE_OFFLINE=1 "
+                                  "refuses network access; use static tokens (TOOLSUITE_HTTP_TOKENS) offline")
         jwks_url = settings.raw("TOOLSUITE_HTTP_JWT_JWKS_URL")
         if jwks_url:
             check_key_url(jwks_url, "TOOLSUITE_HTTP_JWT_JWKS_URL")

@@ -359,6 +359,9 @@ def test_jwt_settings_that_cannot_be_honoured_stop_the_server(monkeypatch):
     monkeypatch.setenv("TOOLSUITE_HTTP_JWT_ALGORITHMS", "ES256")
     setup = auth.from_settings("http://127.0.0.1:8101/mcp")
     assert setup is not None and "JWTs from https://idp.example.com" in setup.summary
+    monkeypatch.setenv("TOOLSUITE_OFFLINE", "1")
+    with pytest.raises(auth.AuthConfigError, match="TOOLSUITE_OFFLINE"):
+        auth.from_settings("http://127.0.0.1:8101/mcp")
 
 
 async def test_keys_are_refetched_for_a_new_kid_at_most_every_interval(monkeypatch):
