@@ -118,7 +118,7 @@ class Gate:
         return Busy(message, seconds)
 
     def busy_now(self) -> Busy:
-        return self.busy(f"{self.running} tool calls running and {self.waiting} waiting, the most it takes")
+        return self.busy(f"{_calls(self.running)} running and {self.waiting} waiting, the most it takes")
 
     def _release(self) -> None:
         if self._queue:
@@ -228,7 +228,7 @@ class HttpBusyMiddleware:
 
     async def _refuse(self, send: Any, request_id: Any) -> None:
         in_progress = max(self.in_flight, self.gate.running + self.gate.waiting)
-        busy = self.gate.busy(f"{in_progress} tool calls running or waiting, the most it takes",
+        busy = self.gate.busy(f"{_calls(in_progress)} running or waiting, the most it takes",
                               ahead=in_progress - self.gate.limits.concurrent)
         payload = json.dumps({"jsonrpc": "2.0", "id": request_id,
                               "error": {"code": BUSY_ERROR_CODE, "message": str(busy),
@@ -252,6 +252,10 @@ class HttpBusyMiddleware:
             if await self.security.validate_request(Request(scope), is_post=True) is not None:
                 return False
         return True
+
+
+def _calls(count: int) -> str:
+    return f"{count} tool call{'' if count == 1 else 's'}"
 
 
 async def _read_body(receive: Any, limit: int) -> tuple[list[Any], bytes, bool]:

@@ -230,12 +230,13 @@ def test_past_the_connection_cap_requests_get_503_not_a_pile_up(tmp_path):
 
 # --- over stdio ---------------------------------------------------------------------------------
 
-async def test_a_stdio_flood_gets_is_error_busy_results(tmp_path):
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_a_stdio_flood_gets_is_error_busy_results(tmp_path, mode):
     log = tmp_path / "ran.log"
     params = StdioServerParameters(command=sys.executable, args=[str(SLOW_SERVER)],
                                    env=environment(SLOW_LOG=str(log), **_limits(concurrent=1, queued=1)))
     results = []
-    async with Client(params, mode="legacy") as client:
+    async with Client(params, mode=mode) as client:
 
         async def call(n: int) -> None:
             results.append(await client.call_tool("slow", {"tag": f"s{n}", "seconds": 0.5}))
