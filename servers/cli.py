@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 from typing import Any
@@ -76,22 +77,63 @@ def _arguments(args: argparse.Namespace) -> dict[str, Any]:
     return arguments
 
 
+def _remote(url: str, token: str | None, statuses: list[int]) -> tuple[Any, Any]:
+    """An HTTP client that sends `token` as a bearer header, and a Streamable HTTP transport over it."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def remember(response: Any) -> None:
+        statuses.append(response.status_code)
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    # The SDK's own client timeouts: 30 s to connect, 300 s between bytes of a long call.
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300),
+                              event_hooks={"response": [remember]})
+    return http, streamable_http_client(url, http_client=http)
+
+
+def _remote_failure(url: str, exc: BaseException, statuses: list[int], token: str | None) -> str:
+    from shared.errors import leaf_exception, redact
+
+    if 401 in statuses:
+        hint = "the token was refused" if token else "it needs a token: --token or TOOLSUITE_CLIENT_TOKEN"
+        return f"{url} answered 401 Unauthorized ({hint})"
+    if 403 in statuses:
+        return f"{url} answered 403 Forbidden (the token lacks a required scope)"
+    leaf = leaf_exception(exc)
+    return redact(f"could not call {url}: {type(leaf).__name__}: {leaf}")
+
+
 def cmd_call(args: argparse.Namespace) -> int:
     import anyio
     from mcp import Client
 
-    entry = registry.entry(args.server)
+    from shared import settings
+
     arguments = _arguments(args)
+    token = args.token or settings.raw("TOOLSUITE_CLIENT_TOKEN")
+    statuses: list[int] = []
+    http: Any = contextlib.nullcontext()
+    if args.url:
+        http, target = _remote(args.url, token, statuses)
+    else:
+        target = registry.entry(args.server).build()
 
     async def progress(done: float, total: float | None, message: str | None) -> None:
         if not args.json:
             sys.stderr.write(f"[progress] {done}{'/' + str(total) if total else ''} {message or ''}\n")
 
     async def run() -> Any:
-        async with Client(entry.build(), mode="legacy") as client:
+        async with http, Client(target, mode="legacy") as client:
             return await client.call_tool(args.tool, arguments, progress_callback=progress)
 
-    result = anyio.run(run)
+    try:
+        result = anyio.run(run)
+    except Exception as exc:
+        if not args.url:
+            raise
+        sys.stderr.write(f"toolsuite: {_remote_failure(args.url, exc, statuses, token)}\n")
+        return 2
     if args.json:
         _print(json.dumps({"isError": bool(result.is_error), "structuredContent": result.structured_content,
                            "content": [c.model_dump(by_alias=True, exclude_none=True) for c in result.content]},
@@ -108,26 +150,48 @@ def cmd_call(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import anyio
 
-    from shared.transport import serve_http
+    from shared.auth import AuthConfigError
+    from shared.transport import ExposureRefused, prepare_http, serve_http
 
     if args.server != "all":
         entry = registry.entry(args.server)
-        entry.serve(["--transport", args.transport, "--host", args.host, "--port", str(args.port or entry.port)])
+        argv = ["--transport", args.transport, "--host", args.host, "--port", str(args.port or entry.port)]
+        argv += ["--stateless"] if args.stateless else []
+        argv += ["--allow-unauthenticated"] if args.allow_unauthenticated else []
+        entry.serve(argv)
         return 0
     if args.transport != "http":
         raise SystemExit("`serve all` needs --transport http (stdio serves one server per process)")
     base = args.port or registry.BASE_PORT
-    servers = [(entry, base + offset) for offset, entry in enumerate(registry.SERVERS)]
-    for entry, port in servers:
+    servers = [(entry, entry.build(), base + offset) for offset, entry in enumerate(registry.SERVERS)]
+    try:
+        # Every check before any server binds, so a refusal leaves nothing half-started.
+        for _entry, server, port in servers:
+            prepare_http(server, args.host, port, allow_unauthenticated=args.allow_unauthenticated)
+    except (ExposureRefused, AuthConfigError) as exc:
+        sys.stderr.write(f"toolsuite: {exc}\n")
+        return 2
+    for entry, _server, port in servers:
         _print(f"{entry.name:22s} http://{args.host}:{port}/mcp")
 
     async def serve_all() -> None:
         async with anyio.create_task_group() as group:
-            for entry, port in servers:
-                group.start_soon(serve_http, entry.build(), args.host, port)
+            for _entry, server, port in servers:
+                group.start_soon(functools.partial(serve_http, server, args.host, port, args.stateless,
+                                                   allow_unauthenticated=args.allow_unauthenticated))
 
     with contextlib.suppress(KeyboardInterrupt):
         anyio.run(serve_all)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from shared.auth import new_token
+
+    token, hashed = new_token()
+    _print(f"token:  {token}\nserver: TOOLSUITE_HTTP_TOKENS={hashed}")
+    sys.stderr.write("Give the token to the client (Authorization: Bearer <token>); the server needs only the "
+                     "sha256: line.\n")
     return 0
 
 
@@ -161,9 +225,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("call", help="call a tool through the real MCP path (in-memory client)")
-    p.add_argument("server")
+    p = sub.add_parser("call", help="call a tool through the real MCP path (in-memory, or a server's --url)")
+    p.add_argument("server", help="a server name (with --url: only a label)")
     p.add_argument("tool")
+    p.add_argument("--url", help="call a running server over Streamable HTTP, e.g. http://127.0.0.1:8101/mcp")
+    p.add_argument("--token", help="bearer token for --url (TOOLSUITE_CLIENT_TOKEN keeps it out of the process list)")
     p.add_argument("--arg", action="append", metavar="KEY=VALUE", help="one argument; JSON values parsed")
     p.add_argument("--args-json", metavar="JSON", help="all arguments as one JSON object")
     p.add_argument("--json", action="store_true", help="print structuredContent and isError")
@@ -174,7 +240,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--transport", choices=["stdio", "http"], default=None)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=None)
+    p.add_argument("--stateless", action="store_true", help="HTTP without sessions, for replicas")
+    p.add_argument("--allow-unauthenticated", action="store_true",
+                   help="serve on a non-loopback address without tokens (something in front must authenticate)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("token", help="a new random bearer token and the sha256: form a server is given")
+    p.set_defaults(func=cmd_token)
 
     p = sub.add_parser("doctor", help="what is installed and configured for each server")
     p.add_argument("--json", action="store_true")

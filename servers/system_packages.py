@@ -57,6 +57,9 @@ PACKAGES: tuple[SystemPackage, ...] = (
                   "run", "Chinese for the tesseract OCR engine", _tessdata("chi_sim")),
     SystemPackage("docker-compose", "docker-compose", "docker-compose", (), "test",
                   "validates docker-compose.yml in the tests", _command("docker-compose")),
+    SystemPackage("HAProxy", "haproxy", "haproxy", (), "test",
+                  "checks servers/rag/haproxy.cfg and balances tool-rag replicas in the tests and benchmarks",
+                  _command("haproxy")),
     SystemPackage("make", "make", "make", (), "test", "runs `make test` in .ci/run", _command("make")),
 )
 

@@ -97,6 +97,45 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_HTTP_ALLOWED_ORIGINS", "",
              "Extra comma-separated Origins accepted by the HTTP transport besides localhost ones."),
     Variable("TOOLSUITE_LOG_LEVEL", "INFO", "Log level on stderr (DEBUG, INFO, WARNING, ERROR)."),
+    # Authenticated HTTP (shared/auth.py, shared/jwks.py) and load limits (shared/admission.py).
+    Variable("TOOLSUITE_HTTP_TOKENS", "",
+             "Comma-separated bearer tokens the HTTP transport accepts: each a random token of 24+ characters "
+             "or its digest `sha256:<hex>` (what `toolsuite token` prints). Only digests are kept; comparison is "
+             "constant-time. Setting any token makes `/mcp` answer 401 without one.", secret=True),
+    Variable("TOOLSUITE_HTTP_TOKENS_FILE", "",
+             "File with one token or `sha256:<hex>` per line (`#` comments), read at start-up, added to "
+             "`TOOLSUITE_HTTP_TOKENS`."),
+    Variable("TOOLSUITE_HTTP_JWT_ISSUER", "",
+             "Issuer (`iss`) of JWT access tokens the HTTP transport accepts, for teams with an identity provider; "
+             "https (plain http only for loopback). Signing keys come from its JWKS."),
+    Variable("TOOLSUITE_HTTP_JWT_JWKS_URL", "found by OpenID discovery at the issuer",
+             "URL of the issuer's JWKS. Fetched under the URL policy: a private or loopback host must be listed "
+             "in `TOOLSUITE_ALLOWED_HOSTS`."),
+    Variable("TOOLSUITE_HTTP_JWT_AUDIENCE", "the public URL (`TOOLSUITE_HTTP_PUBLIC_URL`)",
+             "Audience (`aud`) a JWT must be issued for."),
+    Variable("TOOLSUITE_HTTP_JWT_ALGORITHMS", "RS256,PS256,ES256,EdDSA",
+             "Signature algorithms accepted for JWTs (asymmetric only; HS* and `none` are refused)."),
+    Variable("TOOLSUITE_HTTP_REQUIRED_SCOPES", "",
+             "Comma-separated scopes every JWT must carry (403 `insufficient_scope` otherwise); static tokens "
+             "carry them all."),
+    Variable("TOOLSUITE_HTTP_PUBLIC_URL", "`http://<host>:<port>/mcp`",
+             "The URL clients use to reach `/mcp` (set it behind a proxy or load balancer): the resource named in "
+             "the protected-resource metadata document and `WWW-Authenticate`. Ignored by `toolsuite serve all`."),
+    Variable("TOOLSUITE_HTTP_ALLOW_UNAUTHENTICATED", "0",
+             "`1` lets a server bound to a non-loopback address start without authentication (as "
+             "`--allow-unauthenticated` does), with a warning; only when something in front authenticates callers."),
+    Variable("TOOLSUITE_HTTP_MAX_CONNECTIONS", "1000",
+             "Open HTTP connections per server process past which new requests get 503 (bounds memory)."),
+    Variable("TOOLSUITE_MAX_CONCURRENT_CALLS", "16",
+             "Tool calls one server process runs at once; more wait in a queue."),
+    Variable("TOOLSUITE_MAX_QUEUED_CALLS", "64",
+             "Tool calls that may wait for a slot; past that a call is refused at once with a busy, retry message "
+             "(HTTP: 503 with `Retry-After`; stdio: an `isError` result). Nothing of a refused call runs."),
+    Variable("TOOLSUITE_QUEUE_TIMEOUT", "60",
+             "Seconds a queued tool call waits for a slot before it is refused as busy."),
+    Variable("TOOLSUITE_CLIENT_TOKEN", "",
+             "Bearer token `toolsuite call --url` sends (preferable to `--token`, which other local users can "
+             "see in the process list).", secret=True),
 )
 
 ROLES: tuple[str, ...] = ("VISION", "REASONING", "EMBEDDING", "TRANSCRIBE", "AUDIO")

@@ -56,7 +56,7 @@ def test_root_installs_only_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(system_packages, "install", fake_install)
     assert system_packages.main(["--for", "test"]) == 0
-    assert calls == [["bubblewrap", "tesseract-ocr", "tesseract-ocr-chi-sim", "docker-compose"]]
+    assert calls == [["bubblewrap", "tesseract-ocr", "tesseract-ocr-chi-sim", "docker-compose", "haproxy"]]
     assert system_packages.main(["--for", "test"]) == 0  # idempotent: nothing left to install
     assert len(calls) == 1
 
