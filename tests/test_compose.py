@@ -19,7 +19,7 @@ import yaml
 from tests.http_process import environment, free_port, start
 
 REPO = Path(__file__).resolve().parent.parent
-HAPROXY_CFG = REPO / "deploy" / "haproxy.cfg"
+HAPROXY_CFG = REPO / "servers" / "rag" / "haproxy.cfg"
 SCALE_SERVICES = {"postgres", "tool-rag-replica", "tool-rag-lb"}
 TOKEN_DIGEST = "sha256:" + "ab" * 32
 
