@@ -177,7 +177,7 @@ def build(engines: IndexCache | None = None):
                                                     min_docs=min_docs, max_per_doc=max_per_doc,
                                                     title_contains=title_contains)
         shown = display_path(path)
-        lines = ["=== RAG Search Results ===", f"Query: {query!r}", f"Source File: {shown}",
+        lines = ["=== RAG Search Results ===", f"Query: {query!r}", f"Source File: {json_path}",
                  f"Results Found: {len(hits)}", ""]
         lines += [f"[note: {note}]" for note in notes]
         for number, hit in enumerate(hits, start=1):
