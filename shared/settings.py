@@ -146,7 +146,8 @@ def _role_variables(role: str) -> tuple[Variable, ...]:
     hosts = _HOST_ENDPOINTS.get(role, ())
     return (
         Variable(f"{PREFIX}{role}_BASE_URL", "`OPENAI_BASE_URL`",
-                 f"OpenAI-compatible base URL of {purpose}.", (f"{stem}_BASE_URL",),
+                 f"OpenAI-compatible base URL of {purpose} (a full `.../chat/completions` URL, as the reference "
+                 "took, works too).", (f"{stem}_BASE_URL",),
                  host_aliases=tuple(h.base_url for h in hosts)),
         Variable(f"{PREFIX}{role}_API_KEY", "`OPENAI_API_KEY`",
                  f"API key of {purpose}.", (f"{stem}_API_KEY",), secret=True,
@@ -283,8 +284,17 @@ def _openai_compatible(host: HostEndpoint, base_url: str) -> str:
     """Anthropic is given as the Anthropic SDK takes it (no `/v1`); its OpenAI-compatible API is under /v1."""
     anthropic = host.always_anthropic or (_set("VLLM_PROVIDER") or "").lower() == "anthropic" or (
         (urlsplit(base_url).hostname or "").endswith("anthropic.com"))
-    base_url = base_url.rstrip("/")
+    base_url = _base_url(base_url) or ""
     return base_url if not anthropic or base_url.endswith("/v1") else base_url + "/v1"
+
+
+def _base_url(url: str | None) -> str | None:
+    """The reference's own settings give the full endpoint (`VISION_BASE_URL=https://host/v1/chat/completions`,
+    posted to as is); the openai package wants the base it appends `/chat/completions` to."""
+    if url is None:
+        return None
+    url = url.rstrip("/")
+    return url.removesuffix("/chat/completions")
 
 
 def model_endpoint(role: str) -> ModelEndpoint:
@@ -295,12 +305,12 @@ def model_endpoint(role: str) -> ModelEndpoint:
     host = _host_endpoint(role)
     if host is not None:
         base = _set(host.base_url) or host.default_base_url
-        return ModelEndpoint(role=role, base_url=_openai_compatible(host, base) if base else raw("OPENAI_BASE_URL"),
-                             api_key=_set(host.api_key),
+        base_url = _openai_compatible(host, base) if base else raw("OPENAI_BASE_URL")
+        return ModelEndpoint(role=role, base_url=_base_url(base_url), api_key=_set(host.api_key),
                              model=model or (_set(host.model) if host.model else None) or host.default_model or "")
     base_url = raw(f"{PREFIX}{role}_BASE_URL") or raw("OPENAI_BASE_URL")
     api_key = raw(f"{PREFIX}{role}_API_KEY") or raw("OPENAI_API_KEY")
-    return ModelEndpoint(role=role, base_url=base_url, api_key=api_key, model=model)
+    return ModelEndpoint(role=role, base_url=_base_url(base_url), api_key=api_key, model=model)
 
 
 def missing_model_message(role: str, what: str) -> str:

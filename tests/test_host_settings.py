@@ -87,3 +87,11 @@ def test_the_settings_table_shows_the_host_names_beside_the_roles():
     row = next(line for line in table.splitlines() if line.startswith("| `TOOLSUITE_VISION_API_KEY`"))
     assert "`VLLM_API_KEY` (host)" in row and "`ANTHROPIC_API_KEY` (host)" in row
     assert "| `ANTHROPIC_BASE_URL` | `https://api.anthropic.com` |" in table
+
+
+def test_the_references_full_endpoint_urls_work_as_base_urls(monkeypatch):
+    # The reference's .env.example gives VISION_BASE_URL and REASONING_BASE_URL as .../v1/chat/completions.
+    monkeypatch.setenv("VISION_BASE_URL", "https://vision.example/v1/chat/completions")
+    monkeypatch.setenv("REASONING_BASE_URL", "https://reasoning.example/v1/chat/completions/")
+    assert settings.model_endpoint("VISION").base_url == "https://vision.example/v1"
+    assert settings.model_endpoint("REASONING").base_url == "https://reasoning.example/v1"
