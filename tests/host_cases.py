@@ -125,8 +125,10 @@ class HostRun:
     listings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def env(self, server: str, models: dict[str, str] | None = None) -> dict[str, str]:
+        # Sandbox homes in the run's own folder: a process ended by SIGTERM leaves them behind (item 2).
         base = {"TOOLSUITE_ROOTS": str(self.root), "TOOLSUITE_CACHE_DIR": str(self.cache),
-                "TOOLSUITE_OUTPUT_DIR": str(self.root / "out")}
+                "TOOLSUITE_OUTPUT_DIR": str(self.root / "out"),
+                "TOOLSUITE_SANDBOX_DIR": str(self.cache.parent / "sandboxes")}
         return {**base, **(model_settings(server, self.fake_url) if models is None else models)}
 
     async def call(self, case: Case) -> HostCall:
