@@ -26,7 +26,8 @@ from tests.host_client import HostCall, host_list
 PARALLEL_SERVERS = 2  # one per core: spawn is mostly import time, so more at once only thrashes
 # Longest first, so the two lanes finish together (video and image tools run OCR in every new process).
 HEAVY_FIRST = ("tool-video-enhanced", "tool-vqa-enhanced", "tool-reader", "tool-vqa")
-# The calls run once, in the first test's setup: 46 processes, about three minutes at a load average of 10.
+# The calls run once, in the first test's setup: 43 processes (9 listings, 34 calls), about three
+# minutes at a load average of 10.
 pytestmark = pytest.mark.timeout(600)
 
 
