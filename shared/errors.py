@@ -69,6 +69,24 @@ def redact(message: str) -> str:
     return _SECRET_PATTERN.sub("[redacted]", message)
 
 
+# Some hosts (MiroThinker's tool manager) pass a failed result to the model as a success, reading only
+# its text; the text must then say it failed, in the words agents trained on the reference servers
+# know. tool-python (E2B) and tool-transcribe wrote "[ERROR]: ..."; the others "Error: ..." (their own
+# messages or the SDK's "Error executing tool ...").
+FAILURE_MARKER = "Error: "
+_REFERENCE_MARKERS = {"tool-python": "[ERROR]: ", "tool-transcribe": "[ERROR]: "}
+
+
+def failure_marker(server: str | None) -> str:
+    return _REFERENCE_MARKERS.get(server or "", FAILURE_MARKER)
+
+
+def mark_failure(message: str, server: str | None = None) -> str:
+    """`message` led by the server's failure marker (once)."""
+    marker = failure_marker(server)
+    return message if message.startswith(marker) else marker + message
+
+
 def describe(exc: BaseException, *, action: str = "the tool") -> str:
     """A one-paragraph message for `exc`, never a traceback."""
     exc = leaf_exception(exc)

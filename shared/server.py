@@ -3,7 +3,10 @@
 Conventions applied to every tool:
 - the function returns a `ToolResult` (text for the model, structured data matching the declared
   output model, optional images); the tool publishes that model as its `outputSchema`;
-- any exception becomes `isError: true` with a message from `shared.errors.describe`;
+- the content ends with one text block that carries the whole answer, images before it: agent hosts
+  such as MiroThinker's tool manager read only the last block's text;
+- any exception becomes `isError: true` with a message from `shared.errors.describe`, its text
+  starting with the server's failure marker (`Error: `), since some hosts drop `isError`;
 - argument validation errors and unknown tools get short, specific messages;
 - a hard server-side timeout; sync functions run in worker threads;
 - the text is held to the output budget, with a visible note when cut;
@@ -31,7 +34,7 @@ from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, T
 from pydantic import BaseModel, ValidationError
 
 from shared import budget, settings
-from shared.errors import describe
+from shared.errors import describe, mark_failure
 from shared.settings import BadSetting
 
 log = logging.getLogger("toolsuite.server")
@@ -89,21 +92,23 @@ class ToolResult:
     images: list[Image] = field(default_factory=list)
     is_error: bool = False
 
-    def to_call_result(self, max_tokens: int) -> CallToolResult:
+    def to_call_result(self, max_tokens: int, server: str | None = None) -> CallToolResult:
         import base64
 
-        text, _cut = budget.fit_text(self.text, max_tokens)
-        content: list[ContentBlock] = [TextContent(type="text", text=text)]
-        for image in self.images:
-            content.append(ImageContent(type="image", data=base64.b64encode(image.data).decode("ascii"),
-                                        mime_type=image.mime))
+        text = mark_failure(self.text, server) if self.is_error else self.text
+        text, _cut = budget.fit_text(text, max_tokens)
+        content: list[ContentBlock] = [
+            ImageContent(type="image", data=base64.b64encode(image.data).decode("ascii"), mime_type=image.mime)
+            for image in self.images
+        ]
+        content.append(TextContent(type="text", text=text))  # last: hosts that read one block read this one
         structured: dict[str, Any] | None
         structured = self.data.model_dump(mode="json", by_alias=True) if isinstance(self.data, BaseModel) else self.data
         return CallToolResult(content=content, structured_content=structured, is_error=self.is_error)
 
 
-def error_result(message: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+def error_result(message: str, server: str | None = None) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=mark_failure(message, server))], is_error=True)
 
 
 class Progress:
@@ -162,13 +167,13 @@ class SuiteServer(MCPServer):
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         known = [tool.name for tool in await self.list_tools()]
         if name not in known:
-            return error_result(f"unknown tool {name!r}; this server's tools are: {', '.join(known)}")
+            return error_result(f"unknown tool {name!r}; this server's tools are: {', '.join(known)}", self.name)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
-                return error_result(_format_validation_error(name, exc.__cause__))
-            return error_result(describe(exc.__cause__ or exc, action=name))
+                return error_result(_format_validation_error(name, exc.__cause__), self.name)
+            return error_result(describe(exc.__cause__ or exc, action=name), self.name)
 
 
 def create_server(name: str, instructions: str) -> SuiteServer:
@@ -201,7 +206,7 @@ def add_tool(
             limit = timeout or settings.number("TOOLSUITE_TOOL_TIMEOUT", 1200, minimum=1)
             max_tokens = settings.max_output_tokens()
         except BadSetting as exc:
-            return error_result(describe(exc, action=tool_name))
+            return error_result(describe(exc, action=tool_name), server.name)
         call_kwargs = dict(kwargs)
         try:
             with anyio.fail_after(limit):
@@ -213,18 +218,19 @@ def add_tool(
                     )
         except TimeoutError:
             return error_result(
-                f"{tool_name} did not finish within {limit:g} s (TOOLSUITE_TOOL_TIMEOUT); try a smaller input"
+                f"{tool_name} did not finish within {limit:g} s (TOOLSUITE_TOOL_TIMEOUT); try a smaller input",
+                server.name,
             )
         except anyio.get_cancelled_exc_class():
             raise
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            return error_result(describe(exc, action=tool_name))
+            return error_result(describe(exc, action=tool_name), server.name)
         if not isinstance(result, ToolResult):
             log.error("tool %s returned %r instead of a ToolResult", tool_name, type(result))
-            return error_result(f"internal error in {tool_name} (bad result type)")
-        return result.to_call_result(max_tokens)
+            return error_result(f"internal error in {tool_name} (bad result type)", server.name)
+        return result.to_call_result(max_tokens, server.name)
 
     parameters = list(signature.parameters.values())
     run.__signature__ = signature.replace(  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from shared.errors import NotConfigured
 
@@ -27,6 +28,8 @@ class Variable:
     help: str
     aliases: tuple[str, ...] = ()
     secret: bool = False
+    # Names an agent host passes for the same setting; shown in the table, resolved by model_endpoint.
+    host_aliases: tuple[str, ...] = ()
 
 
 GENERAL_VARIABLES: tuple[Variable, ...] = (
@@ -148,6 +151,32 @@ _REFERENCE_ALIAS_STEM = {
     "TRANSCRIBE": "WHISPER",
     "AUDIO": "AUDIO",
 }
+
+
+@dataclass(frozen=True)
+class HostEndpoint:
+    """A model endpoint as an agent host names it: MiroThinker's settings pass `ANTHROPIC_*` to
+    tool-reasoning and tool-vqa (whose reference servers called claude-3-7-sonnet-20250219 through
+    the Anthropic SDK) and `VLLM_*` to tool-vqa-enhanced. Used as a whole, and only when the role
+    sets neither its own base URL nor its own key, so a key never goes to another role's endpoint."""
+
+    api_key: str
+    base_url: str
+    model: str | None = None  # the host's variable naming the model, if it passes one
+    default_base_url: str | None = None
+    default_model: str | None = None
+    always_anthropic: bool = False
+
+
+ANTHROPIC = HostEndpoint("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", default_base_url="https://api.anthropic.com",
+                         default_model="claude-3-7-sonnet-20250219", always_anthropic=True)
+VLLM = HostEndpoint("VLLM_API_KEY", "VLLM_BASE_URL", "VLLM_MODEL")
+# In one environment holding both, VLLM_* (vision only) is the more specific for the vision role.
+_HOST_ENDPOINTS: dict[str, tuple[HostEndpoint, ...]] = {"VISION": (VLLM, ANTHROPIC), "REASONING": (ANTHROPIC,)}
+# What the reference's reasoning server sent Anthropic: used when that endpoint serves the role.
+_ANTHROPIC_REASONING_DEFAULTS = {"TOOLSUITE_REASONING_MAX_TOKENS": "21000",
+                                 "TOOLSUITE_REASONING_THINKING_BUDGET": "19000"}
+
 _ROLE_PURPOSE = {
     "VISION": "the vision chat model (tool-vqa, tool-vqa-enhanced, tool-video-enhanced)",
     "REASONING": "the reasoning model (tool-reasoning)",
@@ -160,16 +189,21 @@ _ROLE_PURPOSE = {
 def _role_variables(role: str) -> tuple[Variable, ...]:
     stem = _REFERENCE_ALIAS_STEM[role]
     purpose = _ROLE_PURPOSE[role]
+    hosts = _HOST_ENDPOINTS.get(role, ())
     return (
         Variable(f"{PREFIX}{role}_BASE_URL", "`OPENAI_BASE_URL`",
-                 f"OpenAI-compatible base URL of {purpose}.", (f"{stem}_BASE_URL",)),
+                 f"OpenAI-compatible base URL of {purpose} (a full `.../chat/completions` URL, as the reference "
+                 "took, works too).", (f"{stem}_BASE_URL",),
+                 host_aliases=tuple(h.base_url for h in hosts)),
         Variable(f"{PREFIX}{role}_API_KEY", "`OPENAI_API_KEY`",
-                 f"API key of {purpose}.", (f"{stem}_API_KEY",), secret=True),
+                 f"API key of {purpose}.", (f"{stem}_API_KEY",), secret=True,
+                 host_aliases=tuple(h.api_key for h in hosts)),
         Variable(f"{PREFIX}{role}_MODEL", "",
                  f"Model name of {purpose}." + (
                      " With the local backend: a faster-whisper model name or folder (default: the bundled "
                      "tiny.en)." if role == "TRANSCRIBE" else ""),
-                 (f"{stem}_MODEL_NAME", f"{stem}_MODEL")),
+                 (f"{stem}_MODEL_NAME", f"{stem}_MODEL"),
+                 host_aliases=tuple(h.model for h in hosts if h.model)),
     )
 
 
@@ -178,17 +212,44 @@ FALLBACK_VARIABLES: tuple[Variable, ...] = (
     Variable("OPENAI_BASE_URL", "", "Fallback base URL for every role that sets none."),
     Variable("OPENAI_API_KEY", "", "Fallback API key for every role that sets none.", secret=True),
 )
-ALL_VARIABLES: tuple[Variable, ...] = GENERAL_VARIABLES + ROLE_VARIABLES + FALLBACK_VARIABLES
+_HOST_NOTE = ("The host's names are used together, and only when the role sets neither its own base URL nor key "
+              "(then before the `OPENAI_*` fallback).")
+HOST_VARIABLES: tuple[Variable, ...] = (
+    Variable("ANTHROPIC_API_KEY", "",
+             "Key for roles REASONING and VISION, as the MiroThinker host passes it to tool-reasoning and tool-vqa: "
+             "Anthropic through its OpenAI-compatible endpoint, model `claude-3-7-sonnet-20250219` (the reference's) "
+             "unless `TOOLSUITE_<ROLE>_MODEL` names another; tool-reasoning then sends the reference's max tokens "
+             "(21000) and thinking budget (19000) unless set. " + _HOST_NOTE, secret=True),
+    Variable("ANTHROPIC_BASE_URL", "`https://api.anthropic.com`",
+             "Anthropic's address as that host gives it, without `/v1` (added: the OpenAI-compatible endpoint is "
+             "`<base>/v1`)."),
+    Variable("VLLM_API_KEY", "",
+             "Key for role VISION, as the MiroThinker host passes it to tool-vqa-enhanced. " + _HOST_NOTE,
+             secret=True),
+    Variable("VLLM_BASE_URL", "",
+             "Base URL for role VISION, as that host passes it (with `/v1` for OpenAI-style providers; an Anthropic "
+             "address, `VLLM_PROVIDER=anthropic` or a host under anthropic.com, gets `/v1` added)."),
+    Variable("VLLM_MODEL", "", "Model name for role VISION, as that host passes it to tool-vqa-enhanced."),
+    Variable("VLLM_PROVIDER", "", "As that host passes it: `anthropic` marks VLLM_BASE_URL as Anthropic's."),
+)
+ALL_VARIABLES: tuple[Variable, ...] = GENERAL_VARIABLES + ROLE_VARIABLES + FALLBACK_VARIABLES + HOST_VARIABLES
 _BY_NAME = {v.name: v for v in ALL_VARIABLES}
+
+
+def _set(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value.strip() if value is not None and value.strip() != "" else None
 
 
 def raw(name: str) -> str | None:
     """The value of a declared variable, or of its first alias that is set."""
     variable = _BY_NAME[name]
     for candidate in (variable.name, *variable.aliases):
-        value = os.environ.get(candidate)
-        if value is not None and value.strip() != "":
-            return value.strip()
+        value = _set(candidate)
+        if value is not None:
+            return value
+    if name in _ANTHROPIC_REASONING_DEFAULTS and _host_endpoint("REASONING") is ANTHROPIC:
+        return _ANTHROPIC_REASONING_DEFAULTS[name]
     return None
 
 
@@ -269,14 +330,44 @@ class ModelEndpoint:
         return f"{self.model or '(no model)'} at {where}"
 
 
+def _host_endpoint(role: str) -> HostEndpoint | None:
+    """The host-named endpoint serving `role`: only when the role sets neither its own base URL nor key."""
+    if raw(f"{PREFIX}{role}_BASE_URL") or raw(f"{PREFIX}{role}_API_KEY"):
+        return None
+    return next((h for h in _HOST_ENDPOINTS.get(role, ()) if _set(h.api_key) or _set(h.base_url)), None)
+
+
+def _openai_compatible(host: HostEndpoint, base_url: str) -> str:
+    """Anthropic is given as the Anthropic SDK takes it (no `/v1`); its OpenAI-compatible API is under /v1."""
+    anthropic = host.always_anthropic or (_set("VLLM_PROVIDER") or "").lower() == "anthropic" or (
+        (urlsplit(base_url).hostname or "").endswith("anthropic.com"))
+    base_url = _base_url(base_url) or ""
+    return base_url if not anthropic or base_url.endswith("/v1") else base_url + "/v1"
+
+
+def _base_url(url: str | None) -> str | None:
+    """The reference's own settings give the full endpoint (`VISION_BASE_URL=https://host/v1/chat/completions`,
+    posted to as is); the openai package wants the base it appends `/chat/completions` to."""
+    if url is None:
+        return None
+    url = url.rstrip("/")
+    return url.removesuffix("/chat/completions")
+
+
 def model_endpoint(role: str) -> ModelEndpoint:
     role = role.upper()
     if role not in ROLES:
         raise ValueError(f"unknown model role {role!r}; roles are {', '.join(ROLES)}")
+    model = raw(f"{PREFIX}{role}_MODEL") or ""
+    host = _host_endpoint(role)
+    if host is not None:
+        base = _set(host.base_url) or host.default_base_url
+        base_url = _openai_compatible(host, base) if base else raw("OPENAI_BASE_URL")
+        return ModelEndpoint(role=role, base_url=_base_url(base_url), api_key=_set(host.api_key),
+                             model=model or (_set(host.model) if host.model else None) or host.default_model or "")
     base_url = raw(f"{PREFIX}{role}_BASE_URL") or raw("OPENAI_BASE_URL")
     api_key = raw(f"{PREFIX}{role}_API_KEY") or raw("OPENAI_API_KEY")
-    model = raw(f"{PREFIX}{role}_MODEL") or ""
-    return ModelEndpoint(role=role, base_url=base_url, api_key=api_key, model=model)
+    return ModelEndpoint(role=role, base_url=_base_url(base_url), api_key=api_key, model=model)
 
 
 def model_settings_hint(role: str) -> str:
@@ -296,7 +387,7 @@ def markdown_table() -> str:
     """The README's configuration table."""
     lines = ["| Variable | Default | Aliases | Meaning |", "|---|---|---|---|"]
     for v in ALL_VARIABLES:
-        aliases = ", ".join(f"`{a}`" for a in v.aliases)
+        aliases = ", ".join([f"`{a}`" for a in v.aliases] + [f"`{a}` (host)" for a in v.host_aliases])
         default = v.default or "(unset)"
         lines.append(f"| `{v.name}` | {default} | {aliases} | {v.help} |")
     return "\n".join(lines)

@@ -15,7 +15,8 @@ BIN = Path(sys.executable).parent
 _MODEL_VARIABLES = [
     name
     for name in os.environ
-    if name.startswith(("TOOLSUITE_", "OPENAI_", "VISION_", "REASONING_", "WHISPER_", "EMBEDDING_", "AUDIO_"))
+    if name.startswith(("TOOLSUITE_", "OPENAI_", "VISION_", "REASONING_", "WHISPER_", "EMBEDDING_", "AUDIO_",
+                        "ANTHROPIC_", "VLLM_"))
 ]
 
 

@@ -52,7 +52,7 @@ async def test_timeline_without_a_model_includes_speech_and_keyframes(clip):
     async with Client(build()) as client:
         result = await client.call_tool("video_understanding_advanced", {"video_path": "clip.mp4"})
         again = await client.call_tool("video_understanding_advanced", {"video_path": "clip.mp4"})
-    text = result.content[0].text
+    text = result.content[-1].text
     assert not result.is_error and "No vision model is configured" in text and "TOOLSUITE_VISION_MODEL" in text
     assert "Speech (en)" in text and "quarterly" in text.lower()
     assert "ALPHA" in text and any(block.type == "image" for block in result.content)
@@ -108,7 +108,7 @@ async def test_bad_video_inputs_are_clear_errors(clip, root: Path, monkeypatch):
             "notes.mp4": "not a video", "cut.mp4": "", "empty.mp4": "empty", "missing.mp4": "file not found",
             "http://127.0.0.1/v.mp4": "private"})
         mute = await client.call_tool("video_quick_analysis", {"video_path": "mute.mp4"})
-        assert not mute.is_error and "no audio track" in mute.content[0].text
+        assert not mute.is_error and "no audio track" in mute.content[-1].text
         late = await client.call_tool("video_temporal_qa", {"video_path": "clip.mp4", "question": "x",
                                                             "start_time": 30})
         assert late.is_error and "after the end of the video" in late.content[0].text

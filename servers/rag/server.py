@@ -69,8 +69,9 @@ def notes_lines(notes: list[str]) -> list[str]:
     return [f"[note: {note}]" for note in notes]
 
 
-def search_text(result: SearchResult) -> str:
-    lines = ["=== RAG Search Results ===", f"Query: {result.query!r}", f"Source File: {result.source_file}",
+def search_text(result: SearchResult, source_as_given: str) -> str:
+    """The reference layout; `Source File` is the path as the agent passed it, as the reference showed it."""
+    lines = ["=== RAG Search Results ===", f"Query: {result.query!r}", f"Source File: {source_as_given}",
              f"Results Found: {len(result.results)}", "", *notes_lines(result.notes)]
     for number, hit in enumerate(result.results, start=1):
         lines += ["", RULE, f"Result {number}", f"Citation: {hit.citation}", RULE,
@@ -150,7 +151,8 @@ def build(service: RagService | None = None):
         result = await in_worker(ctx, lambda progress, cancel: rag.search(
             source, query, top_k=top_k, diverse=diverse, min_docs=min_docs, max_per_doc=max_per_doc,
             title_contains=title_contains, progress=progress, cancel=cancel))
-        return ToolResult(text=search_text(result), data=SearchOutput.model_validate(result, from_attributes=True))
+        return ToolResult(text=search_text(result, json_path),
+                          data=SearchOutput.model_validate(result, from_attributes=True))
 
     async def rag_get_context(query: Query, json_path: JsonPath, ctx: Context, max_tokens: MaxTokens = 4000,
                               top_k: TopK = 10, diverse: Diverse = True, min_docs: MinDocs = 5,
