@@ -13,6 +13,7 @@ SDK = ("mcp", "mcp_types")
 # of shared/ and servers/ is an engine (or policy) and must work without the SDK.
 MCP_FACING = {
     "shared.server", "shared.transport", "servers.registry", "servers.cli",
+    "shared.auth", "shared.jwks", "shared.admission",  # the HTTP transport's token verifier and call gate
     "servers.audio_tools.calls", "servers.image_tools.calls",
 }
 

@@ -102,7 +102,7 @@ async def test_a_bad_setting_is_reported_by_name_not_replaced_by_its_default(mon
     monkeypatch.setenv("TOOLSUITE_TOOL_TIMEOUT", "soon")
     async with Client(build()) as client:
         result = await client.call_tool("echo", {"text": "x"})
-    assert result.is_error and result.content[0].text == "TOOLSUITE_TOOL_TIMEOUT='soon' is not a number"
+    assert result.is_error and result.content[-1].text == "Error: TOOLSUITE_TOOL_TIMEOUT='soon' is not a number"
 
 
 async def test_progress_from_a_worker_thread_reaches_the_client():
