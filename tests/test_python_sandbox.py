@@ -52,7 +52,8 @@ async def test_state_persists_and_results_come_back(server):
     assert second.structured_content["result"] == "[1, 2, 3, 4]"
     error = failing.structured_content["error"]
     assert error["name"] == "ZeroDivisionError"
-    assert "return 1 / 0" in error["traceback"] and "kernel.py" not in error["traceback"]
+    assert "return 1 / 0" in error["traceback"]
+    assert "kernel.py" not in error["traceback"] and "interpreter.py" not in error["traceback"]
 
 
 async def test_matplotlib_figures_return_as_png_images(server):

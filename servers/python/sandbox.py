@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import secrets
-import selectors
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servers.python import files
+from servers.python import files, protocol
 from servers.python.limits import CgroupSet, SandboxLimits, apply_rlimits, create_cgroups
 from shared import settings
 from shared.errors import InputError, NotConfigured, ToolFailure
@@ -35,7 +34,13 @@ from shared.errors import InputError, NotConfigured, ToolFailure
 log = logging.getLogger("toolsuite.sandbox")
 
 KERNEL_SOURCE = Path(__file__).with_name("kernel.py")
-KERNEL_INSIDE = "/opt/toolsuite/kernel.py"
+# The supervisor, the interpreter it starts and the wire format both share, bound read-only.
+KERNEL_FILES = ("kernel.py", "interpreter.py", "protocol.py")
+KERNEL_DIR_INSIDE = "/opt/toolsuite"
+KERNEL_INSIDE = f"{KERNEL_DIR_INSIDE}/kernel.py"
+# How long past its own wall-clock limit the supervisor may take to answer before the server
+# kills the whole sandbox (it needs a moment to kill and reap what a call left running).
+BACKSTOP_SECONDS = 15.0
 SANDBOX_UID = 1000
 START_TIMEOUT = 30.0
 ID_PREFIX = "sbx_"
@@ -130,6 +135,7 @@ class Sandbox:
         self.cgroups = CgroupSet()
         self.kernel_starts = 0
         self.death_note: str | None = None
+        self._replies: protocol.LineReader | None = None
         self.mode = isolation_mode()
         self.root.mkdir(mode=0o700)
         self.home.mkdir(mode=0o755)
@@ -155,9 +161,11 @@ class Sandbox:
                 "TOOLSUITE_SANDBOX_ISOLATION=process to run code as a plain limited process, which can "
                 "read every file the server can and reach the network (see the README)"
             )
-        argv = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                "--die-with-parent", "--new-session", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-                "--hostname", "sandbox", "--cap-drop", "ALL"]
+        # --as-pid-1: the supervisor is the pid namespace's init, which sandboxed code cannot signal
+        # and whose exit ends every process of the sandbox.
+        argv = [bwrap, "--unshare-user", "--unshare-pid", "--as-pid-1", "--unshare-ipc", "--unshare-uts",
+                "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--uid", str(SANDBOX_UID),
+                "--gid", str(SANDBOX_UID), "--hostname", "sandbox", "--cap-drop", "ALL"]
         if not network_allowed():
             argv.append("--unshare-net")
         for directory in _SYSTEM_DIRS:
@@ -177,8 +185,9 @@ class Sandbox:
                  "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         for prefix in _python_prefixes(python):
             argv += ["--ro-bind", prefix, prefix]
-        argv += ["--ro-bind", str(KERNEL_SOURCE), KERNEL_INSIDE,
-                 "--bind", str(self.home), files.SANDBOX_HOME, "--chdir", files.SANDBOX_HOME, "--clearenv"]
+        for name in KERNEL_FILES:
+            argv += ["--ro-bind", str(KERNEL_SOURCE.with_name(name)), f"{KERNEL_DIR_INSIDE}/{name}"]
+        argv += ["--bind", str(self.home), files.SANDBOX_HOME, "--chdir", files.SANDBOX_HOME, "--clearenv"]
         for key, value in _sandbox_env(files.SANDBOX_HOME).items():
             argv += ["--setenv", key, value]
         argv += ["--setenv", "KERNEL_OUTPUT_LIMIT", str(self.limits.output_chars)]
@@ -208,7 +217,13 @@ class Sandbox:
         finally:
             log_file.close()
         self.kernel_starts += 1
-        ready = self._read_reply(time.monotonic() + START_TIMEOUT)
+        assert self.process.stdout is not None
+        self._replies = protocol.LineReader(self.process.stdout.fileno(), protocol.reply_cap(self.limits.output_chars)
+                                            + 2**20)
+        try:
+            ready = self._read_reply(time.monotonic() + START_TIMEOUT, None)
+        except (TimeoutError, protocol.LineTooLong):
+            ready = None
         if ready is None or not ready.get("ready"):
             detail = self._log_tail()
             self._kill()
@@ -248,35 +263,24 @@ class Sandbox:
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
             hint = " (probably the memory limit)" if -code == signal.SIGKILL else ""
-            return f"the Python process was killed by {name}{hint}"
+            return f"the sandbox was killed by {name}{hint}"
         if code is not None:
-            return f"the Python process exited with code {code}"
-        return "the Python process stopped"
+            return f"the sandbox exited with code {code}"
+        return "the sandbox stopped"
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def _read_reply(self, deadline: float) -> dict[str, Any] | None:
-        """One JSON line from the kernel, or None on EOF; raises TimeoutError past the deadline."""
-        assert self.process is not None and self.process.stdout is not None
-        stream = self.process.stdout
-        buffer = bytearray()
-        with selectors.DefaultSelector() as selector:
-            selector.register(stream, selectors.EVENT_READ)
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                if not selector.select(min(remaining, 1.0)):
-                    continue
-                chunk = os.read(stream.fileno(), 1 << 20)
-                if not chunk:
-                    return None
-                buffer.extend(chunk)
-                if buffer.endswith(b"\n"):
-                    return json.loads(buffer)
+    def _read_reply(self, deadline: float, request_id: str | None) -> dict[str, Any] | None:
+        """The supervisor's reply to `request_id` (None: its ready line), or None at end of file.
+
+        Raises TimeoutError past the deadline and protocol.LineTooLong past the size cap.
+        """
+        assert self._replies is not None
+        reply = protocol.read_reply(self._replies, deadline, request_id)
+        return reply if isinstance(reply, dict) else None
 
     def _ensure_kernel(self, notes: list[str]) -> bool:
-        """Start the kernel if needed; True when earlier state was lost."""
+        """Start the sandbox if needed; True when earlier state was lost."""
         if self.alive():
             return False
         lost = self.kernel_starts > 0
@@ -289,23 +293,33 @@ class Sandbox:
         return lost
 
     def _exchange(self, request: dict[str, Any], wall_seconds: float) -> dict[str, Any] | None:
+        """Send one request and wait for its reply; None when the sandbox had to be ended (the
+        reason is in `death_note` for the next call)."""
         assert self.process is not None and self.process.stdin is not None
+        request_id = secrets.token_hex(16)  # never reaches user code: only the supervisor sees it
         try:
-            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.write((json.dumps({**request, "id": request_id}) + "\n").encode())
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
-            self.process.wait(5)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+            self.death_note = f"the previous call ended the sandbox ({self._describe_death()})"
             return None
         try:
-            reply = self._read_reply(time.monotonic() + wall_seconds)
+            reply = self._read_reply(time.monotonic() + wall_seconds + BACKSTOP_SECONDS, request_id)
         except TimeoutError:
             self._kill()
-            self.death_note = (f"the previous call passed the {wall_seconds:.0f} s wall-clock limit and its "
-                               "processes were killed")
-            raise
+            self.death_note = (f"the previous call passed the {wall_seconds:.0f} s wall-clock limit and the "
+                               "sandbox did not answer, so it was ended")
+            return None
+        except protocol.LineTooLong:
+            self._kill()
+            self.death_note = "the sandbox sent a reply larger than allowed and was ended"
+            return None
         if reply is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
+            self.death_note = f"the previous call ended the sandbox ({self._describe_death()})"
         return reply
 
     def _quota_note(self) -> str | None:
@@ -319,28 +333,43 @@ class Sandbox:
         notes: list[str] = []
         lost = self._ensure_kernel(notes)
         wall = self.limits.wall_seconds_per_call
-        try:
-            reply = self._exchange({"kind": "code", "code": code, "cpu_seconds": self.limits.cpu_seconds_per_call},
-                                   wall)
-        except TimeoutError:
+        reply = self._exchange({"kind": "code", "code": code, "cpu_seconds": self.limits.cpu_seconds_per_call,
+                                "wall_seconds": wall}, wall)
+        if reply is None:
+            death = self.death_note or "the sandbox stopped"
+            return CodeResult(error={"name": "KernelDied", "value": death, "traceback": ""},
+                              notes=[*notes, f"{death} while running this code; the next call starts a fresh "
+                                     "interpreter"], state_lost=lost)
+        if reply.get("failed"):
+            raise SandboxError(str(reply["failed"])[:500])
+        if reply.get("state_lost"):
+            lost = True
+            reason = str(reply.get("lost_reason") or "the interpreter stopped")[:500]
+            notes.append(f"{reason}; this call ran in a fresh interpreter: variables and imports from "
+                         "earlier calls are gone (files in /home/user remain)")
+        if reply.get("timed_out"):
             return CodeResult(error={"name": "TimeoutError", "value": f"execution exceeded {wall} s",
                                      "traceback": ""},
                               notes=[*notes, f"the code ran past the {wall} s wall-clock limit; all its processes "
                                      "were killed and the next call starts a fresh interpreter (files remain)"],
                               seconds=float(wall), state_lost=lost)
-        if reply is None:
-            death = self._describe_death()
-            self.death_note = f"the previous call ended the interpreter ({death})"
+        if reply.get("died"):
+            death = str(reply["died"])[:500]
             return CodeResult(error={"name": "KernelDied", "value": death, "traceback": ""},
                               notes=[*notes, f"{death} while running this code; the next call starts a fresh "
                                      "interpreter (files in /home/user remain)"], state_lost=lost)
+        # The supervisor already rebuilt the reply; checking again keeps the server safe from a
+        # supervisor that misbehaves.
+        clean = protocol.clean_code_reply(reply, self.limits.output_chars)
         result = CodeResult(
-            stdout=reply["stdout"], stderr=reply["stderr"], stdout_dropped=reply["stdout_dropped"],
-            stderr_dropped=reply["stderr_dropped"], result=reply["result"], error=reply["error"],
-            images=reply["images"][:10], seconds=reply["seconds"], notes=notes, state_lost=lost,
+            stdout=clean["stdout"], stderr=clean["stderr"], stdout_dropped=clean["stdout_dropped"],
+            stderr_dropped=clean["stderr_dropped"], result=clean["result"], error=clean["error"],
+            images=clean["images"], seconds=clean["seconds"], notes=notes, state_lost=lost,
         )
-        if len(reply["images"]) > 10:
-            result.notes.append(f"{len(reply['images'])} figures were made; the first 10 are returned")
+        if clean["images_made"] > len(clean["images"]):
+            result.notes.append(f"{clean['images_made']} figures were made; {len(clean['images'])} are returned "
+                                f"(at most {protocol.MAX_IMAGES}, each under {protocol.IMAGE_CHARS // 2**20} MB "
+                                "encoded)")
         if quota := self._quota_note():
             result.notes.append(quota)
         return result
@@ -349,21 +378,17 @@ class Sandbox:
         notes: list[str] = []
         self._ensure_kernel(notes)
         wall = self.limits.wall_seconds_per_call
-        try:
-            reply = self._exchange({"kind": "command", "command": command, "timeout": wall}, wall + 5)
-        except TimeoutError:
-            return CommandResult(exit_code=None, timed_out=True, seconds=float(wall),
-                                 notes=[*notes, f"the command ran past the {wall} s limit and was killed"])
+        reply = self._exchange({"kind": "command", "command": command, "wall_seconds": wall}, wall)
         if reply is None:
-            death = self._describe_death()
-            self.death_note = f"the previous call ended the interpreter ({death})"
-            return CommandResult(exit_code=None, notes=[*notes, f"{death} while the command ran"])
+            return CommandResult(exit_code=None, notes=[*notes, f"{self.death_note or 'the sandbox stopped'} while "
+                                                        "the command ran"])
+        clean = protocol.clean_command_reply(reply, self.limits.output_chars)
         result = CommandResult(
-            exit_code=reply["exit_code"], stdout=reply["stdout"], stderr=reply["stderr"],
-            stdout_dropped=reply["stdout_dropped"], stderr_dropped=reply["stderr_dropped"],
-            timed_out=reply["timed_out"], seconds=reply["seconds"], notes=notes,
+            exit_code=clean["exit_code"], stdout=clean["stdout"], stderr=clean["stderr"],
+            stdout_dropped=clean["stdout_dropped"], stderr_dropped=clean["stderr_dropped"],
+            timed_out=clean["timed_out"], seconds=clean["seconds"], notes=notes,
         )
-        if reply["timed_out"]:
+        if clean["timed_out"]:
             result.notes.append(f"the command ran past the {wall} s limit and was killed")
         if quota := self._quota_note():
             result.notes.append(quota)
