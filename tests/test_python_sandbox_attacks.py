@@ -119,3 +119,122 @@ def test_the_reply_reader_skips_stale_ids_and_caps_lines():
     finally:
         os.close(read)
         os.close(write)
+
+
+KEYRING_ATTACK = r"""
+import ctypes, json, os
+libc = ctypes.CDLL(None, use_errno=True)
+KEYCTL, SEARCH, READ = {keyctl}, 10, 11
+found = {{}}
+key = libc.syscall(KEYCTL, SEARCH, ctypes.c_long(-3), b"user", b"toolsuite-test-key", 0)
+found["search"] = key
+ids = [int(line.split()[0], 16) for line in open("/proc/keys") if "toolsuite-test-key" in line]
+payloads = []
+for key_id in ids + ([key] if key > 0 else []):
+    buffer = ctypes.create_string_buffer(64)
+    if libc.syscall(KEYCTL, READ, key_id, buffer, 64) > 0:
+        payloads.append(buffer.value.decode())
+found["payloads"] = payloads
+print(json.dumps(found))
+"""
+
+KEYRING_HOST = r"""
+import ctypes, json, os, sys
+sys.path.insert(0, {repo!r})
+libc = ctypes.CDLL(None, use_errno=True)
+# A session keyring of our own holding a secret, as a server started by a service manager has.
+libc.syscall({keyctl}, 1, None)
+added = libc.syscall({add_key}, b"user", b"toolsuite-test-key", b"KEYRING-SECRET", 14, ctypes.c_long(-3))
+from servers.python.sandbox import SandboxManager
+manager = SandboxManager()
+try:
+    sandbox = manager.create(600)
+    result = manager.run_code(sandbox.id, {code!r})
+    print(json.dumps({{"added": added, "stdout": result.stdout, "error": result.error}}))
+finally:
+    manager.shutdown()
+"""
+
+
+def _syscall_number(name: str) -> int:
+    import pyseccomp
+
+    return pyseccomp.resolve_syscall(pyseccomp.Arch.NATIVE, name)
+
+
+def test_the_servers_session_keyring_is_out_of_reach(tmp_path):
+    """Issue: code in a sandbox read the server's session keys with keyctl(SEARCH/READ)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    keyctl, add_key = _syscall_number("keyctl"), _syscall_number("add_key")
+    code = KEYRING_ATTACK.format(keyctl=keyctl)
+    script = KEYRING_HOST.format(repo=str(REPO), keyctl=keyctl, add_key=add_key, code=code)
+    env = {**os.environ, "TOOLSUITE_SANDBOX_DIR": str(tmp_path / "sandboxes")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["error"] is None, report
+    inside = json.loads(report["stdout"])
+    assert "KEYRING-SECRET" not in done.stdout and inside["payloads"] == []
+    assert inside["search"] < 0
+
+
+REFUSED_CALLS = r"""
+import ctypes, errno, json, os, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+numbers = {numbers}
+results = {{}}
+def attempt(name, *args):
+    value = libc.syscall(numbers[name], *args)
+    results[name] = [value, ctypes.get_errno() if value < 0 else 0]
+child = subprocess.Popen(["sleep", "30"])
+buffer = ctypes.create_string_buffer(16)
+class IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+local = IoVec(ctypes.cast(buffer, ctypes.c_void_p), 16)
+remote = IoVec(ctypes.cast(buffer, ctypes.c_void_p), 16)
+params = ctypes.create_string_buffer(120)
+pidfd = os.pidfd_open(os.getpid())
+# Each of these succeeds without the filter (no privilege needed); each must fail with EPERM.
+attempt("ptrace", 16, child.pid, 0, 0)                            # PTRACE_ATTACH to our own child
+attempt("process_vm_readv", os.getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+attempt("keyctl", 0, ctypes.c_long(-3), 1)                         # KEYCTL_GET_KEYRING_ID
+attempt("add_key", b"user", b"k", b"v", 1, ctypes.c_long(-3))
+attempt("io_uring_setup", 1, params)
+attempt("userfaultfd", 1)                                          # UFFD_USER_MODE_ONLY
+attempt("unshare", 0x10000000)                                     # CLONE_NEWUSER
+attempt("pidfd_getfd", pidfd, 0, 0)
+attempt("kcmp", os.getpid(), os.getpid(), 0, 0, 0)
+attempt("open_tree", -100, b"/", 0)
+attempt("bpf", 0, None, 0)
+attempt("mount", b"none", b"/tmp", b"tmpfs", 0, None)
+attempt("perf_event_open", None, 0, -1, -1, 0)
+child.kill()
+nested = subprocess.run(["bwrap", "--unshare-user", "--ro-bind", "/", "/", "true"], capture_output=True)
+results["nested bwrap"] = [nested.returncode, 0]
+print(json.dumps(results))
+"""
+
+FILTERED = ("ptrace", "process_vm_readv", "keyctl", "add_key", "io_uring_setup", "userfaultfd", "unshare",
+            "pidfd_getfd", "kcmp", "open_tree", "bpf", "mount", "perf_event_open")
+
+
+async def test_the_syscall_filter_refuses_what_research_code_never_needs(hardened):
+    """ptrace, keyrings, io_uring, userfaultfd, eBPF, mounts and nested user namespaces are refused."""
+    import errno
+
+    numbers = {name: _syscall_number(name) for name in FILTERED}
+    async with Client(hardened) as client:
+        s = await session(client)
+        attempt = await s.run(REFUSED_CALLS.format(numbers=numbers))
+        assert attempt["error"] is None, attempt["error"]
+        results = json.loads(attempt["stdout"])
+        for name in FILTERED:
+            assert results[name] == [-1, errno.EPERM], (name, results[name])
+        assert results["nested bwrap"][0] != 0
+        status = await s.run("open('/proc/self/status').read().split('Seccomp:')[1].split()[0]")
+        assert status["result"] == "'2'"  # filter mode
+        await s.witness_still_serves()

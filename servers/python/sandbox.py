@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servers.python import files, protocol
+from servers.python import files, keyrings, protocol, syscall_filter
 from servers.python.limits import CgroupSet, SandboxLimits, apply_rlimits, create_cgroups
 from shared import settings
 from shared.errors import InputError, NotConfigured, ToolFailure
@@ -38,6 +39,8 @@ KERNEL_SOURCE = Path(__file__).with_name("kernel.py")
 KERNEL_FILES = ("kernel.py", "interpreter.py", "protocol.py")
 KERNEL_DIR_INSIDE = "/opt/toolsuite"
 KERNEL_INSIDE = f"{KERNEL_DIR_INSIDE}/kernel.py"
+# Off only in bench/python_sandbox.py, which measures what the syscall filter costs per call.
+USE_SYSCALL_FILTER = True
 # How long past its own wall-clock limit the supervisor may take to answer before the server
 # kills the whole sandbox (it needs a moment to kill and reap what a call left running).
 BACKSTOP_SECONDS = 15.0
@@ -91,6 +94,24 @@ def isolation_mode() -> str:
 
 def bwrap_path() -> str | None:
     return shutil.which("bwrap")
+
+
+@functools.cache
+def _bwrap_can_disable_userns(bwrap: str) -> bool:
+    """bubblewrap 0.8+ can forbid user namespaces inside the sandbox; older ones cannot (the
+    syscall filter still refuses clone/unshare with namespace flags)."""
+    try:
+        usage = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--disable-userns" in usage
+
+
+def _seccomp_program() -> bytes:
+    reason = syscall_filter.unavailable_reason()
+    if reason:
+        raise NotConfigured(reason)
+    return syscall_filter.program()
 
 
 def network_allowed() -> bool:
@@ -149,7 +170,7 @@ class Sandbox:
 
     # -- process lifecycle ------------------------------------------------------------------------
 
-    def _command(self) -> list[str]:
+    def _command(self, seccomp_fd: int | None) -> list[str]:
         python = settings.text("TOOLSUITE_SANDBOX_PYTHON") or sys.executable
         if self.mode == "process":
             return [python, str(KERNEL_SOURCE)]
@@ -166,6 +187,10 @@ class Sandbox:
         argv = [bwrap, "--unshare-user", "--unshare-pid", "--as-pid-1", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--uid", str(SANDBOX_UID),
                 "--gid", str(SANDBOX_UID), "--hostname", "sandbox", "--cap-drop", "ALL"]
+        if _bwrap_can_disable_userns(bwrap):
+            argv.append("--disable-userns")
+        if seccomp_fd is not None:
+            argv += ["--seccomp", str(seccomp_fd)]
         if not network_allowed():
             argv.append("--unshare-net")
         for directory in _SYSTEM_DIRS:
@@ -196,14 +221,28 @@ class Sandbox:
         return [*argv, "--", python, KERNEL_INSIDE]
 
     def _start(self) -> None:
-        command = self._command()
+        seccomp_fd = None
+        if self.mode == "bwrap" and USE_SYSCALL_FILTER:
+            # bwrap reads the program from a descriptor; a memfd holds it without touching disk.
+            seccomp_fd = os.memfd_create("toolsuite-seccomp", os.MFD_CLOEXEC)
+            os.write(seccomp_fd, _seccomp_program())
+            os.lseek(seccomp_fd, 0, os.SEEK_SET)
+        try:
+            self._spawn(self._command(seccomp_fd), seccomp_fd)
+        finally:
+            if seccomp_fd is not None:
+                os.close(seccomp_fd)
+
+    def _spawn(self, command: list[str], seccomp_fd: int | None) -> None:
         self.cgroups.remove()
         self.cgroups = create_cgroups(f"toolsuite-{self.id}-{self.kernel_starts}", self.limits)
         cgroups, limits = self.cgroups, self.limits
+        join_fresh_keyring = keyrings.fresh_session_joiner()
 
         def prepare_child() -> None:
             cgroups.join()
             apply_rlimits(limits)
+            join_fresh_keyring()
 
         env = {"PATH": "/usr/bin:/bin"}  # bwrap itself must not carry the server's secrets either
         if self.mode == "process":
@@ -213,6 +252,7 @@ class Sandbox:
             self.process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, env=env,
                 cwd=str(self.home), start_new_session=True, preexec_fn=prepare_child, close_fds=True,
+                pass_fds=() if seccomp_fd is None else (seccomp_fd,),
             )
         finally:
             log_file.close()
