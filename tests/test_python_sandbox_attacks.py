@@ -238,3 +238,31 @@ async def test_the_syscall_filter_refuses_what_research_code_never_needs(hardene
         status = await s.run("open('/proc/self/status').read().split('Seccomp:')[1].split()[0]")
         assert status["result"] == "'2'"  # filter mode
         await s.witness_still_serves()
+
+
+async def test_the_output_folder_cannot_be_redirected_by_a_symlink(hardened, root, tmp_path):
+    """Issue: with <root>/out replaced by a symlink, downloads were written where it pointed."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / "out").symlink_to(elsewhere, target_is_directory=True)
+    async with Client(hardened) as client:
+        s = await session(client)
+        await s.run("open('report.txt', 'w').write('data')")
+        result = await s.call("download_file_from_sandbox_to_local", sandbox_file_path="report.txt")
+        assert result.is_error and "symlink" in result.content[0].text, result.content[0].text
+        assert str(tmp_path) not in result.content[0].text
+        assert list(elsewhere.iterdir()) == []
+        # A real folder works; a file name planted there as a symlink is never written through,
+        # and names never overwrite.
+        (root / "out").unlink()
+        (root / "out").mkdir()
+        victim = tmp_path / "victim.txt"
+        victim.write_text("untouched")
+        (root / "out" / "report.txt").symlink_to(victim)
+        for _ in range(2):
+            done = await s.call("download_file_from_sandbox_to_local", sandbox_file_path="report.txt")
+            assert not done.is_error, done.content[0].text
+        assert victim.read_text() == "untouched"
+        assert sorted(p.name for p in (root / "out").iterdir()) == ["report-1.txt", "report-2.txt", "report.txt"]
+        assert (root / "out" / "report-1.txt").read_text() == "data"
+        await s.witness_still_serves()

@@ -11,14 +11,24 @@ import contextlib
 import errno
 import os
 import posixpath
-import re
 import stat
 from pathlib import Path
 
+from shared import settings
 from shared.errors import InputError
 
 SANDBOX_HOME = "/home/user"
 COPY_CHUNK = 1 << 20
+
+
+def max_transfer_bytes() -> int:
+    """Largest file moved into or out of a sandbox (the URL download cap applies to both ways)."""
+    return int(settings.number("TOOLSUITE_MAX_DOWNLOAD_MB", 100) * 2**20)
+
+
+def name_from_url(url: str) -> str:
+    """The file name a URL's path ends with, without its query (\"download\" when it has none)."""
+    return plain_name(url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "download")
 
 
 def sandbox_relative(path: str) -> list[str]:
@@ -92,14 +102,15 @@ def write_into_home(home: Path, parts: list[str], source: Path, max_bytes: int) 
         os.close(directory)
 
 
-def read_from_home(home: Path, parts: list[str], destination: Path, max_bytes: int) -> int:
-    """Copy the regular file home/parts to `destination` (created exclusively); returns bytes copied."""
+def open_regular_in_home(home: Path, parts: list[str], max_bytes: int) -> int:
+    """A read descriptor for the regular file home/parts (never a symlink, FIFO or device, and
+    opened without blocking); refuses files over `max_bytes`."""
     if not parts:
         raise InputError("give the path of a file inside /home/user")
     directory = _open_dir_chain(home, parts[:-1], create=False)
     try:
         try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=directory)
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory)
         except FileNotFoundError:
             raise InputError(f"file not found in the sandbox: /home/user/{'/'.join(parts)}") from None
         except OSError as exc:
@@ -114,49 +125,29 @@ def read_from_home(home: Path, parts: list[str], destination: Path, max_bytes: i
             raise InputError("the sandbox path is not a regular file")
         if info.st_size > max_bytes:
             raise InputError(f"the file is {info.st_size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
-        out = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        copied = 0
-        try:
-            with os.fdopen(out, "wb") as target:
-                while chunk := os.read(fd, COPY_CHUNK):
-                    copied += len(chunk)
-                    if copied > max_bytes:
-                        raise InputError("the sandbox file grew past the size limit while being copied")
-                    target.write(chunk)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(destination)
-            raise
-        return copied
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
+
+
+def copy_capped(source: int, target: int, max_bytes: int) -> int:
+    """Copy between descriptors; refuses a source that grows past `max_bytes` while being read."""
+    copied = 0
+    while chunk := os.read(source, COPY_CHUNK):
+        copied += len(chunk)
+        if copied > max_bytes:
+            raise InputError("the file grew past the size limit while being copied")
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(target, view):]
+    return copied
 
 
 def plain_name(name: str) -> str:
     """A file name for inside the sandbox: its own name, without folders (spaces and Unicode kept)."""
     base = posixpath.basename(name.replace("\\", "/")).replace("\x00", "").strip()
     return base if base not in ("", ".", "..") else "file"
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._\-\u4e00-\u9fff]+")
-
-
-def safe_name(name: str) -> str:
-    """A plain file name: no folders, no leading dots, no odd characters."""
-    base = posixpath.basename(name.replace("\\", "/")).strip()
-    cleaned = _UNSAFE.sub("_", base).lstrip(".") or "file"
-    return cleaned[:200]
-
-
-def unused_path(folder: Path, name: str) -> Path:
-    """`folder/name`, or `name-1`, `name-2`, ... so an existing file is never overwritten."""
-    stem, dot, suffix = name.partition(".") if not name.startswith(".") else (name, "", "")
-    candidate = folder / name
-    counter = 1
-    while candidate.exists() or candidate.is_symlink():
-        candidate = folder / f"{stem}-{counter}{dot}{suffix}"
-        counter += 1
-    return candidate
 
 
 def home_usage_bytes(home: Path) -> int:

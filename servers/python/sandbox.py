@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servers.python import files, keyrings, protocol, syscall_filter
+from servers.python import files, keyrings, outputs, protocol, syscall_filter
 from servers.python.limits import CgroupSet, SandboxLimits, apply_rlimits, create_cgroups
 from shared import settings
 from shared.errors import InputError, NotConfigured, ToolFailure
@@ -554,18 +554,27 @@ class SandboxManager:
             lock.release()
         return files.SANDBOX_HOME + "/" + "/".join(parts)
 
-    def get_file(self, sandbox_id: str, sandbox_path: str, output_dir: Path, local_name: str | None,
-                 max_bytes: int) -> tuple[Path, int]:
-        """Copy a sandbox file into `output_dir`, never overwriting; returns (host path, bytes)."""
+    def get_file(self, sandbox_id: str, sandbox_path: str, local_name: str | None, max_bytes: int,
+                 folder: Path | None = None) -> tuple[str, int]:
+        """Copy a sandbox file into the output folder, never overwriting; returns (shown path, bytes)."""
         sandbox = self.get(sandbox_id)
         parts = files.sandbox_relative(sandbox_path)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        name = files.safe_name(local_name or (parts[-1] if parts else "file"))
-        destination = files.unused_path(output_dir, name)
-        lock = self._locked(sandbox)
-        try:
-            copied = files.read_from_home(sandbox.home, parts, destination, max_bytes)
-        finally:
-            sandbox.last_used = time.monotonic()
-            lock.release()
-        return destination, copied
+        with outputs.OutputFolder(folder) as out:
+            lock = self._locked(sandbox)
+            try:
+                source = files.open_regular_in_home(sandbox.home, parts, max_bytes)
+            finally:
+                sandbox.last_used = time.monotonic()
+                lock.release()
+            try:
+                target, name = out.create(local_name or (parts[-1] if parts else "file"))
+                try:
+                    copied = files.copy_capped(source, target, max_bytes)
+                except BaseException:
+                    os.close(target)
+                    out.remove(name)
+                    raise
+                os.close(target)
+            finally:
+                os.close(source)
+            return out.shown(name), copied

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Annotated, Any
 
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from servers.python import files
 from servers.python.sandbox import CodeResult, CommandResult, SandboxManager, network_allowed
-from shared import settings
 from shared.fetch import FetchLimits, fetch_to_file
-from shared.inputs import display_path, resolve_local_path
+from shared.inputs import resolve_local_path
 from shared.server import Image, ToolResult, add_tool, create_server
 from shared.transport import run_server
 
@@ -101,17 +100,6 @@ class _Engine:
             if self._manager is not None:
                 self._manager.shutdown()
                 self._manager = None
-
-
-def _max_transfer_bytes() -> int:
-    return int(settings.number("TOOLSUITE_MAX_DOWNLOAD_MB", 100) * 2**20)
-
-
-def output_dir() -> Path:
-    configured = settings.text("TOOLSUITE_OUTPUT_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    return settings.allowed_roots()[0] / "toolsuite-output"
 
 
 def _section(title: str, body: str, dropped: int = 0) -> str:
@@ -225,7 +213,7 @@ def build():
     ) -> ToolResult:
         """Copy a host file (inside the allowed roots) into the sandbox home; returns its sandbox path."""
         source = resolve_local_path(local_file_path)
-        path = engine.get().put_file(sandbox_id, source, sandbox_file_path, source.name, _max_transfer_bytes())
+        path = engine.get().put_file(sandbox_id, source, sandbox_file_path, source.name, files.max_transfer_bytes())
         size = source.stat().st_size
         return ToolResult(text=f"File uploaded to {path} ({size} bytes)",
                           data=TransferOutput(sandbox_id=sandbox_id, sandbox_path=path, bytes=size))
@@ -242,8 +230,8 @@ def build():
         manager.get(sandbox_id)  # fail fast on a bad id before fetching anything
         fetched = fetch_to_file(url, FetchLimits())
         try:
-            name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "download"
-            path = manager.put_file(sandbox_id, fetched.path, sandbox_file_path, name, _max_transfer_bytes())
+            path = manager.put_file(sandbox_id, fetched.path, sandbox_file_path, files.name_from_url(url),
+                                    files.max_transfer_bytes())
         finally:
             fetched.remove()
         return ToolResult(text=f"Downloaded {url} to {path} ({fetched.size} bytes)",
@@ -256,9 +244,8 @@ def build():
                                                     "existing file is never overwritten.", max_length=255)] = None,
     ) -> ToolResult:
         """Copy a file out of the sandbox into the output folder on the host (TOOLSUITE_OUTPUT_DIR)."""
-        destination, size = engine.get().get_file(sandbox_id, sandbox_file_path, output_dir(), local_filename,
-                                                  _max_transfer_bytes())
-        shown = display_path(destination)
+        shown, size = engine.get().get_file(sandbox_id, sandbox_file_path, local_filename,
+                                            files.max_transfer_bytes())
         return ToolResult(text=f"File downloaded to {shown} ({size} bytes)",
                           data=TransferOutput(sandbox_id=sandbox_id, sandbox_path=sandbox_file_path,
                                               local_path=shown, bytes=size))
