@@ -266,3 +266,33 @@ async def test_the_output_folder_cannot_be_redirected_by_a_symlink(hardened, roo
         assert sorted(p.name for p in (root / "out").iterdir()) == ["report-1.txt", "report-2.txt", "report.txt"]
         assert (root / "out" / "report-1.txt").read_text() == "data"
         await s.witness_still_serves()
+
+
+async def test_uploads_onto_or_from_fifos_and_other_non_files_never_hang(hardened, root):
+    """Issue: uploading onto a FIFO planted in the sandbox hung the call and, holding the sandbox's
+    lock, every later call on that sandbox."""
+    (root / "data.txt").write_text("payload")
+    os.mkfifo(root / "host.fifo")
+    async with Client(hardened) as client:
+        s = await session(client)
+        await s.run("import os, socket\nos.mkfifo('trap')\nos.mkdir('folder')\n"
+                    "socket.socket(socket.AF_UNIX).bind('sock')")
+        for target, kind in (("trap", "FIFO"), ("sock", "socket"), ("folder", None)):
+            started = time.monotonic()
+            result = await s.call("upload_file_from_local_to_sandbox", local_file_path="data.txt",
+                                  sandbox_file_path=target)
+            assert time.monotonic() - started < 5
+            if kind is None:  # a folder keeps the file's own name
+                assert not result.is_error and result.structured_content["sandbox_path"] == "/home/user/folder/data.txt"
+            else:
+                assert result.is_error and kind in result.content[0].text, result.content[0].text
+        started = time.monotonic()
+        from_fifo = await s.call("upload_file_from_local_to_sandbox", local_file_path="host.fifo")
+        assert time.monotonic() - started < 5
+        assert from_fifo.is_error and "regular file" in from_fifo.content[0].text, from_fifo.content[0].text
+        assert (await s.run("import stat, os\nstat.S_ISFIFO(os.lstat('trap').st_mode)"))["result"] == "True"
+        overwrite = await s.call("upload_file_from_local_to_sandbox", local_file_path="data.txt",
+                                 sandbox_file_path="folder/data.txt")
+        assert not overwrite.is_error
+        assert (await s.run("open('folder/data.txt').read()"))["result"] == "'payload'"
+        await s.witness_still_serves()

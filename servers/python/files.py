@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import posixpath
+import secrets
 import stat
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from shared.errors import InputError
 
 SANDBOX_HOME = "/home/user"
 COPY_CHUNK = 1 << 20
+# O_DIRECTORY fails on anything but a folder before a FIFO's open could block; O_NONBLOCK is a
+# second guard.
+DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def max_transfer_bytes() -> int:
@@ -45,16 +49,16 @@ def sandbox_relative(path: str) -> list[str]:
 
 def _open_dir_chain(home: Path, parts: list[str], create: bool) -> int:
     """An fd for the folder `home/parts...`, refusing symlinks; creating folders when asked."""
-    fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         for part in parts:
             try:
-                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                next_fd = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
             except FileNotFoundError:
                 if not create:
                     raise InputError(f"folder {part!r} does not exist in the sandbox") from None
                 os.mkdir(part, 0o755, dir_fd=fd)
-                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                next_fd = os.open(part, DIRECTORY_FLAGS, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise InputError(f"{part!r} in the sandbox path is a symlink or not a folder") from None
@@ -76,27 +80,68 @@ def is_dir_in_home(home: Path, parts: list[str]) -> bool:
     return True
 
 
-def write_into_home(home: Path, parts: list[str], source: Path, max_bytes: int) -> int:
-    """Copy `source` to home/parts (a file path); returns bytes written."""
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISLNK, "symlink"),
+                       (stat.S_ISDIR, "folder"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def open_host_file(path: Path, shown: str, max_bytes: int) -> tuple[int, int]:
+    """A host file opened once for reading: (descriptor, size). Never blocks (a FIFO is refused, not
+    waited on) and never follows a symlink swapped in at the last step; the caller closes it.
+    (The shared input policy's opener will take over the whole path walk.)"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{shown!r} became a symlink while being opened; try again") from None
+        raise InputError(f"{shown!r} cannot be opened ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{shown!r} is a {_kind(info.st_mode)}, not a regular file; only files can be uploaded")
+        if info.st_size > max_bytes:
+            raise InputError(f"the file is {info.st_size / 2**20:.1f} MB; the sandbox accepts at most "
+                             f"{max_bytes / 2**20:.0f} MB")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+def write_into_home(home: Path, parts: list[str], source: int, max_bytes: int) -> int:
+    """Copy the open host file `source` to home/parts; returns bytes written.
+
+    The existing target is never opened: a new file is written under a random name and renamed
+    over it, so a FIFO, a hard link or anything else sandboxed code left there can neither block
+    the call nor be written through. Only a regular file (or nothing) may stand at the target.
+    """
     if not parts:
         raise InputError("give a file path inside /home/user, not the home folder itself")
-    size = source.stat().st_size
-    if size > max_bytes:
-        raise InputError(f"the file is {size / 2**20:.1f} MB; the sandbox accepts at most {max_bytes / 2**20:.0f} MB")
     directory = _open_dir_chain(home, parts[:-1], create=True)
     try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
         try:
-            out = os.open(parts[-1], flags, 0o644, dir_fd=directory)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.EISDIR):
-                raise InputError(f"{parts[-1]!r} in the sandbox is a symlink or a folder; use another name") from None
+            existing = os.stat(parts[-1], dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
+            raise InputError(f"{parts[-1]!r} in the sandbox is a {_kind(existing.st_mode)}, not a file; "
+                             "upload under another name or delete it first")
+        temporary = f".upload-{secrets.token_hex(8)}"
+        out = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                      dir_fd=directory)
+        try:
+            try:
+                written = copy_capped(source, out, max_bytes)
+            finally:
+                os.close(out)
+            os.rename(temporary, parts[-1], src_dir_fd=directory, dst_dir_fd=directory)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary, dir_fd=directory)
             raise
-        written = 0
-        with os.fdopen(out, "wb") as target, open(source, "rb") as origin:
-            while chunk := origin.read(COPY_CHUNK):
-                target.write(chunk)
-                written += len(chunk)
         return written
     finally:
         os.close(directory)

@@ -31,6 +31,7 @@ from servers.python import files, keyrings, outputs, protocol, syscall_filter
 from servers.python.limits import CgroupSet, SandboxLimits, apply_rlimits, create_cgroups
 from shared import settings
 from shared.errors import InputError, NotConfigured, ToolFailure
+from shared.inputs import display_path
 
 log = logging.getLogger("toolsuite.sandbox")
 
@@ -540,19 +541,26 @@ class SandboxManager:
             sandbox.last_used = time.monotonic()
             lock.release()
 
-    def put_file(self, sandbox_id: str, source: Path, sandbox_path: str, name_hint: str, max_bytes: int) -> str:
-        """Copy a host file into the sandbox; returns its path inside the sandbox."""
+    def put_file(self, sandbox_id: str, source: Path, sandbox_path: str, name_hint: str,
+                 max_bytes: int) -> tuple[str, int]:
+        """Copy a host file into the sandbox; returns (its path inside the sandbox, bytes)."""
         sandbox = self.get(sandbox_id)
         parts = files.sandbox_relative(sandbox_path)
-        if not parts or files.is_dir_in_home(sandbox.home, parts) or sandbox_path.endswith("/"):
-            parts = [*parts, files.plain_name(name_hint)]
-        lock = self._locked(sandbox)
+        # The host file is opened before the sandbox is locked: nothing that could wait is done
+        # while holding the lock.
+        fd, _size = files.open_host_file(source, display_path(source), max_bytes)
         try:
-            files.write_into_home(sandbox.home, parts, source, max_bytes)
+            lock = self._locked(sandbox)
+            try:
+                if not parts or files.is_dir_in_home(sandbox.home, parts) or sandbox_path.endswith("/"):
+                    parts = [*parts, files.plain_name(name_hint)]
+                written = files.write_into_home(sandbox.home, parts, fd, max_bytes)
+            finally:
+                sandbox.last_used = time.monotonic()
+                lock.release()
         finally:
-            sandbox.last_used = time.monotonic()
-            lock.release()
-        return files.SANDBOX_HOME + "/" + "/".join(parts)
+            os.close(fd)
+        return files.SANDBOX_HOME + "/" + "/".join(parts), written
 
     def get_file(self, sandbox_id: str, sandbox_path: str, local_name: str | None, max_bytes: int,
                  folder: Path | None = None) -> tuple[str, int]:

@@ -213,8 +213,8 @@ def build():
     ) -> ToolResult:
         """Copy a host file (inside the allowed roots) into the sandbox home; returns its sandbox path."""
         source = resolve_local_path(local_file_path)
-        path = engine.get().put_file(sandbox_id, source, sandbox_file_path, source.name, files.max_transfer_bytes())
-        size = source.stat().st_size
+        path, size = engine.get().put_file(sandbox_id, source, sandbox_file_path, source.name,
+                                           files.max_transfer_bytes())
         return ToolResult(text=f"File uploaded to {path} ({size} bytes)",
                           data=TransferOutput(sandbox_id=sandbox_id, sandbox_path=path, bytes=size))
 
@@ -230,8 +230,8 @@ def build():
         manager.get(sandbox_id)  # fail fast on a bad id before fetching anything
         fetched = fetch_to_file(url, FetchLimits())
         try:
-            path = manager.put_file(sandbox_id, fetched.path, sandbox_file_path, files.name_from_url(url),
-                                    files.max_transfer_bytes())
+            path, _size = manager.put_file(sandbox_id, fetched.path, sandbox_file_path, files.name_from_url(url),
+                                           files.max_transfer_bytes())
         finally:
             fetched.remove()
         return ToolResult(text=f"Downloaded {url} to {path} ({fetched.size} bytes)",
