@@ -296,3 +296,89 @@ async def test_uploads_onto_or_from_fifos_and_other_non_files_never_hang(hardene
         assert not overwrite.is_error
         assert (await s.run("open('folder/data.txt').read()"))["result"] == "'payload'"
         await s.witness_still_serves()
+
+
+def _host_processes_with(marker: str) -> list[int]:
+    """Host pids whose command line holds `marker` (sandboxed processes are visible from the host)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                if marker.encode() in Path(f"/proc/{name}/cmdline").read_bytes():
+                    found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+async def _gone(marker: str, within: float = 3.0) -> bool:
+    import anyio
+
+    deadline = time.monotonic() + within
+    while _host_processes_with(marker):
+        if time.monotonic() > deadline:
+            return False
+        await anyio.sleep(0.05)
+    return True
+
+
+async def test_nothing_a_call_starts_outlives_it(hardened):
+    """Issue: `setsid nohup sh -c 'while :; do ...; done' &` kept running between calls until expiry.
+    Policy: when a call ends, every process it started is killed, detached or not."""
+    async with Client(hardened) as client:
+        s = await session(client)
+        await s.command("setsid nohup sh -c 'while :; do echo x >> tick; sleep 0.02; done; : 4711.1' "
+                        ">/dev/null 2>&1 &")
+        await s.run("import os, subprocess, time\n"
+                    "if os.fork() == 0:\n"
+                    "    os.setsid()\n"
+                    "    if os.fork() == 0:\n"
+                    "        os.execvp('sleep', ['sleep', '4711.2'])\n"
+                    "    os._exit(0)\n"
+                    "held = subprocess.Popen(['sleep', '4711.3'])\n"
+                    "time.sleep(0.2)")
+        assert await _gone("4711."), _host_processes_with("4711.")
+        first = (await s.run("import os\nos.path.getsize('tick') if os.path.exists('tick') else 0"))["result"]
+        time.sleep(0.3)
+        second = (await s.run("os.path.getsize('tick') if os.path.exists('tick') else 0"))["result"]
+        assert first == second, "a background loop kept writing between calls"
+        await s.witness_still_serves()
+
+
+async def test_the_interpreter_is_paused_between_calls(hardened):
+    """A thread a cell starts runs only while a call runs (documented: threads are state)."""
+    async with Client(hardened) as client:
+        s = await session(client)
+        await s.run("import threading, time\nticks = [0]\n"
+                    "def tick():\n    while True:\n        ticks[0] += 1\n        time.sleep(0.005)\n"
+                    "threading.Thread(target=tick, daemon=True).start()\ntime.sleep(0.1)")
+        before = int((await s.run("ticks[0]"))["result"])
+        time.sleep(0.5)
+        after = int((await s.run("ticks[0]"))["result"])
+        assert after - before < 20, f"the thread ticked {after - before} times between calls"
+        resumed = int((await s.run("time.sleep(0.2)\nticks[0]"))["result"])
+        assert resumed - after >= 10, "the thread did not resume during the next call"
+        await s.witness_still_serves()
+
+
+async def test_nothing_outlives_a_timed_out_call_or_its_sandbox(hardened):
+    import anyio
+
+    async with Client(hardened) as client:
+        s = await session(client)
+        slow = await s.run("import os, time\nif os.fork() == 0:\n    os.setsid()\n"
+                           "    os.execvp('sleep', ['sleep', '4712.1'])\ntime.sleep(60)")
+        assert slow["error"]["name"] == "TimeoutError"
+        assert await _gone("4712.1")
+        # A call still running when the sandbox goes: its processes go with it.
+        async with anyio.create_task_group() as group:
+            group.start_soon(s.run, "import os, time\nif os.fork() == 0:\n    os.setsid()\n"
+                                    "    os.execvp('sleep', ['sleep', '4712.2'])\ntime.sleep(3)")
+            deadline = time.monotonic() + 10
+            while not _host_processes_with("4712.2") and time.monotonic() < deadline:
+                await anyio.sleep(0.05)
+            assert _host_processes_with("4712.2")
+            manager = hardened._sandbox_engine.get()
+            manager._discard(s.attacker)
+        assert await _gone("4712.2")
+        await s.witness_still_serves()
