@@ -382,3 +382,91 @@ async def test_nothing_outlives_a_timed_out_call_or_its_sandbox(hardened):
             manager._discard(s.attacker)
         assert await _gone("4712.2")
         await s.witness_still_serves()
+
+
+PROC_FDS = r"""
+import os
+# A descriptor is inside the sandbox's view when its file is the one the sandbox sees at that path,
+# or lives on the sandbox's own /tmp; names alone cannot tell (the host has a /tmp too).
+private = {os.stat("/tmp").st_dev}
+reached = []
+for pid in [p for p in os.listdir("/proc") if p.isdigit()] + ["self"]:
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        continue
+    for fd in fds:
+        path = f"/proc/{pid}/fd/{fd}"
+        try:
+            target = os.readlink(path)
+            opened = os.stat(path)
+        except OSError:
+            continue
+        if target.startswith(("pipe:", "socket:", "anon_inode:")) or opened.st_dev in private:
+            continue
+        try:
+            seen = os.stat(target)
+            if (seen.st_dev, seen.st_ino) == (opened.st_dev, opened.st_ino):
+                continue
+        except OSError:
+            pass
+        try:
+            handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+            os.close(handle)
+            reached.append((pid, fd, target, "writable"))
+        except OSError:
+            reached.append((pid, fd, target, "visible"))
+print(reached)
+"""
+
+
+async def test_no_host_file_is_reachable_through_inherited_descriptors(hardened, tmp_path):
+    """Issue: /proc/1/fd/2 was bubblewrap's stderr, a host log file the sandbox could append to."""
+    async with Client(hardened) as client:
+        s = await session(client)
+        found = await s.run(PROC_FDS)
+        assert found["stdout"] == "[]\n", found["stdout"]
+        await s.run(f"open('fds.py', 'w').write({PROC_FDS!r})")
+        command = await s.command("python3 fds.py")
+        assert command["stdout"] == "[]\n", command["stdout"]
+        await s.witness_still_serves()
+
+
+async def test_setuid_bits_never_take_effect_or_come_out(hardened, root):
+    async with Client(hardened) as client:
+        s = await session(client)
+        made = await s.run("import os, shutil\nshutil.copy('/bin/id', 'suid-id')\nos.chmod('suid-id', 0o6755)\n"
+                           "[line.split(' - ')[0].split()[5] for line in open('/proc/self/mountinfo') "
+                           "if line.split()[4] == '/home/user'][0]")
+        assert "nosuid" in made["result"], made
+        ran = await s.command("./suid-id -u; grep NoNewPrivs /proc/self/status")
+        assert ran["stdout"].split()[0] == "1000" and "NoNewPrivs:\t1" in ran["stdout"]
+        out = await s.call("download_file_from_sandbox_to_local", sandbox_file_path="suid-id")
+        assert not out.is_error, out.content[0].text
+        mode = (root / "out" / "suid-id").stat().st_mode & 0o7777
+        assert mode == 0o644, oct(mode)
+        await s.witness_still_serves()
+
+
+async def test_error_messages_name_no_host_paths(hardened, monkeypatch, root, tmp_path):
+    """Issue: error messages disclosed absolute host paths and temporary file names."""
+    async with Client(hardened) as client:
+        s = await session(client)
+        texts = []
+        (root / "plain.txt").write_text("x")
+        await s.run("import os\nos.mkfifo('trap')")
+        texts.append((await s.call("upload_file_from_local_to_sandbox", local_file_path="plain.txt",
+                                   sandbox_file_path="trap")).content[0].text)
+        monkeypatch.setenv("TOOLSUITE_OUTPUT_DIR", str(root / "plain.txt" / "out"))
+        texts.append((await s.call("download_file_from_sandbox_to_local", sandbox_file_path="trap")).content[0].text)
+        await s.run("open('real.txt', 'w').write('x')")
+        texts.append((await s.call("download_file_from_sandbox_to_local",
+                                   sandbox_file_path="real.txt")).content[0].text)
+        monkeypatch.setenv("TOOLSUITE_SANDBOX_PYTHON", str(tmp_path / "missing" / "python3"))
+        created = await client.call_tool("create_sandbox", {})
+        assert created.is_error
+        texts.append(created.content[0].text)
+        for text in texts:
+            assert str(tmp_path) not in text and "/tmp/" not in text, text
+        assert "could not start" in texts[-1] and "TOOLSUITE_SANDBOX_PYTHON" in texts[-1]
+        await s.witness_still_serves()

@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -58,6 +59,19 @@ _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/
 
 class SandboxError(ToolFailure):
     pass
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s'\":,;()]+")
+
+
+def scrub_host_paths(text: str) -> str:
+    """`text` with absolute paths other than the sandbox's home replaced (messages must not show
+    where the server keeps its sandboxes, its Python or its temporary files)."""
+    def keep_home(match: re.Match[str]) -> str:
+        path = match.group(0)
+        return path if path == files.SANDBOX_HOME or path.startswith(files.SANDBOX_HOME + "/") else "<host path>"
+
+    return _ABSOLUTE_PATH.sub(keep_home, text)
 
 
 @dataclass
@@ -158,6 +172,7 @@ class Sandbox:
         self.kernel_starts = 0
         self.death_note: str | None = None
         self._replies: protocol.LineReader | None = None
+        self._stderr_tail = b""
         self.mode = isolation_mode()
         self.root.mkdir(mode=0o700)
         self.home.mkdir(mode=0o755)
@@ -248,15 +263,16 @@ class Sandbox:
         env = {"PATH": "/usr/bin:/bin"}  # bwrap itself must not carry the server's secrets either
         if self.mode == "process":
             env = {**_sandbox_env(str(self.home)), "KERNEL_OUTPUT_LIMIT": str(self.limits.output_chars)}
-        log_file = open(self.root / "kernel.log", "ab")  # noqa: SIM115 - owned by the child process
-        try:
-            self.process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, env=env,
-                cwd=str(self.home), start_new_session=True, preexec_fn=prepare_child, close_fds=True,
-                pass_fds=() if seccomp_fd is None else (seccomp_fd,),
-            )
-        finally:
-            log_file.close()
+        # bwrap's stderr (and so the supervisor's) is a pipe the server reads, never a host file that
+        # sandboxed code could reach through /proc/1/fd/2.
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            cwd=str(self.home), start_new_session=True, preexec_fn=prepare_child, close_fds=True,
+            pass_fds=() if seccomp_fd is None else (seccomp_fd,),
+        )
+        assert self.process.stderr is not None
+        os.set_blocking(self.process.stderr.fileno(), False)
+        self._stderr_tail = b""
         self.kernel_starts += 1
         assert self.process.stdout is not None
         self._replies = protocol.LineReader(self.process.stdout.fileno(), protocol.reply_cap(self.limits.output_chars)
@@ -266,15 +282,23 @@ class Sandbox:
         except (TimeoutError, protocol.LineTooLong):
             ready = None
         if ready is None or not ready.get("ready"):
-            detail = self._log_tail()
+            detail = self._stderr_last_line()
             self._kill()
-            raise SandboxError(f"the sandbox could not start its Python interpreter{': ' + detail if detail else ''}")
+            if detail:
+                log.warning("sandbox %s did not start: %s", self.id[:10], detail)
+            raise SandboxError("the sandbox could not start its Python interpreter"
+                               + (f": {scrub_host_paths(detail)}" if detail else "")
+                               + " (TOOLSUITE_SANDBOX_PYTHON must be a Python that runs inside the sandbox)")
 
-    def _log_tail(self) -> str:
-        try:
-            return (self.root / "kernel.log").read_text(errors="replace").strip().splitlines()[-1][:300]
-        except (OSError, IndexError):
-            return ""
+    def _stderr_last_line(self) -> str:
+        """The last line bwrap or the supervisor wrote to stderr (read without blocking, last 4 KB kept)."""
+        stream = self.process.stderr if self.process is not None else None
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                while chunk := os.read(stream.fileno(), 65536):
+                    self._stderr_tail = (self._stderr_tail + chunk)[-4096:]
+        lines = self._stderr_tail.decode(errors="replace").strip().splitlines()
+        return lines[-1][:300] if lines else ""
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -288,7 +312,7 @@ class Sandbox:
                 process.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(5)
-            for stream in (process.stdin, process.stdout):
+            for stream in (process.stdin, process.stdout, process.stderr):
                 with contextlib.suppress(OSError):
                     stream and stream.close()
         self.cgroups.kill_all()
@@ -382,7 +406,7 @@ class Sandbox:
                               notes=[*notes, f"{death} while running this code; the next call starts a fresh "
                                      "interpreter"], state_lost=lost)
         if reply.get("failed"):
-            raise SandboxError(str(reply["failed"])[:500])
+            raise SandboxError(scrub_host_paths(str(reply["failed"])[:500]))
         if reply.get("state_lost"):
             lost = True
             reason = str(reply.get("lost_reason") or "the interpreter stopped")[:500]
@@ -542,19 +566,23 @@ class SandboxManager:
             lock.release()
 
     def put_file(self, sandbox_id: str, source: Path, sandbox_path: str, name_hint: str,
-                 max_bytes: int) -> tuple[str, int]:
-        """Copy a host file into the sandbox; returns (its path inside the sandbox, bytes)."""
+                 max_bytes: int, shown: str | None = None) -> tuple[str, int]:
+        """Copy a host file into the sandbox; returns (its path inside the sandbox, bytes). `shown`
+        names the source in messages (default: relative to its root)."""
         sandbox = self.get(sandbox_id)
         parts = files.sandbox_relative(sandbox_path)
         # The host file is opened before the sandbox is locked: nothing that could wait is done
         # while holding the lock.
-        fd, _size = files.open_host_file(source, display_path(source), max_bytes)
+        fd, _size = files.open_host_file(source, shown or display_path(source), max_bytes)
         try:
             lock = self._locked(sandbox)
             try:
                 if not parts or files.is_dir_in_home(sandbox.home, parts) or sandbox_path.endswith("/"):
                     parts = [*parts, files.plain_name(name_hint)]
-                written = files.write_into_home(sandbox.home, parts, fd, max_bytes)
+                try:
+                    written = files.write_into_home(sandbox.home, parts, fd, max_bytes)
+                except OSError as exc:  # raw OS errors name host paths; this says what failed
+                    raise SandboxError(f"could not write /home/user/{'/'.join(parts)} ({exc.strerror})") from None
             finally:
                 sandbox.last_used = time.monotonic()
                 lock.release()
@@ -571,6 +599,8 @@ class SandboxManager:
             lock = self._locked(sandbox)
             try:
                 source = files.open_regular_in_home(sandbox.home, parts, max_bytes)
+            except OSError as exc:
+                raise SandboxError(f"could not read /home/user/{'/'.join(parts)} ({exc.strerror})") from None
             finally:
                 sandbox.last_used = time.monotonic()
                 lock.release()
@@ -578,11 +608,15 @@ class SandboxManager:
                 target, name = out.create(local_name or (parts[-1] if parts else "file"))
                 try:
                     copied = files.copy_capped(source, target, max_bytes)
-                except BaseException:
+                except BaseException as exc:
                     os.close(target)
                     out.remove(name)
+                    if isinstance(exc, OSError):
+                        raise SandboxError(f"could not write {out.shown(name)} ({exc.strerror})") from None
                     raise
                 os.close(target)
+            except OSError as exc:
+                raise SandboxError(f"could not create a file in the output folder ({exc.strerror})") from None
             finally:
                 os.close(source)
             return out.shown(name), copied

@@ -230,8 +230,9 @@ def build():
         manager.get(sandbox_id)  # fail fast on a bad id before fetching anything
         fetched = fetch_to_file(url, FetchLimits())
         try:
-            path, _size = manager.put_file(sandbox_id, fetched.path, sandbox_file_path, files.name_from_url(url),
-                                           files.max_transfer_bytes())
+            name = files.name_from_url(url)
+            path, _size = manager.put_file(sandbox_id, fetched.path, sandbox_file_path, name,
+                                           files.max_transfer_bytes(), shown=f"the download {name!r}")
         finally:
             fetched.remove()
         return ToolResult(text=f"Downloaded {url} to {path} ({fetched.size} bytes)",
