@@ -5,6 +5,7 @@ skipped there. The containment basics (files, network, limits) are in test_pytho
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import time
@@ -470,3 +471,55 @@ async def test_error_messages_name_no_host_paths(hardened, monkeypatch, root, tm
             assert str(tmp_path) not in text and "/tmp/" not in text, text
         assert "could not start" in texts[-1] and "TOOLSUITE_SANDBOX_PYTHON" in texts[-1]
         await s.witness_still_serves()
+
+
+FILL = """
+import errno
+written, failure = 0, None
+chunk = b"x" * (1 << 20)
+try:
+    for i in range(100):
+        with open(f"{folder}/fill-{{i}}", "wb") as handle:
+            handle.write(chunk)
+        written += 1
+except OSError as exc:
+    failure = errno.errorcode.get(exc.errno)
+written, failure
+"""
+
+
+def _bytes_under(folder: Path) -> int:
+    total = 0
+    for directory, _dirs, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+async def test_filling_the_disk_stops_at_the_quota(hardened, monkeypatch, root, tmp_path):
+    """Writes past TOOLSUITE_SANDBOX_HOME_QUOTA_MB fail inside the sandbox with a clear note; the
+    host's disk never holds them; uploads say the home is full; other sandboxes are unaffected."""
+    monkeypatch.setenv("TOOLSUITE_SANDBOX_HOME_QUOTA_MB", "24")
+    (root / "big.bin").write_bytes(b"y" * (8 << 20))
+    async with Client(hardened) as client:
+        s = await session(client)
+        home = await s.run(FILL.format(folder="/home/user"))
+        written, failure = ast.literal_eval(home["result"])
+        assert failure == "ENOSPC" and written <= 24, home["result"]
+        assert any("full" in note for note in home["notes"]), home["notes"]
+        scratch = await s.run(FILL.format(folder="/tmp"))
+        written, failure = ast.literal_eval(scratch["result"])
+        assert failure == "ENOSPC" and written <= 24, scratch["result"]
+        assert _bytes_under(tmp_path / "sandboxes") < 2 << 20, "sandbox files reached the host's disk"
+        upload = await s.call("upload_file_from_local_to_sandbox", local_file_path="big.bin")
+        assert upload.is_error and "full" in upload.content[0].text, upload.content[0].text
+        cleaned = await s.run("import glob, os\nfor name in glob.glob('fill-*'):\n    os.remove(name)")
+        assert cleaned["error"] is None
+        again = await s.call("upload_file_from_local_to_sandbox", local_file_path="big.bin")
+        assert not again.is_error, again.content[0].text
+        assert (await s.run("import os\nos.path.getsize('big.bin')"))["result"] == str(8 << 20)
+        await s.witness_still_serves()
+        assert (await s.run("open('w.bin', 'wb').write(b'z' * (4 << 20))", s.witness))["result"] == str(4 << 20)

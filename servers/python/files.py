@@ -47,9 +47,10 @@ def sandbox_relative(path: str) -> list[str]:
     return [part for part in normal[len(SANDBOX_HOME):].split("/") if part]
 
 
-def _open_dir_chain(home: Path, parts: list[str], create: bool) -> int:
-    """An fd for the folder `home/parts...`, refusing symlinks; creating folders when asked."""
-    fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def _open_dir_chain(home: int, parts: list[str], create: bool) -> int:
+    """An fd for the folder `home/parts...` (`home` an open folder), refusing symlinks; creating
+    folders when asked."""
+    fd = os.open(".", DIRECTORY_FLAGS, dir_fd=home)
     try:
         for part in parts:
             try:
@@ -71,7 +72,7 @@ def _open_dir_chain(home: Path, parts: list[str], create: bool) -> int:
         raise
 
 
-def is_dir_in_home(home: Path, parts: list[str]) -> bool:
+def is_dir_in_home(home: int, parts: list[str]) -> bool:
     try:
         fd = _open_dir_chain(home, parts, create=False)
     except (InputError, OSError):
@@ -111,7 +112,7 @@ def open_host_file(path: Path, shown: str, max_bytes: int) -> tuple[int, int]:
     return fd, info.st_size
 
 
-def write_into_home(home: Path, parts: list[str], source: int, max_bytes: int) -> int:
+def write_into_home(home: int, parts: list[str], source: int, max_bytes: int) -> int:
     """Copy the open host file `source` to home/parts; returns bytes written.
 
     The existing target is never opened: a new file is written under a random name and renamed
@@ -147,7 +148,7 @@ def write_into_home(home: Path, parts: list[str], source: int, max_bytes: int) -
         os.close(directory)
 
 
-def open_regular_in_home(home: Path, parts: list[str], max_bytes: int) -> int:
+def open_regular_in_home(home: int, parts: list[str], max_bytes: int) -> int:
     """A read descriptor for the regular file home/parts (never a symlink, FIFO or device, and
     opened without blocking); refuses files over `max_bytes`."""
     if not parts:
@@ -193,12 +194,3 @@ def plain_name(name: str) -> str:
     """A file name for inside the sandbox: its own name, without folders (spaces and Unicode kept)."""
     base = posixpath.basename(name.replace("\\", "/")).replace("\x00", "").strip()
     return base if base not in ("", ".", "..") else "file"
-
-
-def home_usage_bytes(home: Path) -> int:
-    total = 0
-    for dirpath, _dirnames, filenames in os.walk(home, followlinks=False):
-        for filename in filenames:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, filename)).st_blocks * 512
-    return total

@@ -9,7 +9,8 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from servers.python import files
-from servers.python.sandbox import CodeResult, CommandResult, SandboxManager, network_allowed
+from servers.python.bwrap import network_allowed
+from servers.python.sandbox import CodeResult, CommandResult, SandboxManager
 from shared.fetch import FetchLimits, fetch_to_file
 from shared.inputs import resolve_local_path
 from shared.server import Image, ToolResult, add_tool, create_server
