@@ -523,3 +523,271 @@ async def test_filling_the_disk_stops_at_the_quota(hardened, monkeypatch, root, 
         assert (await s.run("import os\nos.path.getsize('big.bin')"))["result"] == str(8 << 20)
         await s.witness_still_serves()
         assert (await s.run("open('w.bin', 'wb').write(b'z' * (4 << 20))", s.witness))["result"] == str(4 << 20)
+
+
+async def test_host_files_are_not_reachable_through_proc_root_or_cwd(hardened, tmp_path):
+    secret = tmp_path / "proc-secret.txt"
+    secret.write_text("PROC-SECRET")
+    code = (f"import os\nsecret = {str(secret)!r}\nserver = {os.getpid()}\nfound = []\n"
+            "for pid in [p for p in os.listdir('/proc') if p.isdigit()] + ['self', 'thread-self', str(server)]:\n"
+            "    for path in (f'/proc/{pid}/root' + secret, f'/proc/{pid}/cwd/../..' + secret,\n"
+            "                 f'/proc/{pid}/root/proc/1/root' + secret):\n"
+            "        try:\n            found.append(open(path).read())\n        except OSError:\n            pass\n"
+            "found")
+    async with Client(hardened) as client:
+        s = await session(client)
+        result = await s.run(code)
+        assert result["result"] == "[]", result
+        shell = await s.command(f"cat /proc/*/root{secret} /proc/*/cwd/../..{secret} 2>/dev/null; true")
+        assert "PROC-SECRET" not in shell["stdout"]
+        await s.witness_still_serves()
+
+
+async def test_unix_sockets_of_the_host_are_unreachable_including_abstract_ones(hardened, tmp_path):
+    import secrets
+    import socket
+
+    path = tmp_path / "host.sock"
+    named = socket.socket(socket.AF_UNIX)
+    named.bind(str(path))
+    named.listen()
+    abstract_name = "\0toolsuite-attack-" + secrets.token_hex(4)
+    abstract = socket.socket(socket.AF_UNIX)
+    abstract.bind(abstract_name)
+    abstract.listen()
+    code = (f"import socket\nreached = []\nfor address in ({str(path)!r}, {abstract_name!r}, "
+            "'/run/dbus/system_bus_socket', '/var/run/docker.sock', '\\0/tmp/.X11-unix/X0'):\n"
+            "    client = socket.socket(socket.AF_UNIX)\n    client.settimeout(2)\n    try:\n"
+            "        client.connect(address)\n        reached.append(address)\n    except OSError:\n        pass\n"
+            "    finally:\n        client.close()\nreached")
+    try:
+        async with Client(hardened) as client:
+            s = await session(client)
+            assert (await s.run(code))["result"] == "[]"
+            await s.witness_still_serves()
+    finally:
+        named.close()
+        abstract.close()
+
+
+async def test_signals_and_ptrace_cannot_reach_the_server_or_host_processes(hardened):
+    import subprocess
+
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        code = (f"import ctypes, os, signal\nlibc = ctypes.CDLL(None, use_errno=True)\nout = {{}}\n"
+                f"for name, pid, sig in (('bystander', {bystander.pid}, signal.SIGKILL), "
+                f"('server', {os.getpid()}, 0)):\n"
+                "    try:\n        os.kill(pid, sig)\n        out[name] = 'signalled'\n"
+                "    except OSError as exc:\n        out[name] = type(exc).__name__\n"
+                f"out['ptrace'] = libc.ptrace(16, {bystander.pid}, None, None)\nout")
+        async with Client(hardened) as client:
+            s = await session(client)
+            result = await s.run(code)
+            assert "signalled" not in result["result"], result["result"]
+            await s.command("kill -9 -1; kill -STOP -1; true")
+            time.sleep(0.2)
+            assert bystander.poll() is None, "a host process was killed from a sandbox"
+            await s.witness_still_serves()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+async def test_another_sandboxs_files_are_out_of_reach(hardened, tmp_path):
+    async with Client(hardened) as client:
+        s = await session(client)
+        await s.run("open('private.txt', 'w').write('WITNESS-SECRET')", s.witness)
+        base = tmp_path / "sandboxes"
+        code = (f"import glob, os\nfound = []\nfor pattern in ('/proc/*/root/home/user/private.txt', "
+                f"{str(base)!r} + '/*/home/private.txt', '/home/*/private.txt', '/tmp/**/private.txt'):\n"
+                "    for path in glob.glob(pattern, recursive=True):\n"
+                "        try:\n            found.append(open(path).read())\n        except OSError:\n            pass\n"
+                "found")
+        assert (await s.run(code))["result"] == "[]"
+        for path in (f"../{s.witness}/home/private.txt", f"/home/user/../../{s.witness}/private.txt",
+                     "/proc/1/root/home/user/private.txt"):
+            result = await s.call("download_file_from_sandbox_to_local", sandbox_file_path=path)
+            assert result.is_error and "WITNESS-SECRET" not in result.content[0].text
+        await s.witness_still_serves()
+
+
+SANDBOX_FLIPPER = """
+import os, threading
+open('t', 'w').write('plain')
+def flip():
+    while True:
+        for step in range(2):
+            try:
+                os.remove('t')
+            except OSError:
+                pass
+            try:
+                if step:
+                    os.symlink('/etc/passwd', 't')
+                else:
+                    open('t', 'w').write('plain')
+            except OSError:
+                pass
+threading.Thread(target=flip, daemon=True).start()
+"""
+
+
+async def test_symlink_and_hardlink_races_inside_the_sandbox(hardened, root):
+    """Sandboxed racers flip a name between a file and a symlink to /etc/passwd while files move in
+    and out; hard links to files outside the home cannot be made."""
+    (root / "real.txt").write_text("inside")
+    async with Client(hardened) as client:
+        s = await session(client)
+        links = await s.run("import os\nresults = []\nfor source in ('/etc/passwd', '/usr/bin/env', "
+                            "'/opt/toolsuite/kernel.py'):\n    try:\n        os.link(source, f'hl-{len(results)}')\n"
+                            "        results.append('linked')\n    except OSError as exc:\n"
+                            "        results.append(type(exc).__name__)\nresults")
+        assert "linked" not in links["result"], links["result"]
+        await s.run(SANDBOX_FLIPPER)
+        for _ in range(30):
+            await s.command("(while :; do rm -f t; ln -s /etc/passwd t; rm -f t; echo x > t; done) & sleep 0.01")
+            down = await s.call("download_file_from_sandbox_to_local", sandbox_file_path="t")
+            up = await s.call("upload_file_from_local_to_sandbox", local_file_path="real.txt", sandbox_file_path="t")
+            for result in (down, up):
+                assert "root:x:0:0" not in result.content[0].text
+        for written in (root / "out").glob("*") if (root / "out").exists() else []:
+            assert "root:x:0:0" not in written.read_text(errors="replace")
+        await s.witness_still_serves()
+
+
+async def test_an_upload_source_swapped_for_a_symlink_is_not_followed(hardened, root, tmp_path, monkeypatch):
+    """Issue 16.3 for the upload's last step: the source is checked inside the root, then swapped for
+    a symlink to a file outside before it is opened. The swap is made exactly in that window (by
+    wrapping the path check), so the test does not depend on winning a race. Swapped parent
+    folders are for the shared opener to close."""
+    from servers.python import server as server_module
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("HOST-OUTSIDE-SECRET")
+    source = root / "swap.txt"
+    source.write_text("inside")
+    checked = server_module.resolve_local_path
+
+    def check_then_swap(raw: str, **kwargs):
+        resolved = checked(raw, **kwargs)
+        source.unlink()
+        source.symlink_to(outside)  # what an attacker does between the check and the open
+        return resolved
+
+    monkeypatch.setattr(server_module, "resolve_local_path", check_then_swap)
+    async with Client(hardened) as client:
+        s = await session(client)
+        result = await s.call("upload_file_from_local_to_sandbox", local_file_path="swap.txt",
+                              sandbox_file_path="got.txt")
+        assert result.is_error and "symlink" in result.content[0].text, result.content[0].text
+        got = await s.run("import os\nos.path.exists('got.txt') and open('got.txt').read()")
+        assert "HOST-OUTSIDE-SECRET" not in got["result"]
+        await s.witness_still_serves()
+
+
+async def test_path_traversal_in_every_file_argument_is_refused(hardened, root, tmp_path):
+    (root / "data.txt").write_text("payload")
+    before = {p for p in tmp_path.rglob("*") if "sandboxes" not in p.parts}
+    async with Client(hardened) as client:
+        s = await session(client)
+        await s.run("open('inside.txt', 'w').write('x')")
+        for local in ("../data.txt", "/etc/passwd", "file:///etc/passwd", "file://localhost/etc/passwd",
+                      f"file://{root}/%2e%2e/%2e%2e/etc/passwd", "~/.bashrc", "data.txt\x00.png"):
+            result = await s.call("upload_file_from_local_to_sandbox", local_file_path=local)
+            assert result.is_error, local
+        for inside in ("../../etc/x", "/home/user/../../etc/x", "/etc/x", "..", "a/../../x", "/home/userx/x",
+                       "/home/user/../user2/x", "x\x00y"):
+            result = await s.call("upload_file_from_local_to_sandbox", local_file_path="data.txt",
+                                  sandbox_file_path=inside)
+            assert result.is_error, inside
+            result = await s.call("download_file_from_sandbox_to_local", sandbox_file_path=inside)
+            assert result.is_error, inside
+        for name in ("../../escaped.txt", "/etc/cron.d/escaped", "..", ".bashrc", "a/b/../../../escaped.txt",
+                     "..\\..\\escaped.txt"):
+            result = await s.call("download_file_from_sandbox_to_local", sandbox_file_path="inside.txt",
+                                  local_filename=name)
+            if not result.is_error:
+                assert "/" not in result.structured_content["local_path"].removeprefix("out/")
+        after = {p for p in tmp_path.rglob("*") if "sandboxes" not in p.parts}
+        assert {p for p in after - before if root / "out" not in p.parents and p != root / "out"} == set()
+        assert not any(p.name.startswith(".") for p in (root / "out").iterdir())
+        await s.witness_still_serves()
+
+
+class _Counting:
+    """A tiny HTTP server that counts requests; `redirect` makes it answer 302 to that URL."""
+
+    def __init__(self, host: str, redirect: str | None = None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+        self.hits = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args):
+                pass
+
+            def do_GET(self):
+                owner.hits += 1
+                if redirect:
+                    self.send_response(302)
+                    self.send_header("location", redirect)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                body = b"internal data"
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+LOOPBACK_SPELLINGS = ("127.0.0.1", "localhost", "LOCALHOST", "localhost.", "127.1", "127.0.1", "2130706433",
+                      "0x7f000001", "0x7f.0.0.1", "017700000001", "0177.0.0.1", "127.0.0.1.", "0.0.0.0", "0",
+                      "[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::127.0.0.1]")
+
+
+async def test_internet_downloads_never_reach_loopback_in_any_spelling(hardened):
+    target = _Counting("127.0.0.1")
+    try:
+        async with Client(hardened) as client:
+            s = await session(client)
+            for host in LOOPBACK_SPELLINGS:
+                result = await s.call("download_file_from_internet_to_sandbox",
+                                      url=f"http://{host}:{target.port}/secret.txt")
+                assert result.is_error, host
+            assert target.hits == 0
+            await s.witness_still_serves()
+    finally:
+        target.close()
+
+
+async def test_internet_downloads_never_follow_redirects_to_private_addresses(hardened, monkeypatch):
+    inner = _Counting("127.0.0.2")
+    hops = [f"http://127.0.0.2:{inner.port}/secret", f"http://[::1]:{inner.port}/secret",
+            f"http://0x7f000002:{inner.port}/secret", f"http://2130706434:{inner.port}/secret"]
+    outers = [_Counting("127.0.0.1", redirect=hop) for hop in hops]
+    monkeypatch.setenv("TOOLSUITE_ALLOWED_HOSTS", "127.0.0.1")  # only the first hop is allowed
+    try:
+        async with Client(hardened) as client:
+            s = await session(client)
+            for outer in outers:
+                result = await s.call("download_file_from_internet_to_sandbox",
+                                      url=f"http://127.0.0.1:{outer.port}/start")
+                assert result.is_error, result.content[0].text
+                assert outer.hits == 1
+            assert inner.hits == 0
+            await s.witness_still_serves()
+    finally:
+        for server in (inner, *outers):
+            server.close()
