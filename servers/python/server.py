@@ -152,11 +152,12 @@ def build():
     ) -> ToolResult:
         """Create an isolated sandbox and return its id.
 
-        The sandbox has a private home at /home/user (the only writable place besides /tmp), a
-        read-only system with Python and the data packages (numpy, pandas, matplotlib, scipy when
-        installed), no network, and limits on CPU time, memory, processes, file size and wall time
-        per call. Python state persists between run_python_code calls of one sandbox. Idle sandboxes
-        expire after `timeout` seconds and their files are deleted.
+        The sandbox has a private home at /home/user (the only writable place besides /tmp; each holds
+        at most TOOLSUITE_SANDBOX_HOME_QUOTA_MB, 1024 MB by default), a read-only system with Python
+        and the data packages (numpy, pandas, matplotlib, scipy when installed), no network, and
+        limits on CPU time, memory, processes, file size and wall time per call. Python state
+        persists between run_python_code calls of one sandbox. Idle sandboxes expire after `timeout`
+        seconds and their files are deleted.
         """
         sandbox = engine.get().create(float(timeout))
         data = CreateOutput(sandbox_id=sandbox.id, idle_timeout_seconds=timeout, isolation=sandbox.mode,
@@ -177,8 +178,10 @@ def build():
 
         Returns stdout, stderr, the value of the last expression, the error with its traceback, and
         matplotlib figures as PNG images. Output beyond 50,000 characters per stream is cut with a
-        note. A call that passes the wall-clock limit (TOOLSUITE_SANDBOX_CALL_TIMEOUT, 120 s) is killed
-        with all its processes; the next call then starts a fresh interpreter and says state was lost.
+        note. Processes the code starts end when the call ends (use them within one cell); threads
+        pause between calls. A call that passes the wall-clock limit (TOOLSUITE_SANDBOX_CALL_TIMEOUT,
+        120 s) is killed with all its processes; the next call then starts a fresh interpreter and
+        says state was lost.
         """
         result = engine.get().run_code(sandbox_id, code_block)
         error = ErrorInfo(**result.error) if result.error else None
@@ -196,8 +199,9 @@ def build():
     ) -> ToolResult:
         """Run a shell command in the sandbox; returns the exit code, stdout and stderr.
 
-        The command runs once (no automatic retries) under the sandbox's limits; a command that
-        passes the wall-clock limit is killed with its children.
+        The command runs once (no automatic retries) under the sandbox's limits and returns when the
+        shell exits; background processes it leaves (`&`, nohup, setsid) are killed then. A command
+        that passes the wall-clock limit is killed with its children.
         """
         result = engine.get().run_command(sandbox_id, command)
         data = RunCommandOutput(sandbox_id=sandbox_id, exit_code=result.exit_code, stdout=result.stdout,
