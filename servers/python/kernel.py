@@ -219,6 +219,7 @@ class Supervisor:
         wall = float(request.get("wall_seconds", 60))
         deadline = time.monotonic() + wall
         interpreter = self.interpreter
+        interpreter.reap()  # it may have died between calls (the host's OOM killer): start afresh then
         lost = None
         if not interpreter.alive():
             if interpreter.starts:
