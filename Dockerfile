@@ -1,9 +1,9 @@
 # One image for every toolsuite server; docker-compose.yml runs one service per server.
 FROM python:3.11-slim-bookworm
 
-# bubblewrap isolates tool-python sandboxes; tesseract is the faster OCR engine when present.
+# bubblewrap isolates tool-python sandboxes (libseccomp builds their syscall filter); tesseract is the faster OCR engine when present.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends bubblewrap tesseract-ocr tesseract-ocr-chi-sim \
+    && apt-get install -y --no-install-recommends bubblewrap libseccomp2 tesseract-ocr tesseract-ocr-chi-sim \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app

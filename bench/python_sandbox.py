@@ -2,6 +2,7 @@
 
 - create_sandbox latency (median/p95 of 10; target < 500 ms)
 - warm run_python_code("1+1") round trip, p50/p95 over 100 calls (target p50 < 50 ms)
+- the same with and without the sandbox's syscall filter, interleaved (what the filter costs)
 - a pandas group-by over ../shared/data/documents/Student Stress Factors.csv, upload included
 - 8 sandboxes in use at once (each runs a numpy computation), total wall time
 Baselines in the same run: a fresh `python -c` per call (what a stateless runner pays) and a bare
@@ -65,6 +66,38 @@ async def run() -> None:
             p50 = statistics.median(rounds)
             print(f"warm run_python_code('1+1'): p50 {p50 * 1000:.1f} ms, p95 {percentile(rounds, 0.95) * 1000:.1f} ms "
                   "over 100 calls (target p50 < 50 ms)")
+
+            # The syscall filter's cost: one sandbox with it, one without, calls interleaved so
+            # that the machine's other load falls on both alike.
+            from servers.python import sandbox as sandbox_module
+
+            sandbox_module.USE_SYSCALL_FILTER = False
+            try:
+                bare = (await client.call_tool("create_sandbox", {})).structured_content["sandbox_id"]
+            finally:
+                sandbox_module.USE_SYSCALL_FILTER = True
+            filtered_rounds: list[float] = []
+            bare_rounds: list[float] = []
+            for _ in range(3):
+                for each in (sid, bare):
+                    await client.call_tool("run_python_code", {"sandbox_id": each, "code_block": "1+1"})
+            for _ in range(200):
+                for each, rounds_of in ((sid, filtered_rounds), (bare, bare_rounds)):
+                    started = time.perf_counter()
+                    await client.call_tool("run_python_code", {"sandbox_id": each, "code_block": "1+1"})
+                    rounds_of.append(time.perf_counter() - started)
+            print(f"syscall filter: run_python_code('1+1') p50 {statistics.median(filtered_rounds) * 1000:.2f} ms "
+                  f"with it, {statistics.median(bare_rounds) * 1000:.2f} ms without (200 interleaved calls each)")
+            # The same on the engine alone (no MCP layer), where less of the machine's noise adds in.
+            manager = server._sandbox_engine.get()
+            engine_rounds: dict[str, list[float]] = {sid: [], bare: []}
+            for _ in range(400):
+                for each in (sid, bare):
+                    started = time.perf_counter()
+                    manager.run_code(each, "1+1")
+                    engine_rounds[each].append(time.perf_counter() - started)
+            print(f"  engine only: p50 {statistics.median(engine_rounds[sid]) * 1000:.3f} ms with the filter, "
+                  f"{statistics.median(engine_rounds[bare]) * 1000:.3f} ms without (400 interleaved calls each)")
 
             if DATA.exists():
                 shutil.copy(DATA, work / DATA.name)

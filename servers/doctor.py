@@ -109,6 +109,11 @@ def collect() -> list[Check]:
     rows.append(Check("tool-python", "sandbox cgroup limits", "ok" if len(cgroups) == 2 else "info",
                       f"per-sandbox {' and '.join(cgroups)} cgroups" if cgroups else
                       "no writable cgroups: memory/process limits fall back to rlimits (weaker when run as root)"))
+    from servers.python.syscall_filter import unavailable_reason
+
+    seccomp_problem = unavailable_reason()
+    rows.append(Check("tool-python", "sandbox syscall filter", "missing" if seccomp_problem else "ok",
+                      seccomp_problem or "seccomp program built with libseccomp"))
     for dist in ("numpy", "pandas", "matplotlib", "scipy"):
         rows.append(_package_check("tool-python", f"sandbox package {dist}", dist, dist,
                                    "pip install 'toolsuite[python]'"))

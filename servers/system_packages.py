@@ -25,6 +25,12 @@ def _command(name: str) -> Callable[[], bool]:
     return lambda: shutil.which(name) is not None
 
 
+def _library(name: str) -> Callable[[], bool]:
+    import ctypes.util
+
+    return lambda: ctypes.util.find_library(name) is not None
+
+
 def _tessdata(language: str) -> Callable[[], bool]:
     def present() -> bool:
         folders = [os.environ.get("TESSDATA_PREFIX", "")]
@@ -51,6 +57,8 @@ OCR_SERVERS = ("tool-reader", "tool-vqa", "tool-vqa-enhanced", "tool-video-enhan
 PACKAGES: tuple[SystemPackage, ...] = (
     SystemPackage("bubblewrap (bwrap)", "bubblewrap", "bubblewrap", ("tool-python",), "run",
                   "isolates tool-python sandboxes", _command("bwrap")),
+    SystemPackage("libseccomp", "libseccomp2", "libseccomp", ("tool-python",), "run",
+                  "builds the syscall filter of tool-python sandboxes", _library("seccomp")),
     SystemPackage("tesseract OCR", "tesseract-ocr", "tesseract", OCR_SERVERS, "run",
                   "the second offline OCR engine", _command("tesseract")),
     SystemPackage("tesseract Chinese (chi_sim)", "tesseract-ocr-chi-sim", "tesseract-langpack-chi_sim", OCR_SERVERS,

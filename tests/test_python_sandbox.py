@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from servers.python import sandbox as sandbox_module
+from servers.python import bwrap as bwrap_module
 from servers.python.server import build
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +52,8 @@ async def test_state_persists_and_results_come_back(server):
     assert second.structured_content["result"] == "[1, 2, 3, 4]"
     error = failing.structured_content["error"]
     assert error["name"] == "ZeroDivisionError"
-    assert "return 1 / 0" in error["traceback"] and "kernel.py" not in error["traceback"]
+    assert "return 1 / 0" in error["traceback"]
+    assert "kernel.py" not in error["traceback"] and "interpreter.py" not in error["traceback"]
 
 
 async def test_matplotlib_figures_return_as_png_images(server):
@@ -151,7 +152,7 @@ async def test_annotations_tell_the_truth(server):
 
 
 async def test_without_bwrap_create_refuses_and_explains(server, monkeypatch):
-    monkeypatch.setattr(sandbox_module, "bwrap_path", lambda: None)
+    monkeypatch.setattr(bwrap_module, "bwrap_path", lambda: None)
     async with Client(server) as client:
         result = await client.call_tool("create_sandbox", {})
     assert result.is_error
@@ -160,7 +161,7 @@ async def test_without_bwrap_create_refuses_and_explains(server, monkeypatch):
 
 
 async def test_weaker_process_mode_works_when_chosen(server, monkeypatch):
-    monkeypatch.setattr(sandbox_module, "bwrap_path", lambda: None)
+    monkeypatch.setattr(bwrap_module, "bwrap_path", lambda: None)
     monkeypatch.setenv("TOOLSUITE_SANDBOX_ISOLATION", "process")
     async with Client(server) as client:
         created = await client.call_tool("create_sandbox", {})

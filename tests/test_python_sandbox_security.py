@@ -12,58 +12,11 @@ import anyio
 import pytest
 from mcp import Client
 
-from servers.python.server import build
+from tests import sandboxes
+from tests.sandboxes import WALL, session
 
 pytestmark = pytest.mark.anyio
-
-WALL = 4
-
-
-@pytest.fixture
-def hardened(monkeypatch, tmp_path):
-    monkeypatch.setenv("TOOLSUITE_SANDBOX_DIR", str(tmp_path / "sandboxes"))
-    monkeypatch.setenv("TOOLSUITE_OUTPUT_DIR", str(tmp_path / "root" / "out"))
-    monkeypatch.setenv("TOOLSUITE_SANDBOX_CALL_TIMEOUT", str(WALL))
-    monkeypatch.setenv("TOOLSUITE_SANDBOX_MEMORY_MB", "256")
-    monkeypatch.setenv("TOOLSUITE_VISION_API_KEY", "sk-host-secret-never-in-sandbox")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret-never-in-sandbox")
-    server = build()
-    yield server
-    server._sandbox_engine.shutdown()
-
-
-class Session:
-    """A client with an attacker sandbox and a witness sandbox that must keep working."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.attacker = ""
-        self.witness = ""
-
-    async def start(self) -> Session:
-        for attr in ("attacker", "witness"):
-            created = await self.client.call_tool("create_sandbox", {})
-            assert not created.is_error, created.content[0].text
-            setattr(self, attr, created.structured_content["sandbox_id"])
-        return self
-
-    async def run(self, code: str, sandbox: str | None = None):
-        result = await self.client.call_tool("run_python_code",
-                                             {"sandbox_id": sandbox or self.attacker, "code_block": code})
-        assert not result.is_error, result.content[0].text
-        return result.structured_content
-
-    async def command(self, command: str):
-        result = await self.client.call_tool("run_command", {"sandbox_id": self.attacker, "command": command})
-        assert not result.is_error, result.content[0].text
-        return result.structured_content
-
-    async def witness_still_serves(self) -> None:
-        assert (await self.run("21 * 2", self.witness))["result"] == "42"
-
-
-async def session(client: Client) -> Session:
-    return await Session(client).start()
+hardened = sandboxes.hardened  # the shared fixture
 
 
 async def test_reading_etc_shadow_is_contained(hardened):
@@ -197,14 +150,18 @@ async def test_sleeping_past_the_wall_limit_is_killed_and_reported(hardened):
         await s.witness_still_serves()
 
 
-async def test_killing_the_parent_only_ends_the_sandbox(hardened):
+async def test_killing_the_supervisor_is_ignored_and_killing_the_interpreter_is_reported(hardened):
     async with Client(hardened) as client:
         s = await session(client)
-        killed = await s.run("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(5)")
-        assert killed["error"] is not None
-        again = await s.run("import os\nos.kill(1, 9)\n'after'")
-        assert again["state_lost"] is True
-        assert (await s.run("'back'"))["result"] == "'back'"
+        # The supervisor is the sandbox's process 1: SIGKILL and SIGSTOP from inside never reach it.
+        killed = await s.run("import os, signal, time\nkept = 1\nfor sig in (signal.SIGSTOP, signal.SIGKILL):\n"
+                             "    os.kill(os.getppid(), sig)\n    os.kill(1, sig)\ntime.sleep(0.3)\n'alive'")
+        assert killed["error"] is None and killed["result"] == "'alive'"
+        assert (await s.run("kept"))["result"] == "1"
+        again = await s.run("import os\nos.kill(os.getpid(), 9)")
+        assert again["error"]["name"] == "KernelDied" and "SIGKILL" in again["error"]["value"]
+        back = await s.run("'back'")
+        assert back["result"] == "'back'" and back["state_lost"] is True
         await s.witness_still_serves()
 
 

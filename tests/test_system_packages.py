@@ -16,7 +16,7 @@ def _all_missing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_run_needs_a_subset_of_test() -> None:
     run = {p.debian for p in system_packages.PACKAGES if p.purpose == "run"}
-    assert {"bubblewrap", "tesseract-ocr", "tesseract-ocr-chi-sim"} <= run
+    assert {"bubblewrap", "libseccomp2", "tesseract-ocr", "tesseract-ocr-chi-sim"} <= run
     assert "docker-compose" in {p.debian for p in system_packages.PACKAGES if p.purpose == "test"}
 
 
@@ -28,7 +28,8 @@ def test_non_root_stops_at_once_with_the_one_command(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(system_packages, "install", lambda packages: pytest.fail("must not install as non-root"))
     assert system_packages.main(["--for", "run"]) == 1
     err = capsys.readouterr().err
-    assert "sudo apt-get install -y --no-install-recommends bubblewrap tesseract-ocr tesseract-ocr-chi-sim\n" in err
+    assert ("sudo apt-get install -y --no-install-recommends bubblewrap libseccomp2 tesseract-ocr "
+            "tesseract-ocr-chi-sim\n") in err
     assert "docker-compose" not in err  # only what running the servers needs
 
 
@@ -56,7 +57,8 @@ def test_root_installs_only_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(system_packages, "install", fake_install)
     assert system_packages.main(["--for", "test"]) == 0
-    assert calls == [["bubblewrap", "tesseract-ocr", "tesseract-ocr-chi-sim", "docker-compose", "haproxy"]]
+    assert calls == [["bubblewrap", "libseccomp2", "tesseract-ocr", "tesseract-ocr-chi-sim", "docker-compose",
+                      "haproxy"]]
     assert system_packages.main(["--for", "test"]) == 0  # idempotent: nothing left to install
     assert len(calls) == 1
 
@@ -65,7 +67,8 @@ def test_doctor_reports_missing_packages_in_the_same_words(monkeypatch: pytest.M
     _all_missing(monkeypatch)
     monkeypatch.setattr(system_packages, "package_manager", lambda: "apt-get")
     rows = [r for r in doctor.collect() if r.item.startswith("system package")]
-    bwrap = next(p for p in system_packages.PACKAGES if p.debian == "bubblewrap")
+    python_packages = [p for p in system_packages.PACKAGES if p.debian in ("bubblewrap", "libseccomp2")]
     python_rows = [r for r in rows if r.server == "tool-python"]
-    assert [(r.status, r.detail) for r in python_rows] == [("missing", system_packages.missing_line(bwrap))]
+    assert [(r.status, r.detail) for r in python_rows] == [("missing", system_packages.missing_line(p))
+                                                            for p in python_packages]
     assert {r.server for r in rows if "tesseract" in r.item} == set(system_packages.OCR_SERVERS)

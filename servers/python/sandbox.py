@@ -1,54 +1,66 @@
-"""Local sandboxes: bubblewrap namespaces, a persistent Python kernel each, limits, expiry.
+"""Local sandboxes: a bubblewrap sandbox with a supervisor and a Python interpreter each, limits, expiry.
 
 Knows nothing about MCP. One `SandboxManager` per server process owns every sandbox: it creates
-them (unguessable ids, a private home folder on the host bound at /home/user), runs code and
-commands in them one call at a time, kills the whole process tree when a call passes its wall-clock
-limit, restarts a dead kernel on the next call (saying that state was lost), and removes idle
-sandboxes with their files.
+them (unguessable ids, a size-capped private home at /home/user that the host reaches through the
+sandbox's /proc root), sends each call to the sandbox's supervisor (`kernel.py`) and checks its
+reply, ends the whole sandbox when the supervisor stops answering, restarts it on the next call
+(saying what was lost), moves files in and out, and removes idle sandboxes with their files. The
+bubblewrap command line is in `bwrap.py`; paths inside the home are walked by `files.py`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
 import secrets
-import selectors
+import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servers.python import files
+from servers.python import bwrap, files, keyrings, outputs, protocol, syscall_filter
 from servers.python.limits import CgroupSet, SandboxLimits, apply_rlimits, create_cgroups
 from shared import settings
 from shared.errors import InputError, NotConfigured, ToolFailure
+from shared.inputs import display_path
 
 log = logging.getLogger("toolsuite.sandbox")
 
-KERNEL_SOURCE = Path(__file__).with_name("kernel.py")
-KERNEL_INSIDE = "/opt/toolsuite/kernel.py"
-SANDBOX_UID = 1000
+# Off only in bench/python_sandbox.py, which measures what the syscall filter costs per call.
+USE_SYSCALL_FILTER = True
+# How long past its own wall-clock limit the supervisor may take to answer before the server
+# kills the whole sandbox (it needs a moment to kill and reap what a call left running).
+BACKSTOP_SECONDS = 15.0
 START_TIMEOUT = 30.0
 ID_PREFIX = "sbx_"
 
-# System folders every program needs, read-only. /etc is not bound whole (it holds secrets such as
-# /etc/shadow); only the files below are.
-_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-_ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime", "/etc/fonts",
-              "/etc/ssl/certs", "/etc/alternatives", "/etc/mime.types", "/etc/nsswitch.conf")
-
-
 class SandboxError(ToolFailure):
     pass
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s'\":,;()]+")
+
+
+def scrub_host_paths(text: str) -> str:
+    """`text` with absolute paths other than the sandbox's home replaced (messages must not show
+    where the server keeps its sandboxes, its Python or its temporary files)."""
+    def keep_home(match: re.Match[str]) -> str:
+        path = match.group(0)
+        return path if path == files.SANDBOX_HOME or path.startswith(files.SANDBOX_HOME + "/") else "<host path>"
+
+    return _ABSOLUTE_PATH.sub(keep_home, text)
 
 
 @dataclass
@@ -84,44 +96,17 @@ def isolation_mode() -> str:
     return mode
 
 
-def bwrap_path() -> str | None:
-    return shutil.which("bwrap")
-
-
-def network_allowed() -> bool:
-    return settings.flag("TOOLSUITE_SANDBOX_NETWORK")
-
-
-def _sandbox_env(home: str) -> dict[str, str]:
-    return {
-        "HOME": home,
-        "USER": "user",
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "TMPDIR": "/tmp",
-        "MPLBACKEND": "Agg",
-        "MPLCONFIGDIR": "/tmp/matplotlib",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
-
-
-def _python_prefixes(python: str) -> list[str]:
-    """Folders the sandbox's interpreter needs, bound read-only at the same paths."""
-    prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix),
-                os.path.dirname(os.path.dirname(os.path.realpath(python)))}
-    return sorted(p for p in prefixes if not any(p == d or p.startswith(d + "/") for d in ("/usr",)))
+def _seccomp_program() -> bytes:
+    reason = syscall_filter.unavailable_reason()
+    if reason:
+        raise NotConfigured(reason)
+    return syscall_filter.program()
 
 
 class Sandbox:
     def __init__(self, sandbox_id: str, base: Path, idle_timeout: float, limits: SandboxLimits) -> None:
         self.id = sandbox_id
         self.root = base / sandbox_id
-        self.home = self.root / "home"
         self.idle_timeout = idle_timeout
         self.limits = limits
         self.last_used = time.monotonic()
@@ -130,95 +115,141 @@ class Sandbox:
         self.cgroups = CgroupSet()
         self.kernel_starts = 0
         self.death_note: str | None = None
+        self._replies: protocol.LineReader | None = None
+        self._stderr_tail = b""
+        # The supervisor as the host sees it: the home tmpfs is reached through its /proc root.
+        self._pid1: int | None = None
+        self._pid1fd: int | None = None
         self.mode = isolation_mode()
+        self._bwrap = bwrap.require_bwrap() if self.mode == "bwrap" else ""
+        # The home is a size-capped tmpfs inside the sandbox (the quota); only an old bubblewrap
+        # without --size, or the process mode, keeps it in a host folder.
+        self.home_on_host = self.mode == "process" or not bwrap.home_is_tmpfs(self._bwrap)
+        self.home = self.root / "home"
         self.root.mkdir(mode=0o700)
         self.home.mkdir(mode=0o755)
         (self.root / "etc").mkdir()
-        (self.root / "etc" / "passwd").write_text(f"user:x:{SANDBOX_UID}:{SANDBOX_UID}::/home/user:/bin/sh\n")
-        (self.root / "etc" / "group").write_text(f"user:x:{SANDBOX_UID}:\n")
-        if os.geteuid() == 0 and self.mode == "bwrap":
-            # Inside the user namespace the sandbox user maps to the server's user; keep the home
-            # writable for it without widening the permissions of anything else.
-            os.chmod(self.home, 0o755)
+        (self.root / "etc" / "passwd").write_text(
+            f"user:x:{bwrap.SANDBOX_UID}:{bwrap.SANDBOX_UID}::/home/user:/bin/sh\n")
+        (self.root / "etc" / "group").write_text(f"user:x:{bwrap.SANDBOX_UID}:\n")
 
     # -- process lifecycle ------------------------------------------------------------------------
 
-    def _command(self) -> list[str]:
-        python = settings.text("TOOLSUITE_SANDBOX_PYTHON") or sys.executable
-        if self.mode == "process":
-            return [python, str(KERNEL_SOURCE)]
-        bwrap = bwrap_path()
-        if bwrap is None:
-            raise NotConfigured(
-                "bubblewrap (bwrap) is not installed, so no sandbox can be made: install it "
-                "(apt-get install bubblewrap, dnf install bubblewrap), or set "
-                "TOOLSUITE_SANDBOX_ISOLATION=process to run code as a plain limited process, which can "
-                "read every file the server can and reach the network (see the README)"
-            )
-        argv = [bwrap, "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                "--die-with-parent", "--new-session", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-                "--hostname", "sandbox", "--cap-drop", "ALL"]
-        if not network_allowed():
-            argv.append("--unshare-net")
-        for directory in _SYSTEM_DIRS:
-            if os.path.islink(directory):
-                argv += ["--symlink", os.readlink(directory), directory]
-            elif os.path.isdir(directory):
-                argv += ["--ro-bind", directory, directory]
-        for path in _ETC_FILES:
-            argv += ["--ro-bind-try", path, path]
-        if network_allowed():
-            argv += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf", "--ro-bind-try", "/etc/hosts",
-                     "/etc/hosts"]
-        argv += ["--ro-bind", str(self.root / "etc" / "passwd"), "/etc/passwd",
-                 "--ro-bind", str(self.root / "etc" / "group"), "/etc/group",
-                 # /tmp comes before the Python binds: an interpreter installed under /tmp (a CI
-                 # checkout, say) must be bound on top of the private /tmp, not hidden by it.
-                 "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        for prefix in _python_prefixes(python):
-            argv += ["--ro-bind", prefix, prefix]
-        argv += ["--ro-bind", str(KERNEL_SOURCE), KERNEL_INSIDE,
-                 "--bind", str(self.home), files.SANDBOX_HOME, "--chdir", files.SANDBOX_HOME, "--clearenv"]
-        for key, value in _sandbox_env(files.SANDBOX_HOME).items():
-            argv += ["--setenv", key, value]
-        argv += ["--setenv", "KERNEL_OUTPUT_LIMIT", str(self.limits.output_chars)]
-        # The sandbox's own root folder (where /etc, /opt... are made) becomes read-only too.
-        argv += ["--remount-ro", "/"]
-        return [*argv, "--", python, KERNEL_INSIDE]
-
     def _start(self) -> None:
-        command = self._command()
+        if self.mode == "process":
+            self._spawn([bwrap.sandbox_python(), str(bwrap.KERNEL_SOURCE)], ())
+            return
+        layout = bwrap.Layout(root=self.root, host_home=self.home if self.home_on_host else None,
+                              quota_bytes=self.limits.home_quota_mb * 2**20, output_chars=self.limits.output_chars)
+        seccomp_fd = None
+        if USE_SYSCALL_FILTER:
+            program = _seccomp_program()
+            # bwrap reads the program from a descriptor; a memfd holds it without touching disk.
+            seccomp_fd = os.memfd_create("toolsuite-seccomp", os.MFD_CLOEXEC)
+            os.write(seccomp_fd, program)
+            os.lseek(seccomp_fd, 0, os.SEEK_SET)
+        info_read, info_write = os.pipe()
+        passed = (info_write,) if seccomp_fd is None else (info_write, seccomp_fd)
+        try:
+            self._spawn(bwrap.command(self._bwrap, layout, seccomp_fd, info_write), passed, info_read)
+        finally:
+            os.close(info_read)
+
+    def _spawn(self, command: list[str], pass_fds: tuple[int, ...], info_read: int | None = None) -> None:
+        """Start the supervisor; `pass_fds` go to the child and are closed here, whatever happens."""
         self.cgroups.remove()
         self.cgroups = create_cgroups(f"toolsuite-{self.id}-{self.kernel_starts}", self.limits)
         cgroups, limits = self.cgroups, self.limits
+        join_fresh_keyring = keyrings.fresh_session_joiner()
 
         def prepare_child() -> None:
             cgroups.join()
             apply_rlimits(limits)
+            join_fresh_keyring()
 
         env = {"PATH": "/usr/bin:/bin"}  # bwrap itself must not carry the server's secrets either
         if self.mode == "process":
-            env = {**_sandbox_env(str(self.home)), "KERNEL_OUTPUT_LIMIT": str(self.limits.output_chars)}
-        log_file = open(self.root / "kernel.log", "ab")  # noqa: SIM115 - owned by the child process
+            env = {**bwrap.sandbox_env(str(self.home)), "KERNEL_OUTPUT_LIMIT": str(self.limits.output_chars)}
+        # bwrap's stderr (and so the supervisor's) is a pipe the server reads, never a host file that
+        # sandboxed code could reach through /proc/1/fd/2.
         try:
             self.process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, env=env,
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                 cwd=str(self.home), start_new_session=True, preexec_fn=prepare_child, close_fds=True,
+                pass_fds=pass_fds,
             )
         finally:
-            log_file.close()
+            for fd in pass_fds:  # the child has its copies; ours would keep the info pipe from ending
+                os.close(fd)
+        assert self.process.stderr is not None
+        os.set_blocking(self.process.stderr.fileno(), False)
+        self._stderr_tail = b""
         self.kernel_starts += 1
-        ready = self._read_reply(time.monotonic() + START_TIMEOUT)
-        if ready is None or not ready.get("ready"):
-            detail = self._log_tail()
-            self._kill()
-            raise SandboxError(f"the sandbox could not start its Python interpreter{': ' + detail if detail else ''}")
-
-    def _log_tail(self) -> str:
+        assert self.process.stdout is not None
+        self._replies = protocol.LineReader(self.process.stdout.fileno(), protocol.reply_cap(self.limits.output_chars)
+                                            + 2**20)
         try:
-            return (self.root / "kernel.log").read_text(errors="replace").strip().splitlines()[-1][:300]
-        except (OSError, IndexError):
-            return ""
+            ready = self._read_reply(time.monotonic() + START_TIMEOUT, None)
+        except (TimeoutError, protocol.LineTooLong):
+            ready = None
+        if ready is not None and ready.get("ready") and info_read is not None:
+            ready = ready if self._learn_pid1(info_read) else None
+        if ready is None or not ready.get("ready"):
+            detail = self._stderr_last_line()
+            self._kill()
+            if detail:
+                log.warning("sandbox %s did not start: %s", self.id[:10], detail)
+            raise SandboxError("the sandbox could not start its Python interpreter"
+                               + (f": {scrub_host_paths(detail)}" if detail else "")
+                               + " (TOOLSUITE_SANDBOX_PYTHON must be a Python that runs inside the sandbox)")
+
+    def _learn_pid1(self, info_read: int) -> bool:
+        """bwrap's --info-fd names the sandbox's process 1 in the host's pid namespace; a pidfd on it
+        tells later whether /proc/<pid> still is that process (pids are reused)."""
+        data = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if select.select([info_read], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                chunk = os.read(info_read, 4096)
+                if not chunk:
+                    break
+                data += chunk
+                with contextlib.suppress(ValueError):
+                    pid = int(json.loads(data)["child-pid"])
+                    self._pid1, self._pid1fd = pid, os.pidfd_open(pid)
+                    return True
+        log.warning("sandbox %s: bubblewrap did not report its process", self.id[:10])
+        return False
+
+    @contextlib.contextmanager
+    def open_home(self) -> Iterator[int]:
+        """A descriptor for /home/user, valid only while the sandbox that owns it runs."""
+        if self.home_on_host:
+            fd = os.open(self.home, files.DIRECTORY_FLAGS)
+        else:
+            if self._pid1 is None or self._pid1fd is None or not self.alive():
+                raise SandboxError("the sandbox is not running; run a command or code to start it again")
+            try:
+                fd = os.open(f"/proc/{self._pid1}/root{files.SANDBOX_HOME}", files.DIRECTORY_FLAGS)
+            except OSError:
+                raise SandboxError("the sandbox stopped while its home was being opened; try again") from None
+            if select.select([self._pid1fd], [], [], 0)[0]:  # it ended: the pid may be another process now
+                os.close(fd)
+                raise SandboxError("the sandbox stopped while its home was being opened; try again")
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _stderr_last_line(self) -> str:
+        """The last line bwrap or the supervisor wrote to stderr (read without blocking, last 4 KB kept)."""
+        stream = self.process.stderr if self.process is not None else None
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                while chunk := os.read(stream.fileno(), 65536):
+                    self._stderr_tail = (self._stderr_tail + chunk)[-4096:]
+        lines = self._stderr_tail.decode(errors="replace").strip().splitlines()
+        return lines[-1][:300] if lines else ""
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -232,9 +263,12 @@ class Sandbox:
                 process.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(5)
-            for stream in (process.stdin, process.stdout):
+            for stream in (process.stdin, process.stdout, process.stderr):
                 with contextlib.suppress(OSError):
                     stream and stream.close()
+        if self._pid1fd is not None:
+            os.close(self._pid1fd)
+        self._pid1 = self._pid1fd = None
         self.cgroups.kill_all()
         self.process = None
 
@@ -248,99 +282,129 @@ class Sandbox:
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
             hint = " (probably the memory limit)" if -code == signal.SIGKILL else ""
-            return f"the Python process was killed by {name}{hint}"
+            return f"the sandbox was killed by {name}{hint}"
         if code is not None:
-            return f"the Python process exited with code {code}"
-        return "the Python process stopped"
+            return f"the sandbox exited with code {code}"
+        return "the sandbox stopped"
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def _read_reply(self, deadline: float) -> dict[str, Any] | None:
-        """One JSON line from the kernel, or None on EOF; raises TimeoutError past the deadline."""
-        assert self.process is not None and self.process.stdout is not None
-        stream = self.process.stdout
-        buffer = bytearray()
-        with selectors.DefaultSelector() as selector:
-            selector.register(stream, selectors.EVENT_READ)
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                if not selector.select(min(remaining, 1.0)):
-                    continue
-                chunk = os.read(stream.fileno(), 1 << 20)
-                if not chunk:
-                    return None
-                buffer.extend(chunk)
-                if buffer.endswith(b"\n"):
-                    return json.loads(buffer)
+    def _read_reply(self, deadline: float, request_id: str | None) -> dict[str, Any] | None:
+        """The supervisor's reply to `request_id` (None: its ready line), or None at end of file.
+
+        Raises TimeoutError past the deadline and protocol.LineTooLong past the size cap.
+        """
+        assert self._replies is not None
+        reply = protocol.read_reply(self._replies, deadline, request_id)
+        return reply if isinstance(reply, dict) else None
 
     def _ensure_kernel(self, notes: list[str]) -> bool:
-        """Start the kernel if needed; True when earlier state was lost."""
+        """Start the sandbox if needed; True when earlier state was lost."""
         if self.alive():
             return False
         lost = self.kernel_starts > 0
         if lost:
             reason = self.death_note or self._describe_death()
-            notes.append(f"{reason}; this call ran in a fresh interpreter: variables and imports from "
-                         "earlier calls are gone (files in /home/user remain)")
+            files_note = "files in /home/user remain" if self.home_on_host else "so are the files in /home/user"
+            notes.append(f"{reason}; this call ran in a fresh sandbox: variables and imports from earlier calls "
+                         f"are gone, {files_note}")
             self.death_note = None
         self._start()
         return lost
 
     def _exchange(self, request: dict[str, Any], wall_seconds: float) -> dict[str, Any] | None:
+        """Send one request and wait for its reply; None when the sandbox had to be ended (the
+        reason is in `death_note` for the next call)."""
         assert self.process is not None and self.process.stdin is not None
+        request_id = secrets.token_hex(16)  # never reaches user code: only the supervisor sees it
         try:
-            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.write((json.dumps({**request, "id": request_id}) + "\n").encode())
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
-            self.process.wait(5)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+            self.death_note = f"the previous call ended the sandbox ({self._describe_death()})"
             return None
         try:
-            reply = self._read_reply(time.monotonic() + wall_seconds)
+            reply = self._read_reply(time.monotonic() + wall_seconds + BACKSTOP_SECONDS, request_id)
         except TimeoutError:
             self._kill()
-            self.death_note = (f"the previous call passed the {wall_seconds:.0f} s wall-clock limit and its "
-                               "processes were killed")
-            raise
+            self.death_note = (f"the previous call passed the {wall_seconds:.0f} s wall-clock limit and the "
+                               "sandbox did not answer, so it was ended")
+            return None
+        except protocol.LineTooLong:
+            self._kill()
+            self.death_note = "the sandbox sent a reply larger than allowed and was ended"
+            return None
         if reply is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
+            self.death_note = f"the previous call ended the sandbox ({self._describe_death()})"
         return reply
 
+    def home_usage(self) -> tuple[int, int] | None:
+        """(bytes used, bytes in all) of the home tmpfs; None when the home has no quota."""
+        if self.home_on_host or not self.alive():
+            return None
+        try:
+            with self.open_home() as home:
+                info = os.fstatvfs(home)
+        except (SandboxError, OSError):
+            return None
+        return (info.f_blocks - info.f_bfree) * info.f_frsize, info.f_blocks * info.f_frsize
+
+    def full_message(self) -> str:
+        return (f"/home/user is full: it holds at most {self.limits.home_quota_mb} MB "
+                "(TOOLSUITE_SANDBOX_HOME_QUOTA_MB); delete files there, writes fail with 'No space left on "
+                "device' until then")
+
     def _quota_note(self) -> str | None:
-        used = files.home_usage_bytes(self.home)
-        if used > self.limits.home_quota_mb * 2**20:
-            return (f"/home/user now holds {used / 2**20:.0f} MB, over the {self.limits.home_quota_mb} MB quota: "
-                    "delete files you no longer need")
+        usage = self.home_usage()
+        if usage is not None and usage[1] and usage[0] >= usage[1] - max(usage[1] // 100, 1 << 20):
+            return self.full_message()
         return None
 
     def run_code(self, code: str) -> CodeResult:
         notes: list[str] = []
         lost = self._ensure_kernel(notes)
         wall = self.limits.wall_seconds_per_call
-        try:
-            reply = self._exchange({"kind": "code", "code": code, "cpu_seconds": self.limits.cpu_seconds_per_call},
-                                   wall)
-        except TimeoutError:
+        reply = self._exchange({"kind": "code", "code": code, "cpu_seconds": self.limits.cpu_seconds_per_call,
+                                "wall_seconds": wall}, wall)
+        if reply is None:
+            death = self.death_note or "the sandbox stopped"
+            return CodeResult(error={"name": "KernelDied", "value": death, "traceback": ""},
+                              notes=[*notes, f"{death} while running this code; the next call starts a fresh "
+                                     "sandbox"], state_lost=lost)
+        if reply.get("failed"):
+            raise SandboxError(scrub_host_paths(str(reply["failed"])[:500]))
+        if reply.get("state_lost"):
+            lost = True
+            reason = str(reply.get("lost_reason") or "the interpreter stopped")[:500]
+            notes.append(f"{reason}; this call ran in a fresh interpreter: variables and imports from "
+                         "earlier calls are gone (files in /home/user remain)")
+        if reply.get("timed_out"):
             return CodeResult(error={"name": "TimeoutError", "value": f"execution exceeded {wall} s",
                                      "traceback": ""},
                               notes=[*notes, f"the code ran past the {wall} s wall-clock limit; all its processes "
                                      "were killed and the next call starts a fresh interpreter (files remain)"],
                               seconds=float(wall), state_lost=lost)
-        if reply is None:
-            death = self._describe_death()
-            self.death_note = f"the previous call ended the interpreter ({death})"
+        if reply.get("died"):
+            death = str(reply["died"])[:500]
             return CodeResult(error={"name": "KernelDied", "value": death, "traceback": ""},
                               notes=[*notes, f"{death} while running this code; the next call starts a fresh "
                                      "interpreter (files in /home/user remain)"], state_lost=lost)
+        # The supervisor already rebuilt the reply; checking again keeps the server safe from a
+        # supervisor that misbehaves.
+        clean = protocol.clean_code_reply(reply, self.limits.output_chars)
         result = CodeResult(
-            stdout=reply["stdout"], stderr=reply["stderr"], stdout_dropped=reply["stdout_dropped"],
-            stderr_dropped=reply["stderr_dropped"], result=reply["result"], error=reply["error"],
-            images=reply["images"][:10], seconds=reply["seconds"], notes=notes, state_lost=lost,
+            stdout=clean["stdout"], stderr=clean["stderr"], stdout_dropped=clean["stdout_dropped"],
+            stderr_dropped=clean["stderr_dropped"], result=clean["result"], error=clean["error"],
+            images=clean["images"], seconds=clean["seconds"], notes=notes, state_lost=lost,
         )
-        if len(reply["images"]) > 10:
-            result.notes.append(f"{len(reply['images'])} figures were made; the first 10 are returned")
+        if clean["images_made"] > len(clean["images"]):
+            result.notes.append(f"{clean['images_made']} figures were made; {len(clean['images'])} are returned "
+                                f"(at most {protocol.MAX_IMAGES}, each under {protocol.IMAGE_CHARS // 2**20} MB "
+                                "encoded)")
         if quota := self._quota_note():
             result.notes.append(quota)
         return result
@@ -349,21 +413,17 @@ class Sandbox:
         notes: list[str] = []
         self._ensure_kernel(notes)
         wall = self.limits.wall_seconds_per_call
-        try:
-            reply = self._exchange({"kind": "command", "command": command, "timeout": wall}, wall + 5)
-        except TimeoutError:
-            return CommandResult(exit_code=None, timed_out=True, seconds=float(wall),
-                                 notes=[*notes, f"the command ran past the {wall} s limit and was killed"])
+        reply = self._exchange({"kind": "command", "command": command, "wall_seconds": wall}, wall)
         if reply is None:
-            death = self._describe_death()
-            self.death_note = f"the previous call ended the interpreter ({death})"
-            return CommandResult(exit_code=None, notes=[*notes, f"{death} while the command ran"])
+            return CommandResult(exit_code=None, notes=[*notes, f"{self.death_note or 'the sandbox stopped'} while "
+                                                        "the command ran"])
+        clean = protocol.clean_command_reply(reply, self.limits.output_chars)
         result = CommandResult(
-            exit_code=reply["exit_code"], stdout=reply["stdout"], stderr=reply["stderr"],
-            stdout_dropped=reply["stdout_dropped"], stderr_dropped=reply["stderr_dropped"],
-            timed_out=reply["timed_out"], seconds=reply["seconds"], notes=notes,
+            exit_code=clean["exit_code"], stdout=clean["stdout"], stderr=clean["stderr"],
+            stdout_dropped=clean["stdout_dropped"], stderr_dropped=clean["stderr_dropped"],
+            timed_out=clean["timed_out"], seconds=clean["seconds"], notes=notes,
         )
-        if reply["timed_out"]:
+        if clean["timed_out"]:
             result.notes.append(f"the command ran past the {wall} s limit and was killed")
         if quota := self._quota_note():
             result.notes.append(quota)
@@ -475,32 +535,63 @@ class SandboxManager:
             sandbox.last_used = time.monotonic()
             lock.release()
 
-    def put_file(self, sandbox_id: str, source: Path, sandbox_path: str, name_hint: str, max_bytes: int) -> str:
-        """Copy a host file into the sandbox; returns its path inside the sandbox."""
+    def put_file(self, sandbox_id: str, source: Path, sandbox_path: str, name_hint: str,
+                 max_bytes: int, shown: str | None = None) -> tuple[str, int]:
+        """Copy a host file into the sandbox; returns (its path inside the sandbox, bytes). `shown`
+        names the source in messages (default: relative to its root)."""
         sandbox = self.get(sandbox_id)
         parts = files.sandbox_relative(sandbox_path)
-        if not parts or files.is_dir_in_home(sandbox.home, parts) or sandbox_path.endswith("/"):
-            parts = [*parts, files.plain_name(name_hint)]
-        lock = self._locked(sandbox)
+        # The host file is opened before the sandbox is locked: nothing that could wait is done
+        # while holding the lock.
+        fd, _size = files.open_host_file(source, shown or display_path(source), max_bytes)
         try:
-            files.write_into_home(sandbox.home, parts, source, max_bytes)
+            lock = self._locked(sandbox)
+            try:
+                sandbox._ensure_kernel([])  # the home lives as long as the sandbox runs
+                with sandbox.open_home() as home:
+                    if not parts or files.is_dir_in_home(home, parts) or sandbox_path.endswith("/"):
+                        parts = [*parts, files.plain_name(name_hint)]
+                    try:
+                        written = files.write_into_home(home, parts, fd, max_bytes)
+                    except OSError as exc:  # raw OS errors name host paths; this says what failed
+                        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise SandboxError(f"the upload did not fit: {sandbox.full_message()}") from None
+                        raise SandboxError(f"could not write /home/user/{'/'.join(parts)} ({exc.strerror})") from None
+            finally:
+                sandbox.last_used = time.monotonic()
+                lock.release()
         finally:
-            sandbox.last_used = time.monotonic()
-            lock.release()
-        return files.SANDBOX_HOME + "/" + "/".join(parts)
+            os.close(fd)
+        return files.SANDBOX_HOME + "/" + "/".join(parts), written
 
-    def get_file(self, sandbox_id: str, sandbox_path: str, output_dir: Path, local_name: str | None,
-                 max_bytes: int) -> tuple[Path, int]:
-        """Copy a sandbox file into `output_dir`, never overwriting; returns (host path, bytes)."""
+    def get_file(self, sandbox_id: str, sandbox_path: str, local_name: str | None, max_bytes: int,
+                 folder: Path | None = None) -> tuple[str, int]:
+        """Copy a sandbox file into the output folder, never overwriting; returns (shown path, bytes)."""
         sandbox = self.get(sandbox_id)
         parts = files.sandbox_relative(sandbox_path)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        name = files.safe_name(local_name or (parts[-1] if parts else "file"))
-        destination = files.unused_path(output_dir, name)
-        lock = self._locked(sandbox)
-        try:
-            copied = files.read_from_home(sandbox.home, parts, destination, max_bytes)
-        finally:
-            sandbox.last_used = time.monotonic()
-            lock.release()
-        return destination, copied
+        with outputs.OutputFolder(folder) as out:
+            lock = self._locked(sandbox)
+            try:
+                with sandbox.open_home() as home:
+                    source = files.open_regular_in_home(home, parts, max_bytes)
+            except OSError as exc:
+                raise SandboxError(f"could not read /home/user/{'/'.join(parts)} ({exc.strerror})") from None
+            finally:
+                sandbox.last_used = time.monotonic()
+                lock.release()
+            try:
+                target, name = out.create(local_name or (parts[-1] if parts else "file"))
+                try:
+                    copied = files.copy_capped(source, target, max_bytes)
+                except BaseException as exc:
+                    os.close(target)
+                    out.remove(name)
+                    if isinstance(exc, OSError):
+                        raise SandboxError(f"could not write {out.shown(name)} ({exc.strerror})") from None
+                    raise
+                os.close(target)
+            except OSError as exc:
+                raise SandboxError(f"could not create a file in the output folder ({exc.strerror})") from None
+            finally:
+                os.close(source)
+            return out.shown(name), copied

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Annotated, Any
 
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from servers.python.sandbox import CodeResult, CommandResult, SandboxManager, network_allowed
-from shared import settings
+from servers.python import files
+from servers.python.bwrap import network_allowed
+from servers.python.sandbox import CodeResult, CommandResult, SandboxManager
 from shared.fetch import FetchLimits, fetch_to_file
-from shared.inputs import display_path, resolve_local_path
+from shared.inputs import resolve_local_path
 from shared.server import Image, ToolResult, add_tool, create_server
 from shared.transport import run_server
 
@@ -103,17 +103,6 @@ class _Engine:
                 self._manager = None
 
 
-def _max_transfer_bytes() -> int:
-    return int(settings.number("TOOLSUITE_MAX_DOWNLOAD_MB", 100) * 2**20)
-
-
-def output_dir() -> Path:
-    configured = settings.text("TOOLSUITE_OUTPUT_DIR")
-    if configured:
-        return Path(configured).expanduser()
-    return settings.allowed_roots()[0] / "toolsuite-output"
-
-
 def _section(title: str, body: str, dropped: int = 0) -> str:
     note = f"\n[{dropped} more characters were cut]" if dropped else ""
     return f"[{title}]\n{body.rstrip()}{note}"
@@ -163,11 +152,12 @@ def build():
     ) -> ToolResult:
         """Create an isolated sandbox and return its id.
 
-        The sandbox has a private home at /home/user (the only writable place besides /tmp), a
-        read-only system with Python and the data packages (numpy, pandas, matplotlib, scipy when
-        installed), no network, and limits on CPU time, memory, processes, file size and wall time
-        per call. Python state persists between run_python_code calls of one sandbox. Idle sandboxes
-        expire after `timeout` seconds and their files are deleted.
+        The sandbox has a private home at /home/user (the only writable place besides /tmp; each holds
+        at most TOOLSUITE_SANDBOX_HOME_QUOTA_MB, 1024 MB by default), a read-only system with Python
+        and the data packages (numpy, pandas, matplotlib, scipy when installed), no network, and
+        limits on CPU time, memory, processes, file size and wall time per call. Python state
+        persists between run_python_code calls of one sandbox. Idle sandboxes expire after `timeout`
+        seconds and their files are deleted.
         """
         sandbox = engine.get().create(float(timeout))
         data = CreateOutput(sandbox_id=sandbox.id, idle_timeout_seconds=timeout, isolation=sandbox.mode,
@@ -188,8 +178,10 @@ def build():
 
         Returns stdout, stderr, the value of the last expression, the error with its traceback, and
         matplotlib figures as PNG images. Output beyond 50,000 characters per stream is cut with a
-        note. A call that passes the wall-clock limit (TOOLSUITE_SANDBOX_CALL_TIMEOUT, 120 s) is killed
-        with all its processes; the next call then starts a fresh interpreter and says state was lost.
+        note. Processes the code starts end when the call ends (use them within one cell); threads
+        pause between calls. A call that passes the wall-clock limit (TOOLSUITE_SANDBOX_CALL_TIMEOUT,
+        120 s) is killed with all its processes; the next call then starts a fresh interpreter and
+        says state was lost.
         """
         result = engine.get().run_code(sandbox_id, code_block)
         error = ErrorInfo(**result.error) if result.error else None
@@ -207,8 +199,9 @@ def build():
     ) -> ToolResult:
         """Run a shell command in the sandbox; returns the exit code, stdout and stderr.
 
-        The command runs once (no automatic retries) under the sandbox's limits; a command that
-        passes the wall-clock limit is killed with its children.
+        The command runs once (no automatic retries) under the sandbox's limits and returns when the
+        shell exits; background processes it leaves (`&`, nohup, setsid) are killed then. A command
+        that passes the wall-clock limit is killed with its children.
         """
         result = engine.get().run_command(sandbox_id, command)
         data = RunCommandOutput(sandbox_id=sandbox_id, exit_code=result.exit_code, stdout=result.stdout,
@@ -225,8 +218,8 @@ def build():
     ) -> ToolResult:
         """Copy a host file (inside the allowed roots) into the sandbox home; returns its sandbox path."""
         source = resolve_local_path(local_file_path)
-        path = engine.get().put_file(sandbox_id, source, sandbox_file_path, source.name, _max_transfer_bytes())
-        size = source.stat().st_size
+        path, size = engine.get().put_file(sandbox_id, source, sandbox_file_path, source.name,
+                                           files.max_transfer_bytes())
         return ToolResult(text=f"File uploaded to {path} ({size} bytes)",
                           data=TransferOutput(sandbox_id=sandbox_id, sandbox_path=path, bytes=size))
 
@@ -242,8 +235,9 @@ def build():
         manager.get(sandbox_id)  # fail fast on a bad id before fetching anything
         fetched = fetch_to_file(url, FetchLimits())
         try:
-            name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "download"
-            path = manager.put_file(sandbox_id, fetched.path, sandbox_file_path, name, _max_transfer_bytes())
+            name = files.name_from_url(url)
+            path, _size = manager.put_file(sandbox_id, fetched.path, sandbox_file_path, name,
+                                           files.max_transfer_bytes(), shown=f"the download {name!r}")
         finally:
             fetched.remove()
         return ToolResult(text=f"Downloaded {url} to {path} ({fetched.size} bytes)",
@@ -256,9 +250,8 @@ def build():
                                                     "existing file is never overwritten.", max_length=255)] = None,
     ) -> ToolResult:
         """Copy a file out of the sandbox into the output folder on the host (TOOLSUITE_OUTPUT_DIR)."""
-        destination, size = engine.get().get_file(sandbox_id, sandbox_file_path, output_dir(), local_filename,
-                                                  _max_transfer_bytes())
-        shown = display_path(destination)
+        shown, size = engine.get().get_file(sandbox_id, sandbox_file_path, local_filename,
+                                            files.max_transfer_bytes())
         return ToolResult(text=f"File downloaded to {shown} ({size} bytes)",
                           data=TransferOutput(sandbox_id=sandbox_id, sandbox_path=sandbox_file_path,
                                               local_path=shown, bytes=size))

@@ -1,0 +1,62 @@
+"""What the tool-python security and attack tests share: a locked-down server and a client session
+with an attacker sandbox and a witness sandbox that must keep working."""
+
+from __future__ import annotations
+
+import pytest
+from mcp import Client
+
+from servers.python.server import build
+
+WALL = 4
+
+
+@pytest.fixture
+def hardened(monkeypatch, tmp_path):
+    monkeypatch.setenv("TOOLSUITE_SANDBOX_DIR", str(tmp_path / "sandboxes"))
+    monkeypatch.setenv("TOOLSUITE_OUTPUT_DIR", str(tmp_path / "root" / "out"))
+    monkeypatch.setenv("TOOLSUITE_SANDBOX_CALL_TIMEOUT", str(WALL))
+    monkeypatch.setenv("TOOLSUITE_SANDBOX_MEMORY_MB", "256")
+    monkeypatch.setenv("TOOLSUITE_VISION_API_KEY", "sk-host-secret-never-in-sandbox")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret-never-in-sandbox")
+    server = build()
+    yield server
+    server._sandbox_engine.shutdown()
+
+
+class Session:
+    """A client with an attacker sandbox and a witness sandbox that must keep working."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.attacker = ""
+        self.witness = ""
+
+    async def start(self) -> Session:
+        for attr in ("attacker", "witness"):
+            created = await self.client.call_tool("create_sandbox", {})
+            assert not created.is_error, created.content[0].text
+            setattr(self, attr, created.structured_content["sandbox_id"])
+        return self
+
+    async def run(self, code: str, sandbox: str | None = None):
+        result = await self.client.call_tool("run_python_code",
+                                             {"sandbox_id": sandbox or self.attacker, "code_block": code})
+        assert not result.is_error, result.content[0].text
+        return result.structured_content
+
+    async def command(self, command: str, sandbox: str | None = None):
+        result = await self.client.call_tool("run_command", {"sandbox_id": sandbox or self.attacker,
+                                                             "command": command})
+        assert not result.is_error, result.content[0].text
+        return result.structured_content
+
+    async def call(self, tool: str, **arguments):
+        return await self.client.call_tool(tool, {"sandbox_id": self.attacker, **arguments})
+
+    async def witness_still_serves(self) -> None:
+        assert (await self.run("21 * 2", self.witness))["result"] == "42"
+
+
+async def session(client: Client) -> Session:
+    return await Session(client).start()
