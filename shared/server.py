@@ -75,6 +75,18 @@ READ_ONLY_OPEN = ToolAnnotations(read_only_hint=True, destructive_hint=False, id
                                  open_world_hint=True)
 REMOTE_MODEL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False,
                                open_world_hint=True)
+# Tools that change state (tool-python's sandboxes): making a new thing, running code in it, writing
+# into it (from the host or from the network), writing a new file on the host.
+CREATES_LOCAL = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                open_world_hint=False)
+RUNS_CODE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False,
+                            open_world_hint=False)
+WRITES_LOCAL = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
+                               open_world_hint=False)
+WRITES_FROM_NETWORK = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
+                                      open_world_hint=True)
+WRITES_NEW_HOST_FILE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
+                                       open_world_hint=False)
 
 
 @dataclass

@@ -17,12 +17,13 @@ import re
 from pathlib import Path
 
 from shared import settings
+from shared.cjk import HAN
 from shared.errors import InputError
 from shared.inputs import display_path
 
 FILE_MODE = 0o644
 MAX_NAME_TRIES = 10_000
-_UNSAFE = re.compile(r"[^A-Za-z0-9._\-\u4e00-\u9fff]+")
+_UNSAFE = re.compile(f"[^A-Za-z0-9._\\-{HAN}]+")  # Chinese names stay readable
 
 
 def output_dir() -> Path:

@@ -8,24 +8,23 @@ from typing import Annotated, Any
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from servers import registry
 from servers.python import files
 from servers.python.bwrap import network_allowed
 from servers.python.sandbox import CodeResult, CommandResult, SandboxManager
 from shared.fetch import FetchLimits, fetch_to_file
 from shared.inputs import resolve_local_path
-from shared.server import Image, ToolResult, add_tool, create_server
-from shared.transport import run_server
-
-NAME = "tool-python"
-
-CREATES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-RUNS_CODE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
-WRITES_SANDBOX = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
-                                 open_world_hint=False)
-FETCHES_INTO_SANDBOX = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
-                                       open_world_hint=True)
-WRITES_HOST = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                              open_world_hint=False)
+from shared.server import (
+    CREATES_LOCAL,
+    RUNS_CODE,
+    WRITES_FROM_NETWORK,
+    WRITES_LOCAL,
+    WRITES_NEW_HOST_FILE,
+    Image,
+    ToolResult,
+    add_tool,
+    create_server,
+)
 
 SandboxId = Annotated[str, Field(description="The id create_sandbox returned.", min_length=1, max_length=200)]
 SandboxPath = Annotated[str, Field(description="A path inside the sandbox home (/home/user); a folder keeps the "
@@ -140,7 +139,7 @@ def build():
 
     engine = _Engine()
     server = create_server(
-        NAME,
+        registry.name_of(__name__),
         "Runs Python (stateful, like a notebook) and shell commands in local sandboxes with no network, a "
         "private home at /home/user and CPU, memory, process, file and time limits.",
     )
@@ -257,20 +256,16 @@ def build():
                                               local_path=shown, bytes=size))
 
     tools: list[tuple[Any, str, type[BaseModel], ToolAnnotations]] = [
-        (create_sandbox, "Create a sandbox", CreateOutput, CREATES),
+        (create_sandbox, "Create a sandbox", CreateOutput, CREATES_LOCAL),
         (run_python_code, "Run Python code", RunCodeOutput, RUNS_CODE),
         (run_command, "Run a shell command", RunCommandOutput, RUNS_CODE),
-        (upload_file_from_local_to_sandbox, "Upload a file to a sandbox", TransferOutput, WRITES_SANDBOX),
+        (upload_file_from_local_to_sandbox, "Upload a file to a sandbox", TransferOutput, WRITES_LOCAL),
         (download_file_from_internet_to_sandbox, "Download a URL into a sandbox", TransferOutput,
-         FETCHES_INTO_SANDBOX),
-        (download_file_from_sandbox_to_local, "Download a file from a sandbox", TransferOutput, WRITES_HOST),
+         WRITES_FROM_NETWORK),
+        (download_file_from_sandbox_to_local, "Download a file from a sandbox", TransferOutput,
+         WRITES_NEW_HOST_FILE),
     ]
     for fn, title, output, hints in tools:
         add_tool(server, fn, title=title, output=output, annotations=hints)
     return server
 
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)
