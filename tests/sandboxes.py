@@ -3,9 +3,13 @@ with an attacker sandbox and a witness sandbox that must keep working."""
 
 from __future__ import annotations
 
+import os
+from unittest import mock
+
 import pytest
 from mcp import Client
 
+from servers.python.client import SandboxClient
 from servers.python.server import build
 
 WALL = 4
@@ -60,3 +64,10 @@ class Session:
 
 async def session(client: Client) -> Session:
     return await Session(client).start()
+
+
+def stop_service(env: dict[str, str]) -> bool:
+    """Stop the sandbox service that servers run with `env` use (host-style runs start one in their own
+    folder, and it would otherwise wait out its sandboxes' idle timeouts)."""
+    with mock.patch.dict(os.environ, env):
+        return SandboxClient().stop()

@@ -112,6 +112,18 @@ def open_host_file(path: Path, shown: str, max_bytes: int) -> tuple[int, int]:
     return fd, info.st_size
 
 
+def check_regular(fd: int, max_bytes: int) -> int:
+    """The size of the open file `fd`, which must be a regular file of at most `max_bytes` (the
+    service checks a descriptor it is handed as the server checked the file it opened)."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"the upload is a {_kind(info.st_mode)}, not a regular file; only files can be uploaded")
+    if info.st_size > max_bytes:
+        raise InputError(f"the file is {info.st_size / 2**20:.1f} MB; the sandbox accepts at most "
+                         f"{max_bytes / 2**20:.0f} MB")
+    return info.st_size
+
+
 def write_into_home(home: int, parts: list[str], source: int, max_bytes: int) -> int:
     """Copy the open host file `source` to home/parts; returns bytes written.
 
