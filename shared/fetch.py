@@ -4,8 +4,9 @@ Guards, in order: offline switch; http(s) only; the host is resolved and every a
 public (private, loopback, link-local, metadata, multicast and reserved ranges are refused unless
 `TOOLSUITE_ALLOWED_HOSTS` lists them); the connection goes to the address that was checked (so a
 DNS answer cannot change between check and use); redirects are followed by hand and each hop is
-checked again; the body is streamed to a temporary file with a size cap and connect/read timeouts
-plus an overall deadline.
+checked again; the body is streamed to a temporary file with a size cap on the raw and on the
+decoded bytes (gzip/deflate are inflated here in bounded pieces: `shared.fetch_decode`) and
+connect/read timeouts plus an overall deadline.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from shared import settings
 from shared.errors import InputError, RemoteError, TimedOut
+from shared.fetch_decode import ACCEPT_ENCODING, Decoder
 
 log = logging.getLogger("toolsuite.fetch")
 
@@ -133,7 +135,8 @@ def fetch_to_file(url: str, limits: FetchLimits | None = None, suffix: str = "")
         for _hop in range(limits.max_redirects + 1):
             _scheme, host, port = validate_url(current)
             address = check_host(host, port)
-            headers = {"Host": urlsplit(current).netloc.rsplit("@", 1)[-1], "User-Agent": "toolsuite/0.1"}
+            headers = {"Host": urlsplit(current).netloc.rsplit("@", 1)[-1], "User-Agent": "toolsuite/0.1",
+                       "Accept-Encoding": ACCEPT_ENCODING}
             request = client.build_request(
                 "GET", _pinned_url(current, address), headers=headers, extensions={"sni_hostname": host}
             )
@@ -161,25 +164,36 @@ def fetch_to_file(url: str, limits: FetchLimits | None = None, suffix: str = "")
 def _stream_body(url: str, response, limits: FetchLimits, deadline: float, suffix: str) -> FetchedFile:
     import httpx
 
+    cap_mb = f"{limits.max_bytes / 2**20:.0f} MB"
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limits.max_bytes:
         raise InputError(
-            f"the URL's body is {int(declared) / 2**20:.1f} MB, over the {limits.max_bytes / 2**20:.0f} MB cap "
-            "(TOOLSUITE_MAX_DOWNLOAD_MB)"
+            f"the URL's body is {int(declared) / 2**20:.1f} MB, over the {cap_mb} cap (TOOLSUITE_MAX_DOWNLOAD_MB)"
         )
+    # The raw bytes are decoded here, in bounded pieces, not by the client library (see fetch_decode).
+    decoder = Decoder(response.headers.get("content-encoding"))
     handle, name = tempfile.mkstemp(prefix="toolsuite-fetch-", suffix=suffix)
-    size = 0
+    received = size = 0
+
+    def write(pieces, out) -> None:
+        nonlocal size
+        for piece in pieces:
+            size += len(piece)
+            if size > limits.max_bytes:
+                what = "decompresses to" if decoder.compressed else "exceeds"
+                raise InputError(f"the URL's body {what} more than the {cap_mb} cap (TOOLSUITE_MAX_DOWNLOAD_MB)")
+            out.write(piece)
+
     try:
         with os.fdopen(handle, "wb") as out:
-            for chunk in response.iter_bytes(65536):
-                size += len(chunk)
-                if size > limits.max_bytes:
-                    raise InputError(
-                        f"the URL's body exceeds the {limits.max_bytes / 2**20:.0f} MB cap (TOOLSUITE_MAX_DOWNLOAD_MB)"
-                    )
+            for raw in response.iter_raw(65536):
+                received += len(raw)
+                if received > limits.max_bytes:
+                    raise InputError(f"the URL's body exceeds the {cap_mb} cap (TOOLSUITE_MAX_DOWNLOAD_MB)")
                 if time.monotonic() > deadline:
                     raise TimedOut(f"download of {url} exceeded {limits.total_timeout:.0f} s")
-                out.write(chunk)
+                write(decoder.feed(raw), out)
+            write(decoder.finish(), out)
     except httpx.TimeoutException:
         os.unlink(name)
         raise TimedOut(f"the server stopped sending {url} (read timeout)") from None
