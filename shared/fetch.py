@@ -5,8 +5,9 @@ public (private, loopback, link-local, metadata, multicast and reserved ranges a
 `TOOLSUITE_ALLOWED_HOSTS` lists them); the connection goes to the address that was checked (so a
 DNS answer cannot change between check and use); redirects are followed by hand and each hop is
 checked again; the body is streamed to a temporary file with a size cap on the raw and on the
-decoded bytes (gzip/deflate are inflated here in bounded pieces: `shared.fetch_decode`) and
-connect/read timeouts plus an overall deadline.
+decoded bytes (gzip/deflate are inflated in bounded pieces: `shared.fetch_decode`) and
+connect/read timeouts plus one total deadline that every socket operation obeys, and that also ends
+the fetch when its tool call is cancelled or times out (`shared.fetch_net`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import ipaddress
 import logging
 import os
 import socket
+import ssl
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from shared import settings
 from shared.errors import InputError, RemoteError, TimedOut
@@ -116,62 +117,79 @@ def validate_url(url: str) -> tuple[str, str, int]:
     return scheme, parts.hostname, port
 
 
-def _pinned_url(url: str, address: IpAddress) -> str:
+_SAFE = "!$%&'()*+,/:;=?@[]~"
+
+
+def _request_target(url: str) -> tuple[bytes, bytes]:
+    """(Host header, request target) for `url`: the name as given (IDNA-encoded), never the address."""
     parts = urlsplit(url)
-    host = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host = (parts.hostname or "").encode("idna")
+    if b":" in host:  # an IPv6 literal
+        host = b"[" + host + b"]"
+    if parts.port is not None:
+        host += b":%d" % parts.port
+    # Only what may not appear on the request line is escaped (spaces, controls, non-ASCII).
+    target = quote(parts.path or "/", safe=_SAFE)
+    if parts.query:
+        target += "?" + quote(parts.query, safe=_SAFE)
+    return host, target.encode("ascii")
 
 
 def fetch_to_file(url: str, limits: FetchLimits | None = None, suffix: str = "") -> FetchedFile:
     """Download `url` under every guard into a temporary file that the caller removes."""
-    import httpx
+    import httpcore
+
+    from shared.fetch_net import Deadline, PinnedBackend
 
     limits = limits or FetchLimits()
-    deadline = time.monotonic() + limits.total_timeout
-    timeout = httpx.Timeout(limits.read_timeout, connect=limits.connect_timeout)
+    deadline = Deadline(limits.total_timeout, f"the download of {url}")
+    timeouts = {"connect": limits.connect_timeout, "read": limits.read_timeout, "write": limits.read_timeout,
+                "pool": limits.connect_timeout}
     current = url
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-        for _hop in range(limits.max_redirects + 1):
-            _scheme, host, port = validate_url(current)
-            address = check_host(host, port)
-            headers = {"Host": urlsplit(current).netloc.rsplit("@", 1)[-1], "User-Agent": "toolsuite/0.1",
-                       "Accept-Encoding": ACCEPT_ENCODING}
-            request = client.build_request(
-                "GET", _pinned_url(current, address), headers=headers, extensions={"sni_hostname": host}
-            )
-            try:
-                response = client.send(request, stream=True)
-            except httpx.TimeoutException:
-                raise TimedOut(f"timed out connecting to {host}") from None
-            except httpx.HTTPError as exc:
-                raise RemoteError(f"could not fetch {host}: {type(exc).__name__}") from None
-            try:
-                if response.status_code in _REDIRECT_CODES:
-                    location = response.headers.get("location")
+    for _hop in range(limits.max_redirects + 1):
+        scheme, host, port = validate_url(current)
+        address = check_host(host, port)
+        deadline.check()
+        host_header, target = _request_target(current)
+        request_url = httpcore.URL(scheme=scheme.encode(), host=host.encode("idna"), port=port, target=target)
+        headers = [(b"Host", host_header), (b"User-Agent", b"toolsuite/0.1"), (b"Accept", b"*/*"),
+                   (b"Accept-Encoding", ACCEPT_ENCODING.encode()), (b"Connection", b"close")]
+        pool = httpcore.ConnectionPool(ssl_context=_ssl_context(), network_backend=PinnedBackend(address, deadline),
+                                       max_connections=1, retries=0)
+        try:
+            with pool, pool.stream("GET", request_url, headers=headers, extensions={"timeout": timeouts}) as response:
+                status = response.status
+                response_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
+                if status in _REDIRECT_CODES:
+                    location = response_headers.get("location")
                     if not location:
                         raise RemoteError(f"{host} answered a redirect without a location")
                     current = urljoin(current, location)
                     continue
-                if response.status_code >= 400:
-                    raise RemoteError(f"{host} answered HTTP {response.status_code} for {url}")
-                return _stream_body(current, response, limits, deadline, suffix)
-            finally:
-                response.close()
+                if status >= 400:
+                    raise RemoteError(f"{host} answered HTTP {status} for {url}")
+                return _stream_body(current, response, response_headers, limits, suffix)
+        except httpcore.TimeoutException:
+            raise TimedOut(f"timed out fetching {host} (connect {limits.connect_timeout:g} s, read "
+                           f"{limits.read_timeout:g} s)") from None
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+            raise RemoteError(f"could not fetch {host}: {type(exc).__name__}") from None
     raise RemoteError(f"too many redirects (more than {limits.max_redirects}) for {url}")
 
 
-def _stream_body(url: str, response, limits: FetchLimits, deadline: float, suffix: str) -> FetchedFile:
-    import httpx
+def _ssl_context() -> ssl.SSLContext:
+    import httpcore
 
+    return httpcore.default_ssl_context()
+
+
+def _stream_body(url: str, response, headers: dict[str, str], limits: FetchLimits, suffix: str) -> FetchedFile:
     cap_mb = f"{limits.max_bytes / 2**20:.0f} MB"
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.max_bytes:
-        raise InputError(
-            f"the URL's body is {int(declared) / 2**20:.1f} MB, over the {cap_mb} cap (TOOLSUITE_MAX_DOWNLOAD_MB)"
-        )
-    # The raw bytes are decoded here, in bounded pieces, not by the client library (see fetch_decode).
-    decoder = Decoder(response.headers.get("content-encoding"))
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_bytes:
+        raise InputError(f"the URL's body is {int(declared) / 2**20:.1f} MB, over the {cap_mb} cap "
+                         "(TOOLSUITE_MAX_DOWNLOAD_MB)")
+    decoder = Decoder(headers.get("content-encoding"))
     handle, name = tempfile.mkstemp(prefix="toolsuite-fetch-", suffix=suffix)
     received = size = 0
 
@@ -186,21 +204,13 @@ def _stream_body(url: str, response, limits: FetchLimits, deadline: float, suffi
 
     try:
         with os.fdopen(handle, "wb") as out:
-            for raw in response.iter_raw(65536):
+            for raw in response.iter_stream():  # read through the guarded socket, under the deadline
                 received += len(raw)
                 if received > limits.max_bytes:
                     raise InputError(f"the URL's body exceeds the {cap_mb} cap (TOOLSUITE_MAX_DOWNLOAD_MB)")
-                if time.monotonic() > deadline:
-                    raise TimedOut(f"download of {url} exceeded {limits.total_timeout:.0f} s")
                 write(decoder.feed(raw), out)
             write(decoder.finish(), out)
-    except httpx.TimeoutException:
-        os.unlink(name)
-        raise TimedOut(f"the server stopped sending {url} (read timeout)") from None
-    except httpx.HTTPError as exc:
-        os.unlink(name)
-        raise RemoteError(f"download of {url} failed: {type(exc).__name__}") from None
     except BaseException:
         os.unlink(name)
         raise
-    return FetchedFile(url=url, path=Path(name), size=size, content_type=response.headers.get("content-type"))
+    return FetchedFile(url=url, path=Path(name), size=size, content_type=headers.get("content-type"))
