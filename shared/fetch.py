@@ -60,7 +60,7 @@ def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6
     names: set[str] = set()
     networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for entry in settings.text("TOOLSUITE_ALLOWED_HOSTS").split(","):
-        entry = entry.strip().lower()
+        entry = entry.strip().lower().rstrip(".")
         if not entry:
             continue
         try:
@@ -70,9 +70,28 @@ def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6
     return names, networks
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64, IPv4-compatible), if any:
+    `::ffff:127.0.0.1`, `2002:7f00:1::` and `64:ff9b::7f00:1` all lead to 127.0.0.1."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _NAT64) or (int(address) >> 32 == 0 and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _is_public(address: IpAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return _is_public(embedded)
+        if address.is_site_local or address.is_reserved or address.teredo is not None:
+            return False
     return address.is_global and not address.is_multicast
 
 
@@ -86,7 +105,7 @@ def check_host(host: str, port: int) -> IpAddress:
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not addresses:
         raise RemoteError(f"host {host!r} has no address")
-    host_allowed = host.lower() in names
+    host_allowed = host.lower().rstrip(".") in names
     for address in addresses:
         if host_allowed or any(address in net for net in networks):
             continue
