@@ -1,15 +1,17 @@
 """Standing attack suite, data: URIs: each test fails if the attack works. Never skipped on CI.
 
 The cap (50 MB) is on the decoded size; a URI over it is refused quickly and without being copied
-or decoded whole; whatever fails, no temporary file stays.
+or decoded whole; whatever fails, no temporary file stays and no message names one.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import tempfile
 import time
 import tracemalloc
+import zipfile
 from pathlib import Path
 from urllib.parse import quote_from_bytes
 
@@ -145,4 +147,38 @@ async def test_through_the_reader_a_data_uri_over_the_cap_is_a_clear_error(temp_
     assert over.is_error and "more than 50 MB" in over.content[0].text
     assert huge.is_error and ("more than 50 MB" in huge.content[0].text or "at most" in huge.content[0].text)
     assert not fine.is_error and "hello world" in fine.content[0].text
+    assert leftovers(temp_dir) == []
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return buffer.getvalue()
+
+
+DAMAGED = {
+    "zip": b"PK\x03\x04" + b"\x00" * 200,
+    "pdf": b"%PDF-1.7\n" + b"\x00" * 200,
+    "png": b"\x89PNG\r\n\x1a\n" + b"\x00" * 200,
+    "gif": b"GIF89a" + b"\xff" * 100,
+    "docx": _zip({"[Content_Types].xml": b"<Types", "word/document.xml": b"<w:document"}),
+    "xlsx": _zip({"[Content_Types].xml": b"<Types", "xl/workbook.xml": b"<workbook"}),
+    "pptx": _zip({"[Content_Types].xml": b"<Types", "ppt/presentation.xml": b"<p:presentation"}),
+    "epub": _zip({"mimetype": b"application/epub+zip", "META-INF/container.xml": b"<container"}),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", sorted(DAMAGED))
+async def test_failure_messages_name_no_temporary_file_or_host_path(temp_dir: Path, kind: str):
+    body = DAMAGED[kind]
+    uri = "data:application/octet-stream;base64," + base64.b64encode(body).decode()
+    async with Client(build()) as client:
+        for tool in ("convert_to_markdown", "document_info"):
+            result = await client.call_tool(tool, {"uri": uri})
+            text = result.content[0].text
+            assert result.is_error, text
+            assert "toolsuite-" not in text and str(temp_dir) not in text and "/tmp" not in text, text
     assert leftovers(temp_dir) == []

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from servers.reader.detail import safe_detail
 from shared.errors import InputError, NotConfigured
 from shared.mime import FileType, sniff_bytes
 from shared.text import decode
@@ -123,7 +124,7 @@ def office(path: Path, extension: str) -> Converted:
         result = MarkItDown(enable_plugins=False).convert_local(str(path), file_extension=extension)
     except Exception as exc:
         raise InputError(f"the {extension[1:].upper()} file cannot be converted ({type(exc).__name__}: "
-                         f"{str(exc)[:150]})") from None
+                         f"{safe_detail(exc)})") from None
     markdown = result.markdown or ""
     units = markdown.count("<!-- Slide number:") if extension == ".pptx" else None
     return Converted(markdown, title=result.title, units=units or None, unit_name="slides" if units else None)

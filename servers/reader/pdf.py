@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from servers.reader.detail import safe_detail
 from shared.errors import InputError
 
 ENGINE_VERSION = "pdf-1"
@@ -36,7 +37,7 @@ def open_pdf(path: Path) -> Any:
     try:
         document = pymupdf.open(path, filetype="pdf")
     except (pymupdf.FileDataError, RuntimeError, ValueError) as exc:
-        raise InputError(f"the PDF is damaged and cannot be opened ({str(exc)[:120]})") from None
+        raise InputError(f"the PDF is damaged and cannot be opened ({safe_detail(exc, 120)})") from None
     if document.needs_pass:
         document.close()
         raise InputError("the PDF is encrypted (password-protected): it cannot be read without its password")
