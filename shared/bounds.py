@@ -89,3 +89,82 @@ def check_zip_directory(path: Path, max_entries: int = MAX_ZIP_ENTRIES) -> None:
     problem = zip_directory_problem(path, max_entries)
     if problem:
         raise InputError(problem + " (ZIP bomb guard)")
+
+
+# ---- XML and HTML nesting ------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+def xml_problem(data: bytes, max_depth: int, max_elements: int) -> str | None:
+    """Why `data` must not be built into a tree (too deep, too many elements, entity declarations),
+    found by one streaming pass of expat that builds nothing; None when it may be (or when it is not
+    well-formed, which the real parser then reports)."""
+    from xml.parsers import expat
+
+    parser = expat.ParserCreate()
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    depth = count = 0
+
+    def start(_name: str, _attributes: dict) -> None:
+        nonlocal depth, count
+        depth += 1
+        count += 1
+        if depth > max_depth:
+            raise _Stop(f"it nests elements more than {max_depth} levels deep")
+        if count > max_elements:
+            raise _Stop(f"it has more than {max_elements:,} elements")
+
+    def end(_name: str) -> None:
+        nonlocal depth
+        depth -= 1
+
+    def entity(*_args: object) -> None:
+        raise _Stop("it declares entities (refused: entity expansion bombs)")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.EntityDeclHandler = entity
+    parser.UnparsedEntityDeclHandler = entity
+    try:
+        parser.Parse(data, True)
+    except _Stop as stop:
+        return str(stop)
+    except expat.ExpatError:
+        return None
+    return None
+
+
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)[^>]*?(/?)>")
+# Elements that never nest (void) or whose end tag may be left out (they would only inflate the count).
+_FLAT = frozenset([
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr",
+    "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "rb", "rt", "rp", "rtc", "thead", "tbody",
+    "tfoot", "colgroup", "caption", "html", "head", "body",
+])
+
+
+def html_depth(text: str) -> int:
+    """The deepest element nesting of an HTML page, estimated from its tags without building a tree."""
+    depth = deepest = 0
+    for closing, name, self_closing in _TAG.findall(text):
+        if self_closing or name.lower() in _FLAT:
+            continue
+        if closing:
+            depth = max(depth - 1, 0)
+        else:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
+
+
+# ---- images ------------------------------------------------------------------------------------
+
+
+def check_pixels(width: int, height: int, max_pixels: int, what: str = "the image") -> None:
+    """Refuse a bitmap by its declared size, before it is decoded (decompression bomb guard)."""
+    if width * height > max_pixels:
+        raise InputError(f"{what} is {width:,} x {height:,} pixels ({width * height / 1e6:,.0f} megapixels); "
+                         f"the limit is {max_pixels / 1e6:g} megapixels (decompression bomb guard)")
