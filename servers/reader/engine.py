@@ -222,12 +222,7 @@ def info(uri: str) -> Info:
         name = format_name(item.file_type)
         result = Info(format=name, mime=item.file_type.mime, label=item.label, size_bytes=item.size)
         if name == "pdf":
-            import pymupdf
-
-            try:
-                document = pymupdf.open(item.path, filetype="pdf")
-            except Exception:
-                raise InputError("the PDF is damaged and cannot be opened") from None
+            document = pdf.open_document(item.path)  # within the structure caps (deep outlines crash MuPDF)
             try:
                 if document.needs_pass:
                     result.encrypted = True
@@ -238,7 +233,7 @@ def info(uri: str) -> Info:
                 result.metadata = {k: str(v)[:300] for k, v in metadata.items() if v}
                 result.pages = document.page_count
                 result.outline = pdf.outline(document)
-                result.pages_needing_ocr = [i + 1 for i, page in enumerate(document) if pdf.page_needs_ocr(page)]
+                result.pages_needing_ocr = pdf.pages_needing_ocr(document)
             finally:
                 document.close()
             return result
