@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from mcp.server import MCPServer
 
-from shared import settings
+from shared import settings, shutdown
 
 log = logging.getLogger("toolsuite.transport")
 
@@ -80,6 +80,7 @@ def run_server(name: str, default_port: int, build: Callable[[], MCPServer],
     server = build()
     try:
         if args.transport == "stdio":
+            shutdown.install()  # over HTTP, uvicorn handles SIGTERM with a graceful shutdown of its own
             anyio.run(server.run_stdio_async)
         else:
             anyio.run(serve_http, server, args.host, args.port, args.stateless)
