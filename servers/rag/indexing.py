@@ -149,13 +149,17 @@ def build_vectors(store: Store, kind: VectorKind, load: Callable[[], Embedder | 
     embedder is loaded only when there is work, so a process that finds the vectors complete never
     loads a model. Returns False when `stop` asked it to stop before the end."""
     model: Embedder | None = None
-    while rows := store.texts_to_embed(kind, VECTOR_BATCH[kind]):
+    limit = VECTOR_BATCH[kind]
+    while rows := store.texts_to_embed(kind, limit):
         if stop():
             return False
         if model is None:
             model = load()
             if model is None:
                 return True
+            # A remote embedder keeps many requests in flight: hand it enough texts at a time that
+            # its pipeline does not drain at every step.
+            limit = max(limit, getattr(model, "rows_per_call", limit))
         if kind == "chunks":
             texts = [f"{title}\n{text}" for _row, title, text in rows]
         else:
