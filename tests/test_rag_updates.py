@@ -235,3 +235,39 @@ async def test_through_mcp_an_append_is_searchable_and_stats_say_what_changed(ro
     assert {r["document_index"] for r in found.structured_content["results"]} == {10, 11}
     assert stats.structured_content["updated_documents"] == 2 and stats.structured_content["documents"] == 12
     assert "Last lexical update: 2 records in" in stats.content[0].text
+
+
+def test_a_builder_stops_when_the_file_changes_unseen_and_the_next_call_resumes_it(root: Path,
+                                                                                     counting: CountingEmbedder):
+    counting.delay = 0.05
+    path = root / "lines.jsonl"
+    write_lines(path, [record(i) for i in range(40)])
+    service = RagService()
+    service.ready(path)
+    collection = service.collections.get(path)
+    while not counting.texts:  # the build is under way
+        time.sleep(0.01)
+    append_lines(path, [record(40, "量子计算")])  # no call takes the change in
+    collection.builds.join(timeout=30)
+    stopped = collection.state()
+    assert not stopped.dense_complete and 0 < stopped.dense_vectors < stopped.chunks  # it stopped part way
+    assert collection.store.builder_status().pid is None and collection.vector_error is None
+    service.ready(path)  # the next call updates the index and starts the build again
+    collection.wait_for_vectors(timeout=60)
+    state = collection.state()
+    assert state.dense_complete and state.documents == 41
+    assert len(counting.texts) == len(set(counting.texts)) == state.chunks  # resumed: nothing embedded twice
+
+
+def test_one_builder_per_index(root: Path, lexical_only):
+    from servers.rag import builder
+
+    path = root / "lines.jsonl"
+    write_lines(path, [record(i) for i in range(3)])
+    service = RagService()
+    service.ready(path)
+    store = service.collections.get(path).store
+    with store.vector_lock(wait=1):
+        assert store.builder_running()
+        assert builder.serve(store, path, "wordllama", "none", threading.Event()) == "another builder"
+    assert not store.builder_running()
