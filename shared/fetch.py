@@ -4,8 +4,10 @@ Guards, in order: offline switch; http(s) only; the host is resolved and every a
 public (private, loopback, link-local, metadata, multicast and reserved ranges are refused unless
 `TOOLSUITE_ALLOWED_HOSTS` lists them); the connection goes to the address that was checked (so a
 DNS answer cannot change between check and use); redirects are followed by hand and each hop is
-checked again; the body is streamed to a temporary file with a size cap and connect/read timeouts
-plus an overall deadline.
+checked again; the body is streamed to a temporary file with a size cap on the raw and on the
+decoded bytes (gzip/deflate are inflated in bounded pieces: `shared.fetch_decode`) and
+connect/read timeouts plus one total deadline that every socket operation obeys, and that also ends
+the fetch when its tool call is cancelled or times out (`shared.fetch_net`).
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import ipaddress
 import logging
 import os
 import socket
+import ssl
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from shared import settings
 from shared.errors import InputError, RemoteError, TimedOut
+from shared.fetch_decode import ACCEPT_ENCODING, Decoder
 
 log = logging.getLogger("toolsuite.fetch")
 
@@ -57,7 +60,7 @@ def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6
     names: set[str] = set()
     networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for entry in settings.text("TOOLSUITE_ALLOWED_HOSTS").split(","):
-        entry = entry.strip().lower()
+        entry = entry.strip().lower().rstrip(".")
         if not entry:
             continue
         try:
@@ -67,9 +70,28 @@ def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6
     return names, networks
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, NAT64, IPv4-compatible), if any:
+    `::ffff:127.0.0.1`, `2002:7f00:1::` and `64:ff9b::7f00:1` all lead to 127.0.0.1."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _NAT64) or (int(address) >> 32 == 0 and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _is_public(address: IpAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return _is_public(embedded)
+        if address.is_site_local or address.is_reserved or address.teredo is not None:
+            return False
     return address.is_global and not address.is_multicast
 
 
@@ -83,7 +105,7 @@ def check_host(host: str, port: int) -> IpAddress:
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not addresses:
         raise RemoteError(f"host {host!r} has no address")
-    host_allowed = host.lower() in names
+    host_allowed = host.lower().rstrip(".") in names
     for address in addresses:
         if host_allowed or any(address in net for net in networks):
             continue
@@ -114,79 +136,100 @@ def validate_url(url: str) -> tuple[str, str, int]:
     return scheme, parts.hostname, port
 
 
-def _pinned_url(url: str, address: IpAddress) -> str:
+_SAFE = "!$%&'()*+,/:;=?@[]~"
+
+
+def _request_target(url: str) -> tuple[bytes, bytes]:
+    """(Host header, request target) for `url`: the name as given (IDNA-encoded), never the address."""
     parts = urlsplit(url)
-    host = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
-    netloc = host if parts.port is None else f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host = (parts.hostname or "").encode("idna")
+    if b":" in host:  # an IPv6 literal
+        host = b"[" + host + b"]"
+    if parts.port is not None:
+        host += b":%d" % parts.port
+    # Only what may not appear on the request line is escaped (spaces, controls, non-ASCII).
+    target = quote(parts.path or "/", safe=_SAFE)
+    if parts.query:
+        target += "?" + quote(parts.query, safe=_SAFE)
+    return host, target.encode("ascii")
 
 
 def fetch_to_file(url: str, limits: FetchLimits | None = None, suffix: str = "") -> FetchedFile:
     """Download `url` under every guard into a temporary file that the caller removes."""
-    import httpx
+    import httpcore
+
+    from shared.fetch_net import Deadline, PinnedBackend
 
     limits = limits or FetchLimits()
-    deadline = time.monotonic() + limits.total_timeout
-    timeout = httpx.Timeout(limits.read_timeout, connect=limits.connect_timeout)
+    deadline = Deadline(limits.total_timeout, f"the download of {url}")
+    timeouts = {"connect": limits.connect_timeout, "read": limits.read_timeout, "write": limits.read_timeout,
+                "pool": limits.connect_timeout}
     current = url
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-        for _hop in range(limits.max_redirects + 1):
-            _scheme, host, port = validate_url(current)
-            address = check_host(host, port)
-            headers = {"Host": urlsplit(current).netloc.rsplit("@", 1)[-1], "User-Agent": "toolsuite/0.1"}
-            request = client.build_request(
-                "GET", _pinned_url(current, address), headers=headers, extensions={"sni_hostname": host}
-            )
-            try:
-                response = client.send(request, stream=True)
-            except httpx.TimeoutException:
-                raise TimedOut(f"timed out connecting to {host}") from None
-            except httpx.HTTPError as exc:
-                raise RemoteError(f"could not fetch {host}: {type(exc).__name__}") from None
-            try:
-                if response.status_code in _REDIRECT_CODES:
-                    location = response.headers.get("location")
+    for _hop in range(limits.max_redirects + 1):
+        scheme, host, port = validate_url(current)
+        address = check_host(host, port)
+        deadline.check()
+        host_header, target = _request_target(current)
+        request_url = httpcore.URL(scheme=scheme.encode(), host=host.encode("idna"), port=port, target=target)
+        headers = [(b"Host", host_header), (b"User-Agent", b"toolsuite/0.1"), (b"Accept", b"*/*"),
+                   (b"Accept-Encoding", ACCEPT_ENCODING.encode()), (b"Connection", b"close")]
+        pool = httpcore.ConnectionPool(ssl_context=_ssl_context(), network_backend=PinnedBackend(address, deadline),
+                                       max_connections=1, retries=0)
+        try:
+            with pool, pool.stream("GET", request_url, headers=headers, extensions={"timeout": timeouts}) as response:
+                status = response.status
+                response_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
+                if status in _REDIRECT_CODES:
+                    location = response_headers.get("location")
                     if not location:
                         raise RemoteError(f"{host} answered a redirect without a location")
                     current = urljoin(current, location)
                     continue
-                if response.status_code >= 400:
-                    raise RemoteError(f"{host} answered HTTP {response.status_code} for {url}")
-                return _stream_body(current, response, limits, deadline, suffix)
-            finally:
-                response.close()
+                if status >= 400:
+                    raise RemoteError(f"{host} answered HTTP {status} for {url}")
+                return _stream_body(current, response, response_headers, limits, suffix)
+        except httpcore.TimeoutException:
+            raise TimedOut(f"timed out fetching {host} (connect {limits.connect_timeout:g} s, read "
+                           f"{limits.read_timeout:g} s)") from None
+        except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+            raise RemoteError(f"could not fetch {host}: {type(exc).__name__}") from None
     raise RemoteError(f"too many redirects (more than {limits.max_redirects}) for {url}")
 
 
-def _stream_body(url: str, response, limits: FetchLimits, deadline: float, suffix: str) -> FetchedFile:
-    import httpx
+def _ssl_context() -> ssl.SSLContext:
+    import httpcore
 
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.max_bytes:
-        raise InputError(
-            f"the URL's body is {int(declared) / 2**20:.1f} MB, over the {limits.max_bytes / 2**20:.0f} MB cap "
-            "(TOOLSUITE_MAX_DOWNLOAD_MB)"
-        )
+    return httpcore.default_ssl_context()
+
+
+def _stream_body(url: str, response, headers: dict[str, str], limits: FetchLimits, suffix: str) -> FetchedFile:
+    cap_mb = f"{limits.max_bytes / 2**20:.0f} MB"
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_bytes:
+        raise InputError(f"the URL's body is {int(declared) / 2**20:.1f} MB, over the {cap_mb} cap "
+                         "(TOOLSUITE_MAX_DOWNLOAD_MB)")
+    decoder = Decoder(headers.get("content-encoding"))
     handle, name = tempfile.mkstemp(prefix="toolsuite-fetch-", suffix=suffix)
-    size = 0
+    received = size = 0
+
+    def write(pieces, out) -> None:
+        nonlocal size
+        for piece in pieces:
+            size += len(piece)
+            if size > limits.max_bytes:
+                what = "decompresses to" if decoder.compressed else "exceeds"
+                raise InputError(f"the URL's body {what} more than the {cap_mb} cap (TOOLSUITE_MAX_DOWNLOAD_MB)")
+            out.write(piece)
+
     try:
         with os.fdopen(handle, "wb") as out:
-            for chunk in response.iter_bytes(65536):
-                size += len(chunk)
-                if size > limits.max_bytes:
-                    raise InputError(
-                        f"the URL's body exceeds the {limits.max_bytes / 2**20:.0f} MB cap (TOOLSUITE_MAX_DOWNLOAD_MB)"
-                    )
-                if time.monotonic() > deadline:
-                    raise TimedOut(f"download of {url} exceeded {limits.total_timeout:.0f} s")
-                out.write(chunk)
-    except httpx.TimeoutException:
-        os.unlink(name)
-        raise TimedOut(f"the server stopped sending {url} (read timeout)") from None
-    except httpx.HTTPError as exc:
-        os.unlink(name)
-        raise RemoteError(f"download of {url} failed: {type(exc).__name__}") from None
+            for raw in response.iter_stream():  # read through the guarded socket, under the deadline
+                received += len(raw)
+                if received > limits.max_bytes:
+                    raise InputError(f"the URL's body exceeds the {cap_mb} cap (TOOLSUITE_MAX_DOWNLOAD_MB)")
+                write(decoder.feed(raw), out)
+            write(decoder.finish(), out)
     except BaseException:
         os.unlink(name)
         raise
-    return FetchedFile(url=url, path=Path(name), size=size, content_type=response.headers.get("content-type"))
+    return FetchedFile(url=url, path=Path(name), size=size, content_type=headers.get("content-type"))

@@ -130,11 +130,12 @@ def decode(item: LocalInput) -> LoadedImage:
             rgb = oriented.convert("RGB")
             file_format = opened.format or item.file_type.extension.upper()
     except Image.DecompressionBombError:
-        raise InputError(f"{item.label!r} is too large to decode safely (over {MAX_PIXELS // 1_000_000} "
-                         "megapixels)") from None
+        raise InputError(f"{item.label!r} is too large to decode safely: over {MAX_PIXELS // 1_000_000} "
+                         "megapixels (decompression bomb guard)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{item.label!r} cannot be decoded as an image ({type(exc).__name__}: "
-                         f"{str(exc)[:100]}); the file may be truncated or damaged") from None
+        # Pillow's own message names the file it opened (a temporary path for URLs and data: URIs).
+        raise InputError(f"{item.label!r} cannot be decoded as an image ({type(exc).__name__}); the file may be "
+                         "truncated or damaged") from None
     if exif.get("Orientation", 1) not in (1, None):
         notes.append(f"EXIF orientation {exif['Orientation']} applied")
     return LoadedImage(label=item.label, mime=mime, format=file_format, width=rgb.width, height=rgb.height,

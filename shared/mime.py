@@ -6,7 +6,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.bounds import json_depth, zip_directory_problem
+
 _SNIFF_BYTES = 8192
+_MAX_SNIFF_DEPTH = 200
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,14 @@ def _text_kind(head: bytes, encoding: str) -> FileType:
     if lower.startswith("<?xml") or (lower.startswith("<") and not lower.startswith("<!--")):
         return FileType("application/xml", "xml")
     if sample[:1] in ("{", "["):
+        # json.loads recurses per level (`[` x 8192 raised RecursionError here): deep nesting is
+        # JSON-shaped enough to be called JSON, and the reader bounds what it does with it.
+        if json_depth(sample) > _MAX_SNIFF_DEPTH:
+            return FileType("application/json", "json")
         try:
             json.loads(sample)
             return FileType("application/json", "json")
-        except ValueError:
+        except (ValueError, RecursionError):
             if len(head) >= _SNIFF_BYTES:  # truncated sample of a larger file
                 return FileType("application/json", "json")
     return FileType("text/plain", "txt")
@@ -84,12 +91,16 @@ def _zip_flavour(path: Path) -> FileType | None:
     """Office files and EPUBs are ZIPs; which one is told by the members, not by the first bytes."""
     import zipfile
 
+    if zip_directory_problem(path):  # zipfile would load a huge file table; the reader refuses it
+        return None
     try:
         with zipfile.ZipFile(path) as bundle:
             names = bundle.namelist()
-            if "mimetype" in names and bundle.read("mimetype")[:64].strip() == b"application/epub+zip":
-                return FileType("application/epub+zip", "epub")
-    except (zipfile.BadZipFile, OSError, KeyError):
+            if "mimetype" in names:
+                with bundle.open("mimetype") as member:  # never read() whole: it may be a bomb
+                    if member.read(64).strip() == b"application/epub+zip":
+                        return FileType("application/epub+zip", "epub")
+    except Exception:  # damaged, encrypted or oddly compressed: a sniffer must not fail on any bytes
         return None
     if "[Content_Types].xml" in names:
         for prefix, file_type in _ZIP_FLAVOURS:

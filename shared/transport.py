@@ -17,7 +17,7 @@ from typing import Any
 
 from mcp.server import MCPServer
 
-from shared import admission, auth, settings
+from shared import admission, auth, settings, shutdown
 
 log = logging.getLogger("toolsuite.transport")
 
@@ -165,6 +165,7 @@ def run_server(name: str, default_port: int, build: Callable[[], MCPServer],
     try:
         if args.transport == "stdio":
             admission.install(server)
+            shutdown.install()  # over HTTP, uvicorn handles SIGTERM with a graceful shutdown of its own
             anyio.run(server.run_stdio_async)
         else:
             anyio.run(_serve_checked, server, args)

@@ -46,6 +46,7 @@ CASES: tuple[Case, ...] = (
          "Document Index: 0"),
     Case("tool-rag", "rag_get_neighbours", {"json_path": "collection.json", "document_index": 0, "chunk_index": 0},
          '[long_context: "直播电商监督管理办法解读", chunk 0]'),
+    Case("tool-rag", "rag_list_collections", {}, "collection.json"),
     Case("tool-rag", "rag_search", {"query": "x", "json_path": "missing.json"}, "not found", error=True),
     Case("tool-reader", "convert_to_markdown", {"uri": "report.pdf", "pages": "1"}, "page 1"),
     Case("tool-reader", "document_info", {"uri": "report.pdf"}, "Pages: 3"),

@@ -143,7 +143,6 @@ def test_a_sandbox_created_in_one_host_call_runs_code_in_the_next(tmp_path: Path
     assert not ran.is_error and "42" in (ran.text or ""), ran.text
 
 
-@pytest.mark.xfail(strict=True, reason="built in issue 17 item 2")
 def test_a_collections_semantic_index_completes_across_short_lived_host_calls(tmp_path: Path):
     run = HostRun(*make_root(tmp_path / "host"))
     stats = Case("tool-rag", "rag_document_stats", {"json_path": "collection.json"})

@@ -255,7 +255,7 @@ def test_two_processes_building_one_index_do_not_corrupt_it(root: Path, tmp_path
 
     (folder,) = (tmp_path / "cache" / "rag").iterdir()
     with sqlite3.connect(folder / "index.sqlite") as db:
-        chunks = db.execute("SELECT COUNT(*), COUNT(DISTINCT doc_index || '-' || chunk_index) FROM chunks").fetchone()
+        chunks = db.execute("SELECT COUNT(*), COUNT(DISTINCT doc_id || '-' || chunk_index) FROM chunks").fetchone()
         docs = db.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
     assert chunks[0] == chunks[1] == results[0] and docs == 400
 

@@ -20,7 +20,17 @@ import pytest
 from servers.rag import indexing
 from servers.rag.service import ContextResult, Passage, RagService, merge_adjacent
 from servers.rag.sqlite_store import SqliteStore
-from servers.rag.store import DocumentEntry, IndexState, LexicalProgress, StoredChunk, StoredDocument, VectorKind
+from servers.rag.store import (
+    BuilderStatus,
+    DocumentEntry,
+    IndexState,
+    Publication,
+    SourceMark,
+    StoredChunk,
+    StoredDocument,
+    UpdateProgress,
+    VectorKind,
+)
 from shared import budget
 from shared.errors import Cancelled, InputError, TimedOut
 from tests.test_rag import DOCS
@@ -130,7 +140,7 @@ def test_context_counts_its_notes_in_the_budget(collection, lexical_only):
     assert result.tokens <= 300
 
 
-def test_a_cancelled_build_says_cancelled_and_the_next_call_resumes(root: Path, lexical_only):
+def test_a_cancelled_build_says_cancelled_and_the_next_call_resumes(root: Path, lexical_only, monkeypatch):
     path = root / "big.json"
     path.write_text(json.dumps([{"title": f"文档{i}", "page_body": f"第{i}篇文章讨论直播电商与平台责任。" * 5}
                                 for i in range(450)], ensure_ascii=False), encoding="utf-8")
@@ -145,10 +155,14 @@ def test_a_cancelled_build_says_cancelled_and_the_next_call_resumes(root: Path, 
     with pytest.raises(Cancelled, match="cancelled; the next call resumes"):
         service.ready(path, progress=progress, cancel=cancel)
     store = service.collections.get(path).store
-    assert reports == [indexing.BATCH_DOCS] and store.state().documents == indexing.BATCH_DOCS
-    assert not store.state().lexical_complete
+    assert reports == [indexing.BATCH_DOCS] and len(store.document_keys()) == indexing.BATCH_DOCS
+    assert not store.state().lexical_complete and store.state().documents == 0  # nothing half-built is served
+    made: list[str] = []
+    original = indexing.entry
+    monkeypatch.setattr(indexing, "entry", lambda key, *args: made.append(key) or original(key, *args))
     stats = service.stats(path)
     assert stats.lexical_complete and stats.documents == 450
+    assert len(made) == 450 - indexing.BATCH_DOCS  # the first batch was not chunked and tokenized again
 
 
 def test_waiting_for_another_builder_times_out_or_is_cancelled(tmp_path: Path):
@@ -190,6 +204,7 @@ class TinyDocumentEmbedder:
 def test_document_vectors_take_their_dimension_from_the_model(collection, monkeypatch):
     from servers.rag import embedders
 
+    monkeypatch.setenv("TOOLSUITE_RAG_BUILDER", "thread")  # the replaced embedder lives in this process
     monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
     monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "e5")
     monkeypatch.setattr(embedders, "document_embedder", TinyDocumentEmbedder)
@@ -238,12 +253,13 @@ class MemoryStore:
     """The store interface over plain Python objects; lexical ranking by how many query terms match."""
 
     def __init__(self) -> None:
-        self.documents: dict[int, StoredDocument] = {}
-        self.chunk_rows: list[StoredChunk] = []
-        self.terms: list[set[str]] = []
-        self.progress = LexicalProgress(0, 0, 0)
-        self.meta: dict[str, Any] = {"lexical": False, "build_seconds": None, "cjk_share": 0.0}
+        self.entries: dict[str, DocumentEntry] = {}
+        self.chunk_rows: list[tuple[str, int, str, set[str]]] = []  # (document key, chunk index, text, terms)
+        self.order: list[str] = []
+        self.mark: SourceMark | None = None
+        self.meta: dict[str, Any] = {"build_seconds": None, "cjk_share": 0.0, "updated": 0}
         self.lock = threading.Lock()
+        self.status = BuilderStatus()
 
     @contextlib.contextmanager
     def build_lock(self, wait: float, cancel: threading.Event | None = None) -> Iterator[None]:
@@ -254,72 +270,112 @@ class MemoryStore:
         finally:
             self.lock.release()
 
+    vector_lock = build_lock
+
+    def builder_running(self) -> bool:
+        return False
+
+    def updating(self) -> bool:
+        return self.lock.locked()
+
+    def _position(self, key: str) -> int | None:
+        return self.order.index(key) if key in self.order else None
+
     def state(self) -> IndexState:
-        return IndexState(documents=len(self.documents), chunks=len(self.chunk_rows),
-                          lexical_complete=self.meta["lexical"], dense_vectors=0, dense_complete=False,
-                          document_vectors=0, document_index_complete=False, cjk_share=self.meta["cjk_share"],
-                          build_seconds=self.meta["build_seconds"])
+        chunks = sum(len(self.entries[key].chunks) for key in self.order)
+        return IndexState(documents=len(self.order), chunks=chunks, lexical_complete=self.mark is not None,
+                          pending_documents=0, dense_vectors=0, dense_complete=False, document_vectors=0,
+                          document_index_complete=False, cjk_share=self.meta["cjk_share"],
+                          build_seconds=self.meta["build_seconds"], updated_documents=self.meta["updated"])
 
-    def lexical_progress(self) -> LexicalProgress | None:
-        return None if self.meta["lexical"] else self.progress
+    def source(self) -> SourceMark | None:
+        return self.mark
 
-    def add_documents(self, batch: Sequence[DocumentEntry], progress: LexicalProgress) -> None:
+    def document_keys(self) -> set[str]:
+        return set(self.entries)
+
+    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress) -> None:
         for document in batch:
-            self.documents[document.doc_index] = StoredDocument(document.doc_index, document.title, document.url,
-                                                                document.body)
+            self.entries[document.key] = document
             for chunk in document.chunks:
-                self.chunk_rows.append(StoredChunk(len(self.chunk_rows), document.doc_index, chunk.chunk_index,
-                                                   document.title, chunk.text))
-                self.terms.append(set(chunk.terms))
-        self.progress = progress
+                self.chunk_rows.append((document.key, chunk.chunk_index, chunk.text, set(chunk.terms)))
 
-    def finish_lexical(self, cjk_share: float, build_seconds: float) -> None:
-        self.meta.update(lexical=True, cjk_share=cjk_share, build_seconds=build_seconds)
-
-    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[str, str]]:
-        return []
-
-    def add_vectors(self, kind: VectorKind, vectors: Any) -> None:
-        raise AssertionError("no vectors without an embedder")
-
-    def finish_vectors(self, kind: VectorKind) -> None:
+    def note_progress(self, progress: UpdateProgress) -> None:
         pass
 
+    def documents_not_in(self, keys: Sequence[str]) -> list[StoredDocument]:
+        return [StoredDocument(-1, e.title, e.url, e.body, e.key) for e in self.entries.values() if e.key not in keys]
+
+    def publish(self, publication: Publication) -> None:
+        for document in publication.removed:
+            self.entries.pop(document.key, None)
+        self.order = list(publication.order)
+        self.mark = publication.source
+        self.meta.update(build_seconds=publication.seconds, updated=publication.new_documents)
+
+    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[int, str, str]]:
+        return []
+
+    def add_vectors(self, kind: VectorKind, rows: Sequence[int], vectors: Any) -> None:
+        raise AssertionError("no vectors without an embedder")
+
+    def builder_status(self) -> BuilderStatus:
+        return self.status
+
+    def set_builder_status(self, status: BuilderStatus) -> None:
+        self.status = status
+
+    def _stored(self, chunk_id: int) -> StoredChunk | None:
+        key, chunk_index, text, _terms = self.chunk_rows[chunk_id]
+        position = self._position(key)
+        if position is None:
+            return None
+        return StoredChunk(chunk_id, position, chunk_index, self.entries[key].title, text)
+
     def document(self, doc_index: int) -> StoredDocument | None:
-        return self.documents.get(doc_index)
+        if not 0 <= doc_index < len(self.order):
+            return None
+        found = self.entries[self.order[doc_index]]
+        return StoredDocument(doc_index, found.title, found.url, found.body, found.key)
 
     def chunks(self, chunk_ids: Sequence[int]) -> list[StoredChunk]:
-        return [self.chunk_rows[i] for i in chunk_ids if 0 <= i < len(self.chunk_rows)]
+        found = [self._stored(i) for i in chunk_ids if 0 <= i < len(self.chunk_rows)]
+        return [chunk for chunk in found if chunk is not None]
 
     def chunks_of(self, doc_index: int, first: int, last: int) -> list[StoredChunk]:
-        return [c for c in self.chunk_rows if c.doc_index == doc_index and first <= c.chunk_index <= last]
+        found = self.chunks(range(len(self.chunk_rows)))
+        return [c for c in found if c.doc_index == doc_index and first <= c.chunk_index <= last]
 
     def documents_of(self, chunk_ids: Sequence[int]) -> dict[int, int]:
         return {c.chunk_id: c.doc_index for c in self.chunks(chunk_ids)}
 
     def term_counts(self, terms: Sequence[str]) -> dict[str, int]:
-        counts = {term: sum(term in chunk for chunk in self.terms) for term in terms}
+        counts = {term: sum(term in row[3] for row in self.chunk_rows) for term in terms}
         return {term: count for term, count in counts.items() if count}
 
     def lexical_ranking(self, terms: Sequence[str], limit: int) -> list[int]:
-        scored = [(len(set(terms) & chunk), -i) for i, chunk in enumerate(self.terms)]
+        scored = [(len(set(terms) & row[3]), -i) for i, row in enumerate(self.chunk_rows)]
         return [-i for score, i in sorted(scored, reverse=True) if score][:limit]
 
     def nearest(self, kind: VectorKind, vector: Any, limit: int) -> list[int]:
         return []
 
     def best_chunks(self, documents: Sequence[int], vector: Any | None) -> dict[int, int]:
-        return {c.doc_index: c.chunk_id for c in reversed(self.chunk_rows) if c.doc_index in documents}
+        found = self.chunks(range(len(self.chunk_rows)))
+        return {c.doc_index: c.chunk_id for c in reversed(found) if c.doc_index in documents}
 
 
 class MemoryBackend:
-    version = "memory-1"
+    version = "memory-2"
 
     def __init__(self) -> None:
         self.stores: dict[str, MemoryStore] = {}
 
     def open(self, key: str) -> MemoryStore:
         return self.stores.setdefault(key, MemoryStore())
+
+    def peek(self, key: str) -> MemoryStore | None:
+        return self.stores.get(key)
 
 
 def test_the_engine_runs_on_another_store(collection, lexical_only):

@@ -20,7 +20,8 @@ from tests.conftest import BIN
 pytestmark = pytest.mark.anyio
 
 EXPECTED_TOOLS = {
-    "tool-rag": ["rag_search", "rag_get_context", "rag_document_stats", "rag_get_document", "rag_get_neighbours"],
+    "tool-rag": ["rag_search", "rag_get_context", "rag_document_stats", "rag_get_document", "rag_get_neighbours",
+                 "rag_list_collections"],
     "tool-reader": ["convert_to_markdown", "document_info"],
     "tool-python": ["create_sandbox", "run_python_code", "run_command", "upload_file_from_local_to_sandbox",
                     "download_file_from_internet_to_sandbox", "download_file_from_sandbox_to_local"],

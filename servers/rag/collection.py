@@ -1,86 +1,100 @@
-"""Collections opened for searching: a store, the embedders its index is built with, and the
-background build of its vectors; and the bounded set of them a process keeps open."""
+"""Collections opened for searching: a store, the embedders its index is built with, and the bounded
+set of them a process keeps open.
+
+A collection's index is keyed by the file's path (after symlinks) and the versions of everything
+that shapes it, not by the file's bytes: a changed file is brought up to date in place
+(`indexing.update`), so appending or editing records costs only those records.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
-from servers.rag import chunker, embedders, indexing, tokens
+from servers.rag import builder, chunker, embedders, indexing, tokens
+from servers.rag.indexing import SourceIncomplete
 from servers.rag.store import IndexState, Store, StoreBackend
 from shared import cache
-from shared.errors import leaf_exception, redact
 
 log = logging.getLogger("toolsuite.rag")
 
+# A vector side that misses at most this share of the collection still ranks (the rest is found
+# lexically until its vectors arrive): after 100 records are appended to 12,000, dropping the whole
+# semantic side for the minutes the new vectors take would hurt far more than the gap. A side that
+# is only partly built hurts fusion badly, so below this share it is not used at all.
+READY_SHARE = 0.99
 
-def failure(exc: BaseException) -> str:
-    """A background failure as the notes show it: the real cause (not the task group around a
-    concurrent embedder's requests), without secrets."""
-    cause = leaf_exception(exc)
-    return redact(f"{type(cause).__name__}: {str(cause)[:200]}")
+
+def index_key(source: Path, backend: StoreBackend) -> str:
+    """The index of this file under the current settings: another chunker, tokenizer, embedder or
+    store layout means another index; another version of the file does not."""
+    embedder = embedders.choice()
+    return cache.cache_key(f"path:{source}", backend.version, chunker.VERSION, tokens.VERSION,
+                           embedders.model_id(embedder), embedders.document_choice())
 
 
 class Collection:
     """One collection's index, reused by every call of the process."""
 
-    def __init__(self, source: Path, store: Store, embedder: str, doc_embedder: str) -> None:
+    def __init__(self, source: Path, store: Store, embedder: str, doc_embedder: str, key: str) -> None:
         self.source = source
         self.store = store
         self.embedder = embedder
         self.doc_embedder = doc_embedder
-        self.vector_error: str | None = None
-        self._vectors_thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._final_state: IndexState | None = None
+        self.key = key
+        self.builds = builder.Launcher(self)
 
     def state(self) -> IndexState:
-        if self._final_state is not None:  # a finished index no longer changes
-            return self._final_state
-        state = self.store.state()
-        if state.lexical_complete and (state.dense_complete or self.embedder == "none") and \
-                (state.document_index_complete or self.doc_embedder == "none"):
-            self._final_state = state
-        return state
+        return self.store.state()
 
-    def build(self, progress: indexing.ProgressFn | None = None, cancel: threading.Event | None = None) -> None:
-        """The lexical index now; chunk vectors, then document vectors, in a background thread."""
-        indexing.build_lexical(self.store, self.source, progress=progress, cancel=cancel)
-        self._start_vectors()
+    @property
+    def vector_error(self) -> str | None:
+        """Why the last background vector build failed, as the builder recorded it in the store."""
+        return self.store.builder_status().error
 
-    def _start_vectors(self) -> None:
+    def build(self, progress: indexing.ProgressFn | None = None,
+              cancel: threading.Event | None = None) -> str | None:
+        """Bring the lexical index up to the file's current version now and make sure the vectors are
+        being built. Returns a warning when the file cannot be read whole (the last complete version
+        is served); with no complete version yet, that is an error."""
+        warning = None
+        try:
+            indexing.update(self.store, self.source, progress=progress, cancel=cancel)
+        except SourceIncomplete as exc:
+            if self.store.source() is None:
+                raise
+            warning = str(exc)
+            log.info("serving the last complete version of %s: %s", self.source.name, warning)
+        self.builds.ensure()
+        return warning
+
+    def vectors_pending(self, state: IndexState | None = None) -> bool:
+        state = state or self.state()
+        return (self.embedder != "none" and not state.dense_complete) or \
+            (self.doc_embedder != "none" and not state.document_index_complete)
+
+    def dense_ready(self) -> bool:
+        """Whether the chunk vectors cover enough of the collection to rank (see READY_SHARE)."""
         state = self.state()
-        chunks_done = self.embedder == "none" or state.dense_complete
-        documents_done = self.doc_embedder == "none" or state.document_index_complete
-        if chunks_done and documents_done:
-            return
-        with self._start_lock:  # once per process and index
-            if self._vectors_thread is not None and self._vectors_thread.is_alive():
-                return
-            self._vectors_thread = threading.Thread(target=self._build_vectors, name="rag-dense", daemon=True)
-            self._vectors_thread.start()
+        return state.dense_complete or (state.chunks > 0 and state.dense_vectors >= READY_SHARE * state.chunks)
 
-    def _build_vectors(self) -> None:
-        # A failure is kept for the notes and the statistics; lexical search keeps serving.
-        if self.embedder != "none":
-            try:
-                indexing.build_vectors(self.store, "chunks", lambda: embedders.get(self.embedder))
-            except Exception as exc:
-                self.vector_error = failure(exc)
-                log.warning("dense indexing failed: %s", self.vector_error)
-        if self.doc_embedder != "none":
-            try:
-                indexing.build_vectors(self.store, "documents", embedders.document_embedder)
-            except Exception as exc:
-                self.vector_error = f"document index: {failure(exc)}"
-                log.warning("document vectors failed: %s", self.vector_error)
+    def documents_ready(self) -> bool:
+        state = self.state()
+        return state.document_index_complete or \
+            (state.documents > 0 and state.document_vectors >= READY_SHARE * state.documents)
 
     def wait_for_vectors(self, timeout: float | None = None) -> None:
-        """For benchmarks and tests: block until the background build has finished."""
-        thread = self._vectors_thread
-        if thread is not None:
-            thread.join(timeout)
+        """For benchmarks and tests: block until the vectors are complete or their build failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
+            if not self.vectors_pending():
+                return
+            if self.store.builder_status().error and not self.store.builder_running():
+                return
+            self.builds.ensure()
+            time.sleep(0.1)
 
 
 class OpenCollections:
@@ -90,34 +104,22 @@ class OpenCollections:
         self.backend = backend
         self.capacity = capacity
         self._open: dict[str, Collection] = {}
-        self._digests: dict[str, tuple[tuple[int, int, int, int], str]] = {}
         self._lock = threading.Lock()
 
-    def _digest(self, source: Path) -> str:
-        """The file's SHA-256, recomputed only when its size, mtime, inode or device changed (hashing a
-        77 MB collection on every call would cost more than the search)."""
-        info = source.stat()
-        signature = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev)
-        known = self._digests.get(str(source))
-        if known is not None and known[0] == signature:
-            return known[1]
-        digest = cache.file_digest(source)
-        self._digests[str(source)] = (signature, digest)
-        return digest
-
     def get(self, source: Path) -> Collection:
-        embedder = embedders.choice()
-        doc_embedder = embedders.document_choice()
-        # A changed file, chunker, tokenizer, embedder or store layout means another index.
-        key = cache.cache_key(self._digest(source), self.backend.version, chunker.VERSION, tokens.VERSION,
-                              embedders.model_id(embedder), doc_embedder)
+        key = index_key(source, self.backend)
         with self._lock:
             if key in self._open:
                 collection = self._open.pop(key)
                 self._open[key] = collection  # most recently used last
                 return collection
-            collection = Collection(source, self.backend.open(key), embedder, doc_embedder)
+            collection = Collection(source, self.backend.open(key), embedders.choice(), embedders.document_choice(),
+                                    key)
             self._open[key] = collection
             while len(self._open) > self.capacity:
                 self._open.pop(next(iter(self._open)))
             return collection
+
+    def peek(self, source: Path) -> tuple[Store | None, str, str]:
+        """The index of `source` if one exists (nothing is created), with the embedders it uses."""
+        return self.backend.peek(index_key(source, self.backend)), embedders.choice(), embedders.document_choice()

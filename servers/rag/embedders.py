@@ -3,8 +3,9 @@
 - `wordllama` (default when installed): static embeddings bundled in the PyPI package, loaded
   offline; about 1,300 real chunks/s on 2 cores, so a 52,000-chunk collection embeds in under a
   minute. Weak across languages, which the fusion accounts for.
-- `openai`: any OpenAI-compatible /embeddings endpoint (role EMBEDDING), many inputs per request,
-  a few requests at once, retried; zero or NaN vectors are refused, never stored.
+- `openai`: any OpenAI-compatible /embeddings endpoint (role EMBEDDING), through
+  `remote_embedder` (many inputs per request, several requests at once, retried); zero or NaN
+  vectors are refused, never stored.
 - `none`: lexical only.
 """
 
@@ -53,49 +54,6 @@ class WordLlamaEmbedder:
         with self._lock:
             vectors = self._model.embed(texts)
         return _normalise(vectors)
-
-
-class OpenAIEmbedder:
-    def __init__(self) -> None:
-        from shared.models import ModelClient
-
-        client = ModelClient("EMBEDDING", purpose="embedding")
-        client.require()
-        self.name = f"openai:{client.endpoint.model}"
-        self.dim = 0
-        self.batch = int(settings.number("TOOLSUITE_RAG_EMBED_BATCH", 64, minimum=1))
-        self.concurrency = int(settings.number("TOOLSUITE_RAG_EMBED_CONCURRENCY", 4, minimum=1))
-
-    def embed(self, texts: list[str]) -> Any:
-        import anyio
-
-        from shared.models import ModelClient
-
-        np = numpy()
-
-        results: list[Any] = [None] * ((len(texts) + self.batch - 1) // self.batch)
-
-        async def run() -> None:
-            client = ModelClient("EMBEDDING", purpose="embedding")
-            limiter = anyio.Semaphore(self.concurrency)
-
-            async def one(index: int) -> None:
-                async with limiter:
-                    part = texts[index * self.batch:(index + 1) * self.batch]
-                    vectors, _usage = await client.embed(part)
-                    results[index] = vectors
-
-            try:
-                async with anyio.create_task_group() as group:
-                    for index in range(len(results)):
-                        group.start_soon(one, index)
-            finally:
-                await client.close()
-
-        anyio.run(run)
-        array = _normalise(np.concatenate([np.asarray(r, dtype=np.float32) for r in results]))
-        self.dim = int(array.shape[1])
-        return array
 
 
 class E5LeadEmbedder:
@@ -157,7 +115,9 @@ def get(name: str) -> Embedder | None:
         return None
     if name == "wordllama":
         return _WORDLLAMA.get()
-    return OpenAIEmbedder()
+    from servers.rag import remote_embedder
+
+    return remote_embedder.shared()
 
 
 def model_id(name: str) -> str:

@@ -1,8 +1,17 @@
-"""Building a collection's index into a store: the lexical part within the call (searchable as soon
-as it is done), vectors afterwards. Both resume where an interrupted build stopped."""
+"""Building a collection's index into a store and keeping it in step with the file.
+
+`update` brings the lexical index up to the file's current version within the call: it reads every
+record, keys it by its content, chunks and tokenizes only the records whose content the index does
+not hold yet, and publishes the new order of positions in one step (so readers see either the old
+version or the new one, and citations of unchanged records stay valid). Reading 12,000 records and
+hashing them takes about a second; the chunking and tokenizing it saves is what took a first build
+40 s. `build_vectors` embeds whatever rows have no vector yet, so a build interrupted at any point,
+or extended by an update, carries on where it stopped.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +20,16 @@ from pathlib import Path
 from servers.rag import chunker, tokens
 from servers.rag.embedders import Embedder
 from servers.rag.loader import Record, iter_records
-from servers.rag.store import ChunkEntry, DocumentEntry, LexicalProgress, Store, VectorKind
+from servers.rag.store import (
+    ChunkEntry,
+    DocumentEntry,
+    Publication,
+    SourceMark,
+    Store,
+    StoredDocument,
+    UpdateProgress,
+    VectorKind,
+)
 from shared.errors import Cancelled, InputError
 
 ProgressFn = Callable[[float, float | None, str | None], None]
@@ -20,6 +38,11 @@ BATCH_DOCS = 200
 # e5 embeds about 12 leads a second: small batches keep the resumable step short.
 VECTOR_BATCH: dict[VectorKind, int] = {"chunks": 512, "documents": 32}
 SAMPLE_CHARS = 2000  # of each body, for the collection's share of Chinese text
+READ_ATTEMPTS = 3  # reads of a file that keeps changing while it is read, before taking the last one
+
+
+class SourceIncomplete(InputError):
+    """The collection file cannot be read whole now (e.g. another program is still writing it)."""
 
 
 def lead(title: str, opening: str, chars: int = 120) -> str:
@@ -28,63 +51,120 @@ def lead(title: str, opening: str, chars: int = 120) -> str:
     return f"{title}。{opening[:chars]}" if title else opening[:chars]
 
 
-def _entry(record: Record) -> DocumentEntry:
-    title_terms = tokens.tokenize(record.title)  # in every chunk's indexed text, never a chunk of its own
+def content_key(title: str, url: str | None, body: str, occurrence: int) -> str:
+    """What identifies a document across versions of the file: its content, not its position.
+    Equal records are told apart by their occurrence number, so each keeps a position of its own."""
+    digest = hashlib.sha256("\x1f".join((title, url or "", body)).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return digest if occurrence == 0 else f"{digest}#{occurrence}"
+
+
+def entry(key: str, title: str, url: str | None, body: str) -> DocumentEntry:
+    title_terms = tokens.tokenize(title)  # in every chunk's indexed text, never a chunk of its own
     chunks = [ChunkEntry(chunk.chunk_index, chunk.text, title_terms + tokens.tokenize(chunk.text))
-              for chunk in chunker.chunk_document(record.index, record.body)]
-    return DocumentEntry(record.index, record.title, record.url, record.body, chunks)
+              for chunk in chunker.chunk_document(0, body)]
+    sample = body[:SAMPLE_CHARS]
+    return DocumentEntry(key, title, url, body, chunks, cjk_chars=sum(1 for ch in sample if "\u4e00" <= ch <= "\u9fff"),
+                         sampled_chars=len(sample))
 
 
-def build_lexical(store: Store, source: Path, *, progress: ProgressFn | None = None,
-                  cancel: threading.Event | None = None, wait: float = 600) -> None:
-    """Documents, chunks and the lexical index, in batches of BATCH_DOCS documents."""
-    if store.lexical_progress() is None:
-        return
+def _removed_entry(document: StoredDocument) -> DocumentEntry:
+    return entry(document.key, document.title, document.url, document.body)
+
+
+def up_to_date(store: Store, source: Path) -> bool:
+    """The searchable index reflects the file as it is now (one stat, one small read)."""
+    return store.source() == SourceMark.of(source)
+
+
+def _read(store: Store, source: Path, progress: ProgressFn | None,
+          cancel: threading.Event | None) -> tuple[list[str], int, int]:
+    """Read the file once, taking in the records whose content is new: (keys by position, records
+    read, new documents). Raises `SourceIncomplete` when the file does not parse to the end."""
+    held = store.document_keys()
+    order: list[str] = []
+    seen: dict[str, int] = {}
+    batch: list[DocumentEntry] = []
+    new = 0
+    records = iter_records(source)
+    while True:
+        try:
+            record: Record = next(records)
+        except StopIteration:
+            break
+        except InputError as exc:
+            raise SourceIncomplete(str(exc)) from None
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("indexing was cancelled; the next call resumes where it stopped")
+        base = content_key(record.title, record.url, record.body, 0)
+        occurrence = seen.get(base, 0)
+        seen[base] = occurrence + 1
+        key = base if occurrence == 0 else content_key(record.title, record.url, record.body, occurrence)
+        order.append(key)
+        if key in held:
+            continue
+        held.add(key)
+        batch.append(entry(key, record.title, record.url, record.body))
+        new += 1
+        if len(batch) >= BATCH_DOCS:
+            store.add_documents(batch, UpdateProgress(len(order), new))
+            batch = []
+            if progress is not None:
+                progress(len(order), None, f"read {len(order)} records, indexed {new} new or changed")
+    if batch:
+        store.add_documents(batch, UpdateProgress(len(order), new))
+    return order, len(order), new
+
+
+def update(store: Store, source: Path, *, progress: ProgressFn | None = None,
+           cancel: threading.Event | None = None, wait: float = 600) -> bool:
+    """Bring the lexical index up to the file's current version; True when something was published.
+
+    A file that changes while it is read (a record appended during the build) is read again; if it
+    keeps changing, the last complete read is published under the version seen before it, so the
+    next call reads it once more. A file that does not parse to the end (truncated mid-write) is
+    never published: `SourceIncomplete` is raised and the previous version stays searchable."""
+    if up_to_date(store, source):
+        return False
     with store.build_lock(wait, cancel):
-        done = store.lexical_progress()
-        if done is None:  # another process finished it while this one waited
-            return
         started = time.perf_counter()
-        cjk, sampled = done.cjk_chars, done.sampled_chars
-        batch: list[DocumentEntry] = []
-        last = done.documents_done - 1
-        for record in iter_records(source):
-            if record.index < done.documents_done:
-                continue
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("indexing was cancelled; the next call resumes where it stopped")
-            batch.append(_entry(record))
-            sample = record.body[:SAMPLE_CHARS]
-            cjk += sum(1 for ch in sample if "\u4e00" <= ch <= "\u9fff")
-            sampled += len(sample)
-            last = record.index
-            if len(batch) >= BATCH_DOCS:
-                store.add_documents(batch, LexicalProgress(last + 1, cjk, sampled))
-                batch = []
-                if progress is not None:
-                    progress(last + 1, None, f"indexed {last + 1} documents")
-        if batch:
-            store.add_documents(batch, LexicalProgress(last + 1, cjk, sampled))
-        if last < 0:
+        for _attempt in range(READ_ATTEMPTS):
+            before = SourceMark.of(source)
+            if store.source() == before:  # another process brought it up to date while this one waited
+                return False
+            order, _read_count, new = _read(store, source, progress, cancel)
+            if SourceMark.of(source) == before:
+                break
+        if not order:
             raise InputError("the collection has no records")
-        store.finish_lexical(cjk_share=round(cjk / sampled, 3) if sampled else 0.0,
-                             build_seconds=round(time.perf_counter() - started, 2))
+        removed = [_removed_entry(document) for document in store.documents_not_in(order)]
+        first_build = store.source() is None
+        store.publish(Publication(order=order, source=before, removed=removed,
+                                  new_documents=0 if first_build else new, seconds=time.perf_counter() - started))
+        return True
 
 
-def build_vectors(store: Store, kind: VectorKind, load: Callable[[], Embedder | None], wait: float = 3600) -> None:
-    """Chunk vectors (title and text) or document vectors (leads). The embedder is loaded only when
-    there is work left, so a process that finds the vectors complete never loads a model."""
-    with store.build_lock(wait):
-        state = store.state()
-        if state.dense_complete if kind == "chunks" else state.document_index_complete:
-            return
-        model = load()
+def build_vectors(store: Store, kind: VectorKind, load: Callable[[], Embedder | None],
+                  stop: Callable[[], bool] = lambda: False, on_batch: Callable[[int], None] | None = None) -> bool:
+    """Chunk vectors (title and text) or document vectors (leads) for every row that has none. The
+    embedder is loaded only when there is work, so a process that finds the vectors complete never
+    loads a model. Returns False when `stop` asked it to stop before the end."""
+    model: Embedder | None = None
+    limit = VECTOR_BATCH[kind]
+    while rows := store.texts_to_embed(kind, limit):
+        if stop():
+            return False
         if model is None:
-            return
-        while rows := store.texts_to_embed(kind, VECTOR_BATCH[kind]):
-            if kind == "chunks":
-                texts = [f"{title}\n{text}" for title, text in rows]
-            else:
-                texts = [lead(title, text) for title, text in rows]
-            store.add_vectors(kind, model.embed(texts))
-        store.finish_vectors(kind)
+            model = load()
+            if model is None:
+                return True
+            # A remote embedder keeps many requests in flight: hand it enough texts at a time that
+            # its pipeline does not drain at every step.
+            limit = max(limit, getattr(model, "rows_per_call", limit))
+        if kind == "chunks":
+            texts = [f"{title}\n{text}" for _row, title, text in rows]
+        else:
+            texts = [lead(title, text) for _row, title, text in rows]
+        store.add_vectors(kind, [row for row, _title, _text in rows], model.embed(texts))
+        if on_batch is not None:
+            on_batch(len(rows))
+    return True

@@ -83,8 +83,8 @@ def lexical_ranking(collection: Collection, query: str, limit: int = CANDIDATES)
 
 
 def chunk_query_vector(collection: Collection, query: str) -> Any | None:
-    """The query in the chunk embedder's space, once the chunk vectors are complete."""
-    if not collection.state().dense_complete:
+    """The query in the chunk embedder's space, once the chunk vectors cover the collection."""
+    if not collection.dense_ready():
         return None
     model = embedders.get(collection.embedder)
     return model.embed([query])[0] if model is not None else None
@@ -95,7 +95,7 @@ def dense_ranking(collection: Collection, vector: Any | None, limit: int = CANDI
 
 
 def document_ranking(collection: Collection, query: str, limit: int = DOCUMENT_CANDIDATES) -> list[int]:
-    if not collection.state().document_index_complete:
+    if not collection.documents_ready():
         return []
     return collection.store.nearest("documents", embedders.document_embedder().embed_query(query), limit)
 

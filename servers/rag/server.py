@@ -13,6 +13,7 @@ from pydantic import Field
 from servers.rag.indexing import ProgressFn
 from servers.rag.loader import collection_path
 from servers.rag.service import (
+    CollectionList,
     CollectionStats,
     ContextResult,
     DocumentView,
@@ -21,7 +22,10 @@ from servers.rag.service import (
     Readiness,
     SearchResult,
 )
+from shared import shutdown
 from shared.budget import Page
+from shared.errors import InputError
+from shared.inputs import resolve_local_path
 from shared.outputs import output_model
 from shared.server import READ_ONLY_LOCAL, Progress, ToolResult, add_tool, create_server
 from shared.transport import run_server
@@ -49,18 +53,24 @@ SearchOutput = output_model(SearchResult, "SearchOutput")
 ContextOutput = output_model(ContextResult, "ContextOutput")
 StatsOutput = output_model(CollectionStats, "StatsOutput")
 DocumentOutput = output_model(DocumentView, "DocumentOutput")
+CollectionsOutput = output_model(CollectionList, "CollectionsOutput")
 
 T = TypeVar("T")
 
 
 async def in_worker(ctx: Context | None, work: Callable[[ProgressFn, threading.Event], T]) -> T:
     """Run an engine call in a worker thread with progress. When the call is cancelled or runs out
-    of time the engine's cancel flag is set, so indexing stops at its next batch; the call itself
-    reports the cancellation or the timeout."""
+    of time, or the process is asked to stop (SIGTERM), the engine's cancel flag is set, so indexing
+    stops at its next batch; the call itself reports the cancellation or the timeout."""
     cancel = threading.Event()
     progress = Progress(ctx).report_sync
+
+    def run() -> T:
+        with shutdown.work(cancel):
+            return work(progress, cancel)
+
     try:
-        return await anyio.to_thread.run_sync(lambda: work(progress, cancel), abandon_on_cancel=True)
+        return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
     finally:
         cancel.set()
 
@@ -104,16 +114,36 @@ def stats_text(ready: Readiness) -> str:
         f"{stats.dense_vectors}/{stats.chunks} chunks"
     documents = "complete" if stats.document_index_complete else "off" if stats.document_embedder == "none" else \
         f"{stats.document_vectors}/{stats.documents} documents"
+    lexical = "complete" if stats.lexical_complete else "building"
+    if stats.pending_documents:
+        lexical += f" ({stats.pending_documents} new or changed records being added)"
+    timing = ""
+    if stats.build_seconds is not None:
+        timing = f"Last lexical update: {stats.updated_documents} records in {stats.build_seconds} s" \
+            if stats.updated_documents else f"Lexical build time: {stats.build_seconds} s"
     lines = ["=== RAG Document Statistics ===", f"Source File: {stats.source_file}",
              f"Documents: {stats.documents}", f"Chunks: {stats.chunks}",
              f"Average chunks per document: {stats.chunks / stats.documents:.1f}" if stats.documents else "",
-             f"Lexical index: {'complete' if stats.lexical_complete else 'building'}",
+             f"Lexical index: {lexical}",
              f"Semantic index ({stats.embedder}): {semantic}",
              f"Document index ({stats.document_embedder}): {documents}",
-             f"Chinese share of text: {stats.cjk_share:.0%}",
-             f"Lexical build time: {stats.build_seconds} s" if stats.build_seconds else "",
+             f"Vector builder: {stats.vector_builder}",
+             f"Chinese share of text: {stats.cjk_share:.0%}", timing,
              *notes_lines(ready.notes)]
     return "\n".join(line for line in lines if line)
+
+
+def collections_text(listing: CollectionList) -> str:
+    lines = ["=== RAG Collections ===", f"Folder: {listing.folder}", f"Collections Found: {len(listing.collections)}",
+             "", *notes_lines(listing.notes)]
+    for number, entry in enumerate(listing.collections, start=1):
+        documents = f"{entry.documents:,}" if entry.documents is not None else "unknown until indexed"
+        lines += ["", SOURCE_RULE, f"Collection {number}", f"JSON Path: {entry.json_path}", SOURCE_RULE,
+                  f"Format: {entry.format}", f"Documents: {documents}",
+                  f"Size: {entry.size_bytes / 2**20:.1f} MB, modified {entry.modified}", f"Index: {entry.index}"]
+    if not listing.collections:
+        lines.append("No JSON or JSON Lines collection found; give another folder inside the allowed roots.")
+    return "\n".join(lines)
 
 
 def document_text(view: DocumentView, start_index: int) -> str:
@@ -144,8 +174,9 @@ def build(service: RagService | None = None):
         reciprocal rank; English questions about Chinese collections lean on the semantic side. With diverse
         (default) results cover at least min_docs documents and at most max_per_doc chunks each. The first call
         on a collection builds a persistent index (progress is reported; about a minute for 12,000 documents);
-        later calls, and other processes, reuse it. Document Index is the record's position in the file, Chunk
-        Index its chunk number.
+        later calls, and other processes, reuse it, and a changed file costs only its new or changed records.
+        Document Index is the record's position in the file, Chunk Index its chunk number. Use
+        rag_list_collections to find collections.
         """
         source = collection_path(json_path)
         result = await in_worker(ctx, lambda progress, cancel: rag.search(
@@ -170,8 +201,9 @@ def build(service: RagService | None = None):
 
     async def rag_document_stats(json_path: JsonPath, ctx: Context) -> ToolResult:
         """Describe a collection and its index: documents, chunks, whether the lexical and semantic indexes are
-        complete (semantic indexing runs in the background after the first call), the embedder, the share of
-        Chinese text, and how long the build took. Builds the index if it does not exist yet."""
+        complete (semantic indexing runs in a background process after the first call and survives it), what is
+        still pending, the embedder, the share of Chinese text, and how long the last build or update took.
+        Builds or updates the index if it is missing or the file changed."""
         source = collection_path(json_path)
         ready = await in_worker(ctx, lambda progress, cancel: rag.ready(source, progress=progress, cancel=cancel))
         return ToolResult(text=stats_text(ready), data=StatsOutput.model_validate(ready.stats, from_attributes=True))
@@ -204,11 +236,30 @@ def build(service: RagService | None = None):
             source, document_index, chunk_index, around=around, progress=progress, cancel=cancel))
         return ToolResult(text=neighbours_text(view), data=DocumentOutput.model_validate(view, from_attributes=True))
 
+    async def rag_list_collections(
+        ctx: Context,
+        folder: Annotated[str | None, Field(description="A folder inside the allowed roots to look in (default: "
+                                                        "every allowed root).", max_length=4096)] = None,
+    ) -> ToolResult:
+        """List the document collections (JSON arrays, {"documents": [...]} files and JSON Lines files whose
+        records have content/page_body/text or title) under the allowed roots or one folder, with each one's
+        json_path to pass to the other tools, its format, size, number of documents, and index state (not
+        indexed, lexical ready, semantic x%, complete, out of date). Use it before rag_search when the
+        collection's path is not known. Reads only; bounded: at most 6 folders deep, 20,000 entries, 3 s,
+        200 collections (a note says when a bound was hit)."""
+        start = resolve_local_path(folder, kind="directory") if folder else None
+        if start is not None and not start.is_dir():
+            raise InputError(f"{folder!r} is a file, not a folder")
+        listing = await in_worker(ctx, lambda _progress, _cancel: rag.collections_under(start))
+        return ToolResult(text=collections_text(listing),
+                          data=CollectionsOutput.model_validate(listing, from_attributes=True))
+
     for fn, title, output in ((rag_search, "Search a collection", SearchOutput),
                               (rag_get_context, "Context for a query", ContextOutput),
                               (rag_document_stats, "Collection statistics", StatsOutput),
                               (rag_get_document, "Read a whole document", DocumentOutput),
-                              (rag_get_neighbours, "Chunks around a citation", DocumentOutput)):
+                              (rag_get_neighbours, "Chunks around a citation", DocumentOutput),
+                              (rag_list_collections, "List collections", CollectionsOutput)):
         add_tool(server, fn, title=title, output=output, annotations=READ_ONLY_LOCAL)
     return server
 

@@ -1,32 +1,37 @@
 """tool-rag's engine: what the tools do, without MCP.
 
-`RagService` opens a collection's index (building what is missing: the lexical index within the
-call, vectors in the background), searches it, gathers a context within a token budget, reads a
-document or the chunks around a citation, and says how ready the index is. Methods block: callers
-run them in a worker thread, may pass a progress callback and a cancel flag, and get plain
-dataclasses back. Where the index lives is a `store.StoreBackend` (SQLite unless told otherwise).
+`RagService` opens a collection's index (bringing the lexical index up to the file's current
+version within the call, vectors in the background), searches it, gathers a context within a token
+budget, reads a document or the chunks around a citation, says how ready the index is, and lists
+the collections under the allowed roots. Methods block: callers run them in a worker thread, may
+pass a progress callback and a cancel flag, and get plain dataclasses back. Where the index lives is
+a `store.StoreBackend` (SQLite unless told otherwise).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from servers.rag import discovery
 from servers.rag import search as searching
 from servers.rag.collection import Collection, OpenCollections
 from servers.rag.indexing import ProgressFn
 from servers.rag.search import Passage
 from servers.rag.sqlite_store import SqliteBackend
-from servers.rag.store import IndexState, StoreBackend
-from shared import budget
+from servers.rag.store import IndexState, SourceMark, StoreBackend
+from shared import budget, settings
 from shared.errors import InputError
 from shared.inputs import display_path
 
-__all__ = ["CollectionStats", "ContextLayout", "ContextResult", "DocumentView", "IndexSummary", "Passage",
-           "RagService", "Readiness", "SearchResult"]
+__all__ = ["CollectionEntry", "CollectionList", "CollectionStats", "ContextLayout", "ContextResult", "DocumentView",
+           "IndexSummary", "Passage", "RagService", "Readiness", "SearchResult"]
 
 CUT_NOTE = "\n[... cut to the token budget]"
 MIN_CUT_TOKENS = 80  # of text: a source cut shorter than this says too little to be worth its citation
@@ -47,6 +52,39 @@ class CollectionStats(IndexState):
     embedder: str
     document_embedder: str
     dense_error: str | None = field(metadata={"description": "Why semantic indexing failed, if it did."})
+    vector_builder: str = field(metadata={"description": "The background vector build: done, running (a detached "
+                                                         "process that outlives the call), pending (the next call "
+                                                         "starts it), failed (retried a minute later) or off."})
+    source_warning: str | None = field(metadata={"description": "Why the collection file could not be read whole "
+                                                                "(e.g. still being written), in which case its last "
+                                                                "complete version is served."})
+
+
+@dataclass(frozen=True)
+class CollectionEntry:
+    json_path: str = field(metadata={"description": "What to pass as json_path to the other tools."})
+    format: str
+    size_bytes: int
+    modified: str = field(metadata={"description": "Last modification time, ISO 8601 UTC."})
+    documents: int | None = field(metadata={"description": "Records in the collection: from its index when that is "
+                                                           "up to date, else counted in the file when that is cheap, "
+                                                           "else null."})
+    index: str = field(metadata={"description": "The index state: not indexed, lexical ready, semantic x% (and the "
+                                                "document index's share), complete; 'out of date' when the file "
+                                                "changed since (the next call updates it)."})
+    lexical_ready: bool
+    up_to_date: bool
+    semantic_percent: float | None = field(metadata={"description": "Share of chunks with a vector, 0-100."})
+    document_index_percent: float | None = field(
+        metadata={"description": "Share of documents in the cross-lingual document index, 0-100."})
+
+
+@dataclass(frozen=True)
+class CollectionList:
+    folder: str
+    collections: list[CollectionEntry]
+    entries_scanned: int
+    notes: list[str]
 
 
 @dataclass(frozen=True)
@@ -119,19 +157,69 @@ def merge_adjacent(passages: list[Passage]) -> list[Passage]:
     return sorted(merged, key=lambda p: p.relevance_score, reverse=True)
 
 
-def _notes(collection: Collection, state: IndexState) -> list[str]:
+def _notes(collection: Collection, state: IndexState, warning: str | None) -> list[str]:
     notes = []
+    if warning:
+        notes.append(f"the collection file cannot be read whole now ({warning}); answers come from its last complete "
+                     f"version ({state.documents} documents), and a later call takes the file in once it is complete")
+    if state.pending_documents:
+        notes.append(f"another call is adding {state.pending_documents} new or changed records to the index; until it "
+                     "is done, answers come from the version before them")
     if collection.embedder != "none" and not state.dense_complete:
-        done = state.dense_vectors / state.chunks if state.chunks else 0
-        notes.append(f"semantic indexing continues in the background ({done:.0%} of {state.chunks} chunks); these "
-                     "results are lexical only")
+        if collection.dense_ready():
+            notes.append(f"{state.chunks - state.dense_vectors} of {state.chunks} chunks (new or changed records) have "
+                         "no vector yet: they are found lexically until the background build reaches them")
+        else:
+            done = state.dense_vectors / state.chunks if state.chunks else 0
+            notes.append(f"semantic indexing continues in the background ({done:.0%} of {state.chunks} chunks); these "
+                         "results are lexical only")
     elif collection.doc_embedder != "none" and not state.document_index_complete:
-        done = state.document_vectors / state.documents if state.documents else 0
-        notes.append(f"the cross-lingual document index is still being built ({done:.0%} of {state.documents} "
-                     "documents); questions in another language than the documents may miss until it is done")
+        if collection.documents_ready():
+            notes.append(f"{state.documents - state.document_vectors} of {state.documents} documents (new or changed "
+                         "records) are not in the cross-lingual document index yet")
+        else:
+            done = state.document_vectors / state.documents if state.documents else 0
+            notes.append(f"the cross-lingual document index is still being built ({done:.0%} of {state.documents} "
+                         "documents); questions in another language than the documents may miss until it is done")
     if collection.vector_error:
-        notes.append(f"semantic indexing failed ({collection.vector_error}); results are lexical only")
+        notes.append(f"semantic indexing failed ({collection.vector_error}); results are lexical only where vectors "
+                     "are missing, and the build is tried again a minute later")
     return notes
+
+
+def _builder_state(collection: Collection, state: IndexState) -> str:
+    if collection.embedder == "none" and collection.doc_embedder == "none":
+        return "off"
+    if not collection.vectors_pending(state):
+        return "done"
+    if collection.store.builder_running():
+        return "running"
+    return "failed" if collection.vector_error else "pending"
+
+
+def _percent(done: int, total: int) -> float:
+    return round(100.0 * done / total, 1) if total else 100.0
+
+
+def _argument_path(path: Path, roots: list[Path]) -> str:
+    """The path as a json_path argument: relative when under the first root (relative arguments are
+    resolved there), else absolute (it is inside another allowed root)."""
+    if roots and path.is_relative_to(roots[0]):
+        return str(path.relative_to(roots[0]))
+    return str(path)
+
+
+def _index_label(lexical: bool, up_to_date: bool, semantic: float | None, documents: float | None,
+                 building: bool) -> str:
+    if not lexical:
+        return "lexical index building" if building else "not indexed"
+    sides = []
+    if semantic is not None and semantic < 100:
+        sides.append(f"semantic {semantic:g}%")
+    if documents is not None and documents < 100:
+        sides.append(f"document index {documents:g}%")
+    label = "lexical ready, " + ", ".join(sides) if sides else "complete"
+    return label if up_to_date else f"{label}; out of date (the file changed since: the next call updates it)"
 
 
 class RagService:
@@ -141,12 +229,13 @@ class RagService:
     def _open(self, source: Path, progress: ProgressFn | None,
               cancel: threading.Event | None) -> tuple[Collection, Readiness]:
         collection = self.collections.get(source)
-        collection.build(progress=progress, cancel=cancel)
+        warning = collection.build(progress=progress, cancel=cancel)
         state = collection.state()
         stats = CollectionStats(**dataclasses.asdict(state), source_file=display_path(source),
                                 embedder=collection.embedder, document_embedder=collection.doc_embedder,
-                                dense_error=collection.vector_error)
-        return collection, Readiness(stats, _notes(collection, state))
+                                dense_error=collection.vector_error,
+                                vector_builder=_builder_state(collection, state), source_warning=warning)
+        return collection, Readiness(stats, _notes(collection, state, warning))
 
     @staticmethod
     def _summary(stats: CollectionStats) -> IndexSummary:
@@ -229,3 +318,41 @@ class RagService:
                             title=passages[0].title, url=document.url if document else None, chunks=passages,
                             text="\n\n".join(p.content for p in passages),
                             total_chars=sum(len(p.content) for p in passages), next_start_index=None)
+
+    def collections_under(self, folder: Path | None = None) -> CollectionList:
+        """The collections under `folder` (a folder inside the allowed roots; default: every root),
+        with their document counts and index states. Reads only: nothing is indexed."""
+        roots = settings.allowed_roots()
+        starts = [folder] if folder is not None else [root for root in roots if root.is_dir()]
+        skip = [Path(os.path.realpath(settings.cache_dir()))]
+        walk = discovery.walk(starts, roots, skip)
+        count_until = time.monotonic() + discovery.COUNT_SECONDS
+        entries = [self._entry(candidate, roots, count_until) for candidate in walk.found]
+        notes = []
+        if walk.stopped:
+            notes.append(f"the search stopped after {walk.stopped} ({walk.entries:,} entries looked at): pass a "
+                         "folder to look further in one place")
+        if any(entry.documents is None for entry in entries):
+            notes.append("documents is null where counting would mean reading a large file: the first search "
+                         "or rag_document_stats call on it indexes it and counts")
+        shown = display_path(folder) if folder is not None else ", ".join(str(root) for root in roots)
+        return CollectionList(folder=shown, collections=entries, entries_scanned=walk.entries, notes=notes)
+
+    def _entry(self, candidate: discovery.Candidate, roots: list[Path], count_until: float) -> CollectionEntry:
+        path = Path(os.path.realpath(candidate.path))
+        store, embedder, doc_embedder = self.collections.peek(path)
+        state = store.state() if store is not None else None
+        lexical = bool(state and state.lexical_complete)
+        current = lexical and store is not None and store.source() == SourceMark.of(path)
+        documents = state.documents if state is not None and current else None
+        if documents is None:
+            documents = discovery.count_records(candidate, max(0.0, count_until - time.monotonic()))
+        semantic = _percent(state.dense_vectors, state.chunks) if lexical and embedder != "none" else None
+        leads = _percent(state.document_vectors, state.documents) if lexical and doc_embedder != "none" else None
+        building = store is not None and store.updating()
+        modified = datetime.fromtimestamp(candidate.mtime, UTC).isoformat(timespec="seconds")
+        return CollectionEntry(
+            json_path=_argument_path(candidate.path, roots), format=discovery.FORMATS[candidate.format],
+            size_bytes=candidate.size, modified=modified, documents=documents,
+            index=_index_label(lexical, current, semantic, leads, building), lexical_ready=lexical, up_to_date=current,
+            semantic_percent=semantic, document_index_percent=leads)

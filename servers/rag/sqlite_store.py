@@ -1,12 +1,15 @@
 """tool-rag's index in one SQLite file under TOOLSUITE_CACHE_DIR/rag/<key>, with the vectors in flat
 float32 files read through a memory map.
 
-The SQLite file holds documents (with their bodies, so a document is read from the index), chunks,
+The SQLite file holds documents by content key (with their bodies, so a document is read from the
+index), the table of positions (which document is at which place in the collection file), chunks,
 and a contentless FTS5 table over pre-tokenized text: jieba words and English words, because FTS5's
 own trigram tokenizer cannot match two-character Chinese words. BM25 comes from FTS5. Every batch
-commits in one transaction together with the build's progress, and vector rows are counted in the
-database only after they are written, so a crash loses at most one batch. An exclusive file lock
-keeps two processes from building the same index at once.
+commits in one transaction together with the update's progress, an update becomes searchable in the
+one transaction that rewrites the positions, and vector rows are counted in the database only after
+they are written, so a crash loses at most one batch. Two file locks keep two processes from
+updating the same index at once (`build.lock`) and from building its vectors at once
+(`vector.lock`).
 """
 
 from __future__ import annotations
@@ -18,47 +21,77 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from servers.rag.numeric import numpy
-from servers.rag.store import DocumentEntry, IndexState, LexicalProgress, StoredChunk, StoredDocument, VectorKind
+from servers.rag.store import (
+    BuilderStatus,
+    DocumentEntry,
+    IndexState,
+    Publication,
+    SourceMark,
+    StoredChunk,
+    StoredDocument,
+    UpdateProgress,
+    VectorKind,
+)
 from shared import cache
 from shared.errors import Cancelled, TimedOut
 
-VERSION = "rag-index-3"  # 3: documents keep their bodies
+VERSION = "rag-index-4"  # 4: documents kept by content key, positions apart, updated in place
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS docs (doc_index INTEGER PRIMARY KEY, title TEXT, url TEXT, chunks INTEGER,
-                                 chars INTEGER, body TEXT);
-CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, doc_index INTEGER, chunk_index INTEGER, text TEXT);
-CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks (doc_index, chunk_index);
+CREATE TABLE IF NOT EXISTS docs (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, title TEXT, url TEXT,
+                                 chunks INTEGER, chars INTEGER, cjk_chars INTEGER, sampled_chars INTEGER, body TEXT);
+CREATE TABLE IF NOT EXISTS positions (position INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL, chunk_index INTEGER, text TEXT);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks (doc_id, chunk_index);
 CREATE VIRTUAL TABLE IF NOT EXISTS lexical USING fts5(tokens, content='', tokenize='unicode61 remove_diacritics 0');
 CREATE VIRTUAL TABLE IF NOT EXISTS lexical_vocab USING fts5vocab(lexical, 'row');
 """
 
-_CHUNK_COLUMNS = "SELECT c.id, c.doc_index, c.chunk_index, d.title, c.text FROM chunks c JOIN docs d " \
-                 "ON d.doc_index = c.doc_index"
+# Only chunks of documents that have a position are searchable: an update's new documents join the
+# positions when it is published, and the documents it removes leave with their chunks.
+_CHUNK_COLUMNS = ("SELECT c.id, p.position, c.chunk_index, d.title, c.text FROM chunks c "
+                  "JOIN positions p ON p.doc_id = c.doc_id JOIN docs d ON d.id = c.doc_id")
+_IN_BATCH = 500  # ids per `IN (...)` list, well under SQLite's variable limit
 
 
 @dataclass(frozen=True)
 class _VectorFile:
     file: str
-    complete_key: str
     rows_key: str
     dim_key: str
 
 
 _VECTOR_FILES: dict[str, _VectorFile] = {
-    "chunks": _VectorFile("vectors.f32", "dense", "dense_rows", "dense_dim"),
-    "documents": _VectorFile("documents.f32", "doc_dense", "doc_rows", "doc_dim"),
+    "chunks": _VectorFile("vectors.f32", "dense_rows", "dense_dim"),
+    "documents": _VectorFile("documents.f32", "doc_rows", "doc_dim"),
 }
+_BUILDER_KEYS = ("builder_pid", "builder_heartbeat", "builder_error", "builder_error_at")
 
 
 def _marks(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
+
+
+def _held(path: Path) -> bool:
+    """Whether another open file description holds an exclusive flock on `path`."""
+    try:
+        handle = open(path, "a+b")  # noqa: SIM115 - closed below
+    except OSError:
+        return False
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        handle.close()  # closing releases a lock this probe took
+    return False
 
 
 class SqliteStore:
@@ -69,6 +102,10 @@ class SqliteStore:
         self.db_path = folder / "index.sqlite"
         self._local = threading.local()
         self._mapped: dict[str, tuple[int, Any]] = {}
+        # What a ranking needs to skip rows of content that left the collection, per generation.
+        self._live: dict[str, tuple[tuple[int, int], Any, Any]] = {}
+        self._covered: dict[tuple[str, int, int], int] = {}
+        self._cache_lock = threading.Lock()
 
     def db(self) -> sqlite3.Connection:
         connection = getattr(self._local, "db", None)
@@ -76,12 +113,25 @@ class SqliteStore:
             # Switching to WAL and creating the schema do not wait on SQLite's busy timeout, so two
             # processes opening a new index at once take turns here.
             with cache.exclusive(self.folder / "open.lock"):
-                connection = sqlite3.connect(self.db_path, timeout=60, check_same_thread=False)
+                connection = sqlite3.connect(self.db_path, timeout=60, check_same_thread=False,
+                                             isolation_level=None)
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")
                 connection.executescript(SCHEMA)
             self._local.db = connection
         return connection
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once: counters read inside it cannot race another writer."""
+        connection = self.db()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
 
     def _meta(self) -> dict[str, str]:
         return dict(self.db().execute("SELECT key, value FROM meta").fetchall())
@@ -89,13 +139,16 @@ class SqliteStore:
     @staticmethod
     def _set_meta(connection: sqlite3.Connection, **values: Any) -> None:
         connection.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                               [(k, str(v)) for k, v in values.items()])
+                               [(k, str(v)) for k, v in values.items() if v is not None])
+        gone = [k for k, v in values.items() if v is None]
+        if gone:
+            connection.execute(f"DELETE FROM meta WHERE key IN ({_marks(gone)})", gone)
 
-    # -- building ---------------------------------------------------------------------------------
+    # -- locks ------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def build_lock(self, wait: float, cancel: threading.Event | None = None) -> Iterator[None]:
-        handle = open(self.folder / "build.lock", "a+b")  # noqa: SIM115 - held for the block
+    def _lock(self, name: str, wait: float, cancel: threading.Event | None, busy: str) -> Iterator[None]:
+        handle = open(self.folder / name, "a+b")  # noqa: SIM115 - held for the block
         deadline = time.monotonic() + wait
         try:
             while True:
@@ -104,10 +157,9 @@ class SqliteStore:
                     break
                 except BlockingIOError:
                     if cancel is not None and cancel.is_set():
-                        raise Cancelled("the call was cancelled while another process built this index") from None
-                    if time.monotonic() > deadline:
-                        raise TimedOut("another process is building this collection's index; try again shortly") \
-                            from None
+                        raise Cancelled(f"the call was cancelled while {busy}") from None
+                    if time.monotonic() >= deadline:
+                        raise TimedOut(f"{busy}; try again shortly") from None
                     time.sleep(0.2)
             yield
         finally:
@@ -115,97 +167,213 @@ class SqliteStore:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             handle.close()
 
+    def build_lock(self, wait: float, cancel: threading.Event | None = None) -> AbstractContextManager[None]:
+        return self._lock("build.lock", wait, cancel, "another process is building this collection's index")
+
+    def vector_lock(self, wait: float, cancel: threading.Event | None = None) -> AbstractContextManager[None]:
+        return self._lock("vector.lock", wait, cancel, "another process is building this collection's vectors")
+
+    def builder_running(self) -> bool:
+        return _held(self.folder / "vector.lock")
+
+    def updating(self) -> bool:
+        return _held(self.folder / "build.lock")
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def _rows(self, meta: dict[str, str], kind: VectorKind) -> int:
+        return int(meta.get(_VECTOR_FILES[kind].rows_key) or 0)
+
+    def _count_covered(self, kind: VectorKind, generation: int, rows: int) -> int:
+        """Searchable rows that have a vector: counted once per (generation, rows)."""
+        key = (kind, generation, rows)
+        with self._cache_lock:
+            if key in self._covered:
+                return self._covered[key]
+        if kind == "chunks":
+            query = "SELECT COUNT(*) FROM chunks c JOIN positions p ON p.doc_id = c.doc_id WHERE c.id < ?"
+        else:
+            query = "SELECT COUNT(*) FROM positions WHERE doc_id < ?"
+        count = int(self.db().execute(query, (rows,)).fetchone()[0])
+        with self._cache_lock:
+            self._covered = {k: v for k, v in self._covered.items() if k[0] != kind}
+            self._covered[key] = count
+        return count
+
     def state(self) -> IndexState:
         meta = self._meta()
-        documents, chunks = self.db().execute("SELECT COUNT(*), COALESCE(SUM(chunks), 0) FROM docs").fetchone()
+        generation = int(meta.get("generation") or 0)
+        documents = int(self.db().execute("SELECT COUNT(*) FROM positions").fetchone()[0])
+        chunks = int(meta.get("live_chunks") or 0)
+        dense = self._count_covered("chunks", generation, self._rows(meta, "chunks"))
+        leads = self._count_covered("documents", generation, self._rows(meta, "documents"))
+        published = meta.get("source") is not None
+        updating = int(meta.get("update_new") or 0) if self.updating() else 0
         build = meta.get("build_seconds")
-        return IndexState(documents=documents, chunks=int(chunks), lexical_complete=meta.get("lexical") == "complete",
-                          dense_vectors=int(meta.get("dense_rows") or 0),
-                          dense_complete=meta.get("dense") == "complete",
-                          document_vectors=int(meta.get("doc_rows") or 0),
-                          document_index_complete=meta.get("doc_dense") == "complete",
-                          cjk_share=float(meta.get("cjk_share") or 0), build_seconds=float(build) if build else None)
+        return IndexState(documents=documents, chunks=chunks, lexical_complete=published,
+                          pending_documents=updating, dense_vectors=dense,
+                          dense_complete=published and dense >= chunks,
+                          document_vectors=leads, document_index_complete=published and leads >= documents,
+                          cjk_share=float(meta.get("cjk_share") or 0), build_seconds=float(build) if build else None,
+                          updated_documents=int(meta.get("updated_documents") or 0))
 
-    def lexical_progress(self) -> LexicalProgress | None:
-        meta = self._meta()
-        if meta.get("lexical") == "complete":
-            return None
-        return LexicalProgress(documents_done=int(meta.get("docs_done") or 0),
-                               cjk_chars=int(meta.get("cjk_chars") or 0), sampled_chars=int(meta.get("all_chars") or 0))
+    def source(self) -> SourceMark | None:
+        return SourceMark.parse(self._meta().get("source"))
 
-    def add_documents(self, batch: Sequence[DocumentEntry], progress: LexicalProgress) -> None:
-        connection = self.db()
-        next_chunk = connection.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM chunks").fetchone()[0]
-        with connection:
+    # -- updating ---------------------------------------------------------------------------------
+
+    def document_keys(self) -> set[str]:
+        return {row[0] for row in self.db().execute("SELECT key FROM docs")}
+
+    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress) -> None:
+        with self._write() as connection:
+            meta = dict(connection.execute("SELECT key, value FROM meta WHERE key IN ('next_doc', 'next_chunk')"))
+            next_doc, next_chunk = int(meta.get("next_doc") or 0), int(meta.get("next_chunk") or 0)
             for document in batch:
-                connection.execute("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?, ?)",
-                                   (document.doc_index, document.title, document.url, len(document.chunks),
-                                    len(document.body), document.body))
+                if connection.execute("SELECT 1 FROM docs WHERE key = ?", (document.key,)).fetchone():
+                    continue  # taken in by an earlier, interrupted update
+                connection.execute("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   (next_doc, document.key, document.title, document.url, len(document.chunks),
+                                    len(document.body), document.cjk_chars, document.sampled_chars, document.body))
                 for chunk in document.chunks:
                     connection.execute("INSERT INTO chunks VALUES (?, ?, ?, ?)",
-                                       (next_chunk, document.doc_index, chunk.chunk_index, chunk.text))
+                                       (next_chunk, next_doc, chunk.chunk_index, chunk.text))
                     connection.execute("INSERT INTO lexical (rowid, tokens) VALUES (?, ?)",
                                        (next_chunk, " ".join(chunk.terms)))
                     next_chunk += 1
-            self._set_meta(connection, docs_done=progress.documents_done, cjk_chars=progress.cjk_chars,
-                           all_chars=progress.sampled_chars)
+                next_doc += 1
+            self._set_meta(connection, next_doc=next_doc, next_chunk=next_chunk, update_read=progress.records_read,
+                           update_new=progress.new_documents)
 
-    def finish_lexical(self, cjk_share: float, build_seconds: float) -> None:
-        with self.db() as connection:
-            self._set_meta(connection, lexical="complete", cjk_share=cjk_share, build_seconds=build_seconds)
+    def note_progress(self, progress: UpdateProgress) -> None:
+        with self._write() as connection:
+            self._set_meta(connection, update_read=progress.records_read, update_new=progress.new_documents)
 
-    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[str, str]]:
-        done = int(self._meta().get(_VECTOR_FILES[kind].rows_key) or 0)
+    def documents_not_in(self, keys: Sequence[str]) -> list[StoredDocument]:
+        wanted = set(keys)
+        gone = [doc_id for doc_id, key in self.db().execute("SELECT id, key FROM docs") if key not in wanted]
+        found: list[StoredDocument] = []
+        for start in range(0, len(gone), _IN_BATCH):
+            part = gone[start:start + _IN_BATCH]
+            rows = self.db().execute(f"SELECT key, title, url, body FROM docs WHERE id IN ({_marks(part)})", part)
+            found += [StoredDocument(-1, title or "", url, body or "", key) for key, title, url, body in rows]
+        return found
+
+    def publish(self, publication: Publication) -> None:
+        with self._write() as connection:
+            ids = dict(connection.execute("SELECT key, id FROM docs"))
+            for document in publication.removed:
+                doc_id = ids.pop(document.key, None)
+                if doc_id is None:
+                    continue
+                terms = {chunk.chunk_index: chunk.terms for chunk in document.chunks}
+                for chunk_id, chunk_index in connection.execute(
+                        "SELECT id, chunk_index FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall():
+                    # A contentless FTS5 row is taken out by giving back the exact terms it was given.
+                    if chunk_index in terms:
+                        connection.execute("INSERT INTO lexical (lexical, rowid, tokens) VALUES ('delete', ?, ?)",
+                                           (chunk_id, " ".join(terms[chunk_index])))
+                connection.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+                connection.execute("DELETE FROM docs WHERE id = ?", (doc_id,))
+            missing = [key for key in publication.order if key not in ids]
+            if missing:
+                raise RuntimeError(f"{len(missing)} documents of the update were never added")
+            connection.execute("DELETE FROM positions")
+            connection.executemany("INSERT INTO positions VALUES (?, ?)",
+                                   ((position, ids[key]) for position, key in enumerate(publication.order)))
+            chunks, cjk, sampled = connection.execute(
+                "SELECT COALESCE(SUM(d.chunks), 0), COALESCE(SUM(d.cjk_chars), 0), COALESCE(SUM(d.sampled_chars), 0) "
+                "FROM docs d JOIN positions p ON p.doc_id = d.id").fetchone()
+            generation = int((connection.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+                              or ("0",))[0])
+            self._set_meta(connection, source=publication.source.text(), live_chunks=chunks,
+                           cjk_share=round(cjk / sampled, 3) if sampled else 0.0,
+                           build_seconds=round(publication.seconds, 3), updated_documents=publication.new_documents,
+                           generation=generation + 1, update_read=None, update_new=None)
+
+    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[int, str, str]]:
+        done = self._rows(self._meta(), kind)
         if kind == "chunks":
-            query = ("SELECT d.title, c.text FROM chunks c JOIN docs d ON d.doc_index = c.doc_index "
+            query = ("SELECT c.id, d.title, c.text FROM chunks c JOIN docs d ON d.id = c.doc_id "
                      "WHERE c.id >= ? ORDER BY c.id LIMIT ?")
-            arguments = (done, limit)
         else:
-            query = ("SELECT d.title, COALESCE(c.text, '') FROM docs d LEFT JOIN chunks c "
-                     "ON c.doc_index = d.doc_index AND c.chunk_index = 0 ORDER BY d.doc_index LIMIT ? OFFSET ?")
-            arguments = (limit, done)
-        return [(title or "", text) for title, text in self.db().execute(query, arguments).fetchall()]
+            query = ("SELECT d.id, d.title, COALESCE(c.text, '') FROM docs d LEFT JOIN chunks c "
+                     "ON c.doc_id = d.id AND c.chunk_index = 0 WHERE d.id >= ? ORDER BY d.id LIMIT ?")
+        return [(row, title or "", text) for row, title, text in self.db().execute(query, (done, limit)).fetchall()]
 
-    def add_vectors(self, kind: VectorKind, vectors: Any) -> None:
+    def add_vectors(self, kind: VectorKind, rows: Sequence[int], vectors: Any) -> None:
+        np = numpy()
         spec = _VECTOR_FILES[kind]
-        rows = int(self._meta().get(spec.rows_key) or 0)
-        array = vectors.astype("float32")
+        meta = self._meta()
+        done = self._rows(meta, kind)
+        array = np.asarray(vectors, dtype=np.float32)
         dim = int(array.shape[1])
+        if done and int(meta.get(spec.dim_key) or dim) != dim:
+            raise RuntimeError(f"the embedder now returns {dim}-dimensional vectors where the index has "
+                               f"{meta[spec.dim_key]}")
+        parts: list[bytes] = []
+        expected = done
+        for row, vector in zip(rows, array, strict=True):
+            if row < expected:
+                continue
+            if row > expected:  # content that left before it was embedded: a zero row keeps the numbering
+                parts.append(bytes((row - expected) * dim * 4))
+            parts.append(vector.tobytes())
+            expected = row + 1
         with open(self.folder / spec.file, "ab") as out:
-            out.truncate(rows * dim * 4)  # drop a batch a crash left half-written
-            out.write(array.tobytes())
+            out.truncate(done * dim * 4)  # drop a batch a crash left half-written
+            out.write(b"".join(parts))
             out.flush()
-        with self.db() as connection:
-            self._set_meta(connection, **{spec.rows_key: rows + len(array), spec.dim_key: dim})
+        with self._write() as connection:
+            self._set_meta(connection, **{spec.rows_key: expected, spec.dim_key: dim})
 
-    def finish_vectors(self, kind: VectorKind) -> None:
-        with self.db() as connection:
-            self._set_meta(connection, **{_VECTOR_FILES[kind].complete_key: "complete"})
+    def builder_status(self) -> BuilderStatus:
+        meta = self._meta()
+
+        def number(key: str) -> float | None:
+            value = meta.get(key)
+            return float(value) if value else None
+
+        pid = meta.get("builder_pid")
+        return BuilderStatus(pid=int(pid) if pid else None, heartbeat=number("builder_heartbeat"),
+                             error=meta.get("builder_error"), error_at=number("builder_error_at"))
+
+    def set_builder_status(self, status: BuilderStatus) -> None:
+        with self._write() as connection:
+            self._set_meta(connection, **dict(zip(_BUILDER_KEYS, (status.pid, status.heartbeat, status.error,
+                                                                 status.error_at), strict=True)))
 
     # -- reading ----------------------------------------------------------------------------------
 
     def document(self, doc_index: int) -> StoredDocument | None:
-        row = self.db().execute("SELECT title, url, body FROM docs WHERE doc_index = ?", (doc_index,)).fetchone()
+        row = self.db().execute("SELECT d.title, d.url, d.body, d.key FROM positions p JOIN docs d ON d.id = p.doc_id "
+                                "WHERE p.position = ?", (doc_index,)).fetchone()
         if row is None:
             return None
-        return StoredDocument(doc_index=doc_index, title=row[0] or "", url=row[1], body=row[2] or "")
+        return StoredDocument(doc_index=doc_index, title=row[0] or "", url=row[1], body=row[2] or "", key=row[3])
 
     def chunks(self, chunk_ids: Sequence[int]) -> list[StoredChunk]:
-        if not chunk_ids:
-            return []
-        rows = self.db().execute(f"{_CHUNK_COLUMNS} WHERE c.id IN ({_marks(chunk_ids)})", list(chunk_ids)).fetchall()
-        return [StoredChunk(r[0], r[1], r[2], r[3] or "", r[4]) for r in rows]
+        found: list[StoredChunk] = []
+        ids = list(chunk_ids)
+        for start in range(0, len(ids), _IN_BATCH):
+            part = ids[start:start + _IN_BATCH]
+            rows = self.db().execute(f"{_CHUNK_COLUMNS} WHERE c.id IN ({_marks(part)})", part).fetchall()
+            found += [StoredChunk(r[0], r[1], r[2], r[3] or "", r[4]) for r in rows]
+        return found
 
     def chunks_of(self, doc_index: int, first: int, last: int) -> list[StoredChunk]:
-        rows = self.db().execute(f"{_CHUNK_COLUMNS} WHERE c.doc_index = ? AND c.chunk_index BETWEEN ? AND ? "
+        rows = self.db().execute(f"{_CHUNK_COLUMNS} WHERE p.position = ? AND c.chunk_index BETWEEN ? AND ? "
                                  "ORDER BY c.chunk_index", (doc_index, first, last)).fetchall()
         return [StoredChunk(r[0], r[1], r[2], r[3] or "", r[4]) for r in rows]
 
     def documents_of(self, chunk_ids: Sequence[int]) -> dict[int, int]:
-        if not chunk_ids:
-            return {}
-        return dict(self.db().execute(f"SELECT id, doc_index FROM chunks WHERE id IN ({_marks(chunk_ids)})",
-                                      list(chunk_ids)).fetchall())
+        found: dict[int, int] = {}
+        ids = list(chunk_ids)
+        for start in range(0, len(ids), _IN_BATCH):
+            part = ids[start:start + _IN_BATCH]
+            found.update(self.db().execute(f"SELECT c.id, p.position FROM chunks c JOIN positions p "
+                                           f"ON p.doc_id = c.doc_id WHERE c.id IN ({_marks(part)})", part).fetchall())
+        return found
 
     def term_counts(self, terms: Sequence[str]) -> dict[str, int]:
         if not terms:
@@ -225,8 +393,8 @@ class SqliteStore:
     def _vectors(self, kind: VectorKind) -> Any:
         spec = _VECTOR_FILES[kind]
         meta = self._meta()
-        rows = int(meta.get(spec.rows_key) or 0)
-        if meta.get(spec.complete_key) != "complete" or rows == 0:
+        rows = self._rows(meta, kind)
+        if rows == 0:
             return None
         mapped = self._mapped.get(kind)
         if mapped is None or mapped[0] != rows:
@@ -236,25 +404,56 @@ class SqliteStore:
             self._mapped[kind] = mapped
         return mapped[1]
 
+    def _searchable(self, kind: VectorKind, rows: int) -> tuple[Any, Any]:
+        """(mask of rows < `rows` whose content is searchable, row -> position for documents)."""
+        np = numpy()
+        generation = int(self._meta().get("generation") or 0)
+        with self._cache_lock:
+            known = self._live.get(kind)
+        if known is not None and known[0] == (generation, rows):
+            return known[1], known[2]
+        mask = np.zeros(rows, dtype=bool)
+        position_of = None
+        if kind == "chunks":
+            ids = [r[0] for r in self.db().execute("SELECT c.id FROM chunks c JOIN positions p ON p.doc_id = c.doc_id "
+                                                   "WHERE c.id < ?", (rows,))]
+            mask[np.asarray(ids, dtype=np.int64)] = True
+        else:
+            pairs = self.db().execute("SELECT doc_id, position FROM positions WHERE doc_id < ?", (rows,)).fetchall()
+            position_of = np.full(rows, -1, dtype=np.int64)
+            if pairs:
+                table = np.asarray(pairs, dtype=np.int64)
+                mask[table[:, 0]] = True
+                position_of[table[:, 0]] = table[:, 1]
+        with self._cache_lock:
+            self._live[kind] = ((generation, rows), mask, position_of)
+        return mask, position_of
+
     def nearest(self, kind: VectorKind, vector: Any, limit: int) -> list[int]:
         matrix = self._vectors(kind)
         if matrix is None:
             return []
         np = numpy()
-        scores = matrix @ vector
-        count = min(limit, scores.shape[0])
+        mask, position_of = self._searchable(kind, matrix.shape[0])
+        count = min(limit, int(mask.sum()))
+        if count <= 0:
+            return []
+        scores = np.where(mask, matrix @ vector, -np.inf)
         top = np.argpartition(-scores, count - 1)[:count]
-        return [int(i) for i in top[np.argsort(-scores[top])]]
+        best = [int(i) for i in top[np.argsort(-scores[top])]]
+        return best if position_of is None else [int(position_of[row]) for row in best]
 
     def best_chunks(self, documents: Sequence[int], vector: Any | None) -> dict[int, int]:
         if not documents:
             return {}
-        rows = self.db().execute(f"SELECT id, doc_index FROM chunks WHERE doc_index IN ({_marks(documents)}) "
-                                 "ORDER BY id", list(documents)).fetchall()
+        rows = self.db().execute(f"SELECT c.id, p.position FROM chunks c JOIN positions p ON p.doc_id = c.doc_id "
+                                 f"WHERE p.position IN ({_marks(documents)}) ORDER BY c.id", list(documents)).fetchall()
         matrix = self._vectors("chunks") if vector is not None else None
-        best: dict[int, tuple[float, int]] = {}
+        covered = matrix.shape[0] if matrix is not None else 0
+        best: dict[int, tuple[tuple[int, float], int]] = {}
         for chunk_id, doc in rows:
-            score = float(matrix[chunk_id] @ vector) if matrix is not None else -float(chunk_id)
+            # Chunks with a vector first, by similarity; otherwise the document's earliest chunk.
+            score = (1, float(matrix[chunk_id] @ vector)) if chunk_id < covered else (0, -float(chunk_id))
             if doc not in best or score > best[doc][0]:
                 best[doc] = (score, chunk_id)
         return {doc: chunk_id for doc, (_score, chunk_id) in best.items()}
@@ -270,3 +469,7 @@ class SqliteBackend:
         folder.mkdir(parents=True, exist_ok=True)
         os.utime(folder)
         return SqliteStore(folder)
+
+    def peek(self, key: str) -> SqliteStore | None:
+        folder = cache.area("rag") / key
+        return SqliteStore(folder) if (folder / "index.sqlite").is_file() else None

@@ -1,50 +1,104 @@
 """What tool-rag's engine needs from the place a collection's index is kept.
 
 `sqlite_store` implements it over one SQLite file and memory-mapped vector files; a PostgreSQL +
-pgvector store can implement the same methods (tables, a tsvector column, vector columns, an
-advisory lock). The engine never writes SQL: it chunks and tokenizes, hands the store whole
-batches, and asks it for rankings and rows.
+pgvector store can implement the same methods (tables, a tsvector column, vector columns, advisory
+locks). The engine never writes SQL: it chunks and tokenizes, hands the store whole batches, and
+asks it for rankings and rows.
 
-Resuming a build relies on two promises every store keeps: `add_documents` commits a batch
-together with the progress it is given, and `add_vectors` records the rows it appended in the same
-step as the rows themselves, so a crash loses at most the batch in flight.
+One index follows one collection file as it changes. Documents are kept by their content (a key
+made from the record's title, url and body), not by their place in the file: an update adds the
+records whose content is new, drops the ones that are gone and rewrites the table of positions
+(the record's place in the file, which is what agents cite as its Document Index) in one step, so
+unchanged records keep their chunks and their vectors. Chunk ids and document ids are handed out
+once and never reused: row i of the chunk vectors is always chunk i, row i of the document vectors
+document i, and rows of content that left the collection are simply never returned again.
+
+Resuming relies on two promises every store keeps: `add_documents` commits a batch together with
+the progress it is given, and `add_vectors` records the rows it appended in the same step as the
+rows themselves, so a crash loses at most the batch in flight.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
-# Chunk vectors (row i = the chunk whose chunk_id is i) or document vectors (row i = document i's lead).
+# Chunk vectors (row i = the chunk whose id is i) or document vectors (row i = the document whose id is i).
 VectorKind = Literal["chunks", "documents"]
 
 
 @dataclass(frozen=True)
 class IndexState:
-    """How far a collection's index is built."""
+    """How far a collection's index is built, and what is still pending."""
 
     documents: int
     chunks: int
-    lexical_complete: bool
+    lexical_complete: bool = field(
+        metadata={"description": "Every record of the collection, as last read completely, is searchable."})
+    pending_documents: int = field(
+        metadata={"description": "New or changed records an update of the index is taking in right now (searchable "
+                                 "when it finishes; until then the previous version is served)."})
     dense_vectors: int = field(metadata={"description": "Chunks that have a vector for semantic search."})
     dense_complete: bool
     document_vectors: int = field(
         metadata={"description": "Documents whose lead is in the cross-lingual document index."})
     document_index_complete: bool
     cjk_share: float = field(metadata={"description": "Share of Chinese characters in the collection's text."})
-    build_seconds: float | None = field(metadata={"description": "How long the lexical index took to build."})
+    build_seconds: float | None = field(
+        metadata={"description": "How long the last lexical build or update took, in seconds."})
+    updated_documents: int = field(
+        metadata={"description": "Records the last update took in (new or changed content); 0 for a first build."})
 
 
 @dataclass(frozen=True)
-class LexicalProgress:
-    """Where an unfinished lexical build stands: what the next batch starts from."""
+class SourceMark:
+    """A version of the collection file as `stat` sees it: any write changes one of these."""
 
-    documents_done: int
-    cjk_chars: int  # Chinese characters in the sampled text so far, for the collection's CJK share
-    sampled_chars: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, path: Path) -> SourceMark:
+        info = os.stat(path)
+        return cls(info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev)
+
+    def text(self) -> str:
+        return f"{self.size}:{self.mtime_ns}:{self.ctime_ns}:{self.inode}:{self.device}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> SourceMark | None:
+        try:
+            size, mtime, ctime, inode, device = (int(part) for part in (text or "").split(":"))
+        except ValueError:
+            return None
+        return cls(size, mtime, ctime, inode, device)
+
+
+@dataclass(frozen=True)
+class UpdateProgress:
+    """Where a running update stands, for other processes to see."""
+
+    records_read: int
+    new_documents: int  # taken in so far (not searchable until the update is published)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """The collection as one complete read found it: what becomes searchable in one step."""
+
+    order: Sequence[str]  # document keys by position in the file
+    source: SourceMark
+    removed: Sequence[DocumentEntry]  # held documents not in `order`, re-chunked so their terms can be taken out
+    new_documents: int
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -56,17 +110,19 @@ class ChunkEntry:
 
 @dataclass(frozen=True)
 class DocumentEntry:
-    doc_index: int
+    key: str  # the content key: equal records get equal keys (numbered by occurrence)
     title: str
     url: str | None
     body: str
     chunks: list[ChunkEntry]
+    cjk_chars: int  # Chinese characters in the sampled start of the body, for the collection's CJK share
+    sampled_chars: int
 
 
 @dataclass(frozen=True)
 class StoredChunk:
-    chunk_id: int  # numbered densely from 0 in build order: also its row among the chunk vectors
-    doc_index: int
+    chunk_id: int  # handed out once, in build order: also its row among the chunk vectors
+    doc_index: int  # the document's position in the collection file
     chunk_index: int
     title: str
     text: str
@@ -78,45 +134,88 @@ class StoredDocument:
     title: str
     url: str | None
     body: str
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class BuilderStatus:
+    """What the last background vector builder of an index left for the next process to read."""
+
+    pid: int | None = None
+    heartbeat: float | None = None  # time.time() of its last finished batch
+    error: str | None = None  # why the last build failed, if it did
+    error_at: float | None = None
 
 
 class Store(Protocol):
     """One collection's index."""
 
-    # -- building ---------------------------------------------------------------------------------
+    # -- updating ---------------------------------------------------------------------------------
 
     def build_lock(self, wait: float, cancel: threading.Event | None = None) -> AbstractContextManager[None]:
-        """Held while building, so two processes never build the same index at once. Raises
-        `TimedOut` after `wait` seconds and `Cancelled` as soon as `cancel` is set."""
+        """Held while the lexical index is built or updated, so two processes never update it at
+        once. Raises `TimedOut` after `wait` seconds and `Cancelled` as soon as `cancel` is set."""
+        ...
+
+    def vector_lock(self, wait: float, cancel: threading.Event | None = None) -> AbstractContextManager[None]:
+        """Held by the one process that builds this index's vectors (separate from `build_lock`, so
+        an update of the lexical index never waits for a long vector build)."""
+        ...
+
+    def builder_running(self) -> bool:
+        """Whether some process holds `vector_lock` now."""
+        ...
+
+    def updating(self) -> bool:
+        """Whether some process holds `build_lock` now (an update is taking a change in)."""
         ...
 
     def state(self) -> IndexState: ...
 
-    def lexical_progress(self) -> LexicalProgress | None:
-        """None once the lexical index is complete."""
+    def source(self) -> SourceMark | None:
+        """The version of the collection file the searchable index was made from (None before the
+        first build finished)."""
         ...
 
-    def add_documents(self, batch: Sequence[DocumentEntry], progress: LexicalProgress) -> None: ...
-
-    def finish_lexical(self, cjk_share: float, build_seconds: float) -> None: ...
-
-    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[str, str]]:
-        """(title, text) of the next rows without a vector, in row order: chunks with their text,
-        documents with their first chunk's text."""
+    def document_keys(self) -> set[str]:
+        """Keys of every document the store holds, searchable or taken in by an unfinished update."""
         ...
 
-    def add_vectors(self, kind: VectorKind, vectors: Any) -> None:
-        """Append rows (a float32 array, one row per text from `texts_to_embed`)."""
+    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress) -> None:
+        """Documents, chunks and their terms; not searchable until `publish` puts them in place."""
         ...
 
-    def finish_vectors(self, kind: VectorKind) -> None: ...
+    def note_progress(self, progress: UpdateProgress) -> None: ...
+
+    def documents_not_in(self, keys: Sequence[str]) -> list[StoredDocument]:
+        """Held documents whose key is not among `keys` (what a publication would remove)."""
+        ...
+
+    def publish(self, publication: Publication) -> None:
+        """In one step: the positions become `publication.order`, removed documents go, and the
+        index records the source version it now reflects."""
+        ...
+
+    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[int, str, str]]:
+        """(row, title, text) of the next rows without a vector, in row order: chunks with their text,
+        documents with their first chunk's text. Rows of content that is gone are skipped."""
+        ...
+
+    def add_vectors(self, kind: VectorKind, rows: Sequence[int], vectors: Any) -> None:
+        """Append the vectors of `rows` (increasing, from `texts_to_embed`; a float32 array with one
+        row each). Skipped rows are filled with zeros, which no ranking returns."""
+        ...
+
+    def builder_status(self) -> BuilderStatus: ...
+
+    def set_builder_status(self, status: BuilderStatus) -> None: ...
 
     # -- reading ----------------------------------------------------------------------------------
 
     def document(self, doc_index: int) -> StoredDocument | None: ...
 
     def chunks(self, chunk_ids: Sequence[int]) -> list[StoredChunk]:
-        """The chunks with these ids, in any order; unknown ids are skipped."""
+        """The searchable chunks with these ids, in any order; other ids are skipped."""
         ...
 
     def chunks_of(self, doc_index: int, first: int, last: int) -> list[StoredChunk]:
@@ -124,7 +223,7 @@ class Store(Protocol):
         ...
 
     def documents_of(self, chunk_ids: Sequence[int]) -> dict[int, int]:
-        """chunk_id -> doc_index."""
+        """chunk_id -> doc_index (position), for searchable chunks."""
         ...
 
     def term_counts(self, terms: Sequence[str]) -> dict[str, int]:
@@ -136,13 +235,13 @@ class Store(Protocol):
         ...
 
     def nearest(self, kind: VectorKind, vector: Any, limit: int) -> list[int]:
-        """Rows (chunk ids or document indexes) by cosine similarity to `vector`, best first; empty
-        until that kind of vector is complete."""
+        """Searchable chunk ids, or document positions, by cosine similarity to `vector`, best first,
+        among those that have a vector (the caller decides whether enough of them do)."""
         ...
 
     def best_chunks(self, documents: Sequence[int], vector: Any | None) -> dict[int, int]:
-        """doc_index -> the chunk_id closest to `vector` among the document's chunks (its first chunk
-        when there is no vector or the chunk vectors are not complete)."""
+        """doc_index -> the chunk_id closest to `vector` among the document's chunks that have a
+        vector (its first chunk when none has, or when there is no vector)."""
         ...
 
 
@@ -152,3 +251,7 @@ class StoreBackend(Protocol):
     version: str  # part of every index key, so a store never reads an index laid out by another version
 
     def open(self, key: str) -> Store: ...
+
+    def peek(self, key: str) -> Store | None:
+        """The store of `key` if an index exists for it, without creating one."""
+        ...

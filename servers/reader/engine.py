@@ -234,7 +234,7 @@ def info(item: LocalInput, stop: StopFlag | None = None) -> Info:
             result.metadata = {k: str(v)[:300] for k, v in metadata.items() if v}
             result.pages = document.page_count
             result.outline = pdf.outline(document)
-            result.pages_needing_ocr = [i + 1 for i, page in enumerate(document) if pdf.page_needs_ocr(page)]
+            result.pages_needing_ocr = pdf.pages_needing_ocr(document)
         return result
     document = convert(item, stop=stop)
     result.title = document.title

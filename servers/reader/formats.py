@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from servers.reader.detail import safe_detail
+from shared.bounds import check_zip_directory, html_depth, json_depth, xml_problem
 from shared.errors import InputError, NotConfigured
 from shared.inputs import LocalInput
 from shared.mime import FileType, sniff_bytes
@@ -24,6 +27,13 @@ ZIP_MAX_MEMBERS = 1000
 ZIP_MAX_TOTAL = 200 * 2**20
 ZIP_MAX_RATIO = 100
 ZIP_MAX_MEMBER = 50 * 2**20
+# Structure caps, checked before a parser can recurse or allocate per node (shared/bounds.py).
+MAX_JSON_DEPTH = 200  # json.dumps(indent=...) recurses in Python once per level
+MAX_XML_DEPTH = 200  # minidom's toprettyxml recurses once per level
+MAX_XML_ELEMENTS = 100_000  # minidom costs about 1 KB of memory per node
+MAX_HTML_DEPTH = 150  # markdownify recurses per element; lxml silently drops what is nested past 255
+OFFICE_MAX_MEMBER = 100 * 2**20  # one unpacked member of a DOCX/PPTX/XLSX/EPUB (each is parsed whole)
+OFFICE_MAX_TOTAL = 1024 * 2**20
 
 
 @dataclass
@@ -87,11 +97,36 @@ def csv_file(path: Path) -> Converted:
     return Converted(text, units=rows, unit_name="rows", notes=notes)
 
 
+def check_container(path: Path, kind: str) -> None:
+    """Office files and EPUBs are ZIPs whose members their converters unpack and parse whole; zipfile
+    never inflates past a member's declared size, so the declared sizes bound the memory used."""
+    check_zip_directory(path)
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            members = bundle.infolist()
+    except Exception:
+        raise InputError(f"the {kind.upper()} file is damaged: its ZIP structure cannot be read") from None
+    total = 0
+    for member in members:
+        if kind == "xlsx" and member.filename.startswith("xl/worksheets/"):
+            continue  # sheets are streamed row by row and cut at MAX_TABLE_ROWS
+        total += member.file_size
+        if member.file_size > OFFICE_MAX_MEMBER:
+            raise InputError(f"the {kind.upper()} file holds {member.filename[:100]!r}, "
+                             f"{member.file_size / 2**20:,.0f} MB unpacked; the limit is "
+                             f"{OFFICE_MAX_MEMBER // 2**20} MB a member (ZIP bomb guard)")
+    if total > OFFICE_MAX_TOTAL:
+        raise InputError(f"the {kind.upper()} file unpacks to {total / 2**20:,.0f} MB; the limit is "
+                         f"{OFFICE_MAX_TOTAL // 2**20} MB (ZIP bomb guard)")
+
+
 def spreadsheet(path: Path, kind: str) -> Converted:
     parts: list[str] = []
     notes: list[str] = []
     if kind == "xlsx":
         import openpyxl
+
+        check_container(path, kind)
 
         try:
             book = openpyxl.load_workbook(path, read_only=True, data_only=True)
@@ -120,14 +155,26 @@ def office(path: Path, extension: str) -> Converted:
         from markitdown import MarkItDown
     except ModuleNotFoundError:
         raise NotConfigured("Office formats need markitdown: pip install 'toolsuite[reader]'") from None
+    check_container(path, extension[1:])
     try:
         result = MarkItDown(enable_plugins=False).convert_local(str(path), file_extension=extension)
     except Exception as exc:
         raise InputError(f"the {extension[1:].upper()} file cannot be converted ({type(exc).__name__}: "
-                         f"{str(exc)[:150]})") from None
+                         f"{safe_detail(exc)})") from None
     markdown = result.markdown or ""
     units = markdown.count("<!-- Slide number:") if extension == ".pptx" else None
     return Converted(markdown, title=result.title, units=units or None, unit_name="slides" if units else None)
+
+
+def _html_as_text(text: str, title: str | None, why: str) -> Converted:
+    """A page too deep to convert safely, as its plain text (tags dropped, no tree built)."""
+    import html as entities
+
+    body = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", " ", text)
+    body = entities.unescape(re.sub(r"<[^>]*>", " ", body))
+    body = "\n".join(" ".join(line.split()) for line in body.splitlines())
+    body = re.sub(r"\n{3,}", "\n\n", body).strip()
+    return Converted(body, title=title, notes=[f"{why}; shown as plain text, without structure"])
 
 
 def html(data: bytes, base_title: str | None = None) -> Converted:
@@ -135,6 +182,9 @@ def html(data: bytes, base_title: str | None = None) -> Converted:
 
     text = decode(data).text
     title = base_title
+    depth = html_depth(text)
+    if depth > MAX_HTML_DEPTH:
+        return _html_as_text(text, title, f"the page nests elements {depth:,} levels deep (over {MAX_HTML_DEPTH})")
     try:
         from readability import Document
 
@@ -143,7 +193,10 @@ def html(data: bytes, base_title: str | None = None) -> Converted:
         main = document.summary(html_partial=True)
     except Exception:  # readability gives up on fragments; convert the whole page instead
         main = text
-    markdown = markdownify(main, heading_style="ATX", strip=["script", "style", "img"])
+    try:
+        markdown = markdownify(main, heading_style="ATX", strip=["script", "style", "img"])
+    except RecursionError:  # the depth estimate is a heuristic; never let the recursion reach the agent
+        return _html_as_text(text, title, "the page nests elements too deeply to convert")
     markdown = "\n".join(line.rstrip() for line in markdown.splitlines())
     while "\n\n\n" in markdown:
         markdown = markdown.replace("\n\n\n", "\n\n")
@@ -161,6 +214,10 @@ def json_file(path: Path) -> Converted:
             head = decode(handle.read(MAX_STRUCTURED_BYTES)).text
         return Converted(f"```json\n{head}\n```", notes=[f"the JSON is over {MAX_STRUCTURED_BYTES // 2**20} MB; "
                                                         "shown as raw text, not re-indented"])
+    depth = json_depth(raw.text)
+    if depth > MAX_JSON_DEPTH:  # checked before parsing: json.loads and json.dumps recurse per level
+        return Converted(f"```\n{raw.text}\n```", notes=[f"the JSON nests {depth:,} levels deep (over "
+                                                       f"{MAX_JSON_DEPTH}); shown as text, not re-indented"])
     try:
         parsed = json.loads(raw.text)
     except json.JSONDecodeError as exc:
@@ -177,6 +234,10 @@ def xml_file(path: Path) -> Converted:
         with open(path, "rb") as handle:
             head = decode(handle.read(MAX_STRUCTURED_BYTES)).text
         return Converted(f"```xml\n{head}\n```", notes=["the XML is too large to re-indent; shown raw"])
+    problem = xml_problem(data, MAX_XML_DEPTH, MAX_XML_ELEMENTS)  # one streaming pass, no tree built
+    if problem:
+        return Converted(f"```xml\n{decode(data).text}\n```", notes=[f"the XML is not re-indented: {problem}; "
+                                                                     "shown as text"])
     try:
         from defusedxml import minidom
 
@@ -210,11 +271,20 @@ def image(item: LocalInput) -> Converted:
                                "ocr_engine": result.engine})
 
 
+def _unreadable(exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError) and "encrypt" in str(exc).lower():
+        return "encrypted (password-protected), not read"
+    if isinstance(exc, NotImplementedError):
+        return "compressed with a method this reader does not support, not read"
+    return f"damaged, not read ({type(exc).__name__})"
+
+
 def archive(path: Path, convert_member: Any) -> Converted:
     """A listing plus the converted members, within the ZIP bomb caps."""
+    check_zip_directory(path, max_entries=ZIP_MAX_MEMBERS)  # before zipfile loads the whole file table
     try:
         bundle = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
+    except Exception:  # BadZipFile, and odd values in the headers (ValueError, OverflowError...)
         raise InputError("the ZIP archive is damaged or truncated") from None
     with bundle:
         members = [m for m in bundle.infolist() if not m.is_dir()]
@@ -235,8 +305,12 @@ def archive(path: Path, convert_member: Any) -> Converted:
             if member.filename.lower().endswith(".zip"):
                 notes.append(f"{member.filename}: nested archive not opened")
                 continue
-            with bundle.open(member) as handle:
-                data = handle.read(ZIP_MAX_MEMBER + 1)
+            try:
+                with bundle.open(member) as handle:
+                    data = handle.read(ZIP_MAX_MEMBER + 1)
+            except Exception as exc:  # encrypted, unsupported method, bad CRC, damaged stream
+                notes.append(f"{member.filename}: {_unreadable(exc)}")
+                continue
             file_type = sniff_bytes(data[:8192])
             try:
                 converted = convert_member(data, file_type, member.filename)

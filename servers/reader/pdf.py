@@ -11,17 +11,26 @@ structure) at a higher cost. Every page starts with a `<!-- page N -->` marker.
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from servers.reader.detail import safe_detail
 from shared import cjk
 from shared.errors import InputError
 
 ENGINE_VERSION = "pdf-1"
 OCR_DPI = 200
 MIN_TEXT_CHARS = 12
+# Structure caps, checked before MuPDF recurses or allocates without bound.
+MAX_PAGES = 100_000
+MAX_OUTLINE_DEPTH = 64
+MAX_OUTLINE_ITEMS = 20_000
+MAX_RENDER_PIXELS = 25_000_000  # the OCR bitmap of one page (A4 at 200 dpi is 3.9 million)
+MIN_RENDER_DPI = 50  # below this OCR reads nothing, so the page is not rendered at all
+MAX_IMAGE_PIXELS = 80_000_000  # an image on a scanned page, decoded whole by MuPDF when rendered
 
 
 @dataclass
@@ -31,21 +40,97 @@ class PageText:
     ocr: bool = False
 
 
-def open_pdf(path: Path, *, to_describe: bool = False) -> Any:
-    """The one way a PDF is opened. A damaged file is refused; so are encrypted and page-less ones, unless
-    the document is only to be described (document_info reports those instead)."""
+def _reference(value: tuple[str, str]) -> int | None:
+    """The object number of an indirect reference as pymupdf's xref_get_key gives it, e.g. ('xref', '12 0 R')."""
+    kind, text = value
+    if kind != "xref":
+        return None
+    number = text.split(" ", 1)[0]
+    return int(number) if number.isdigit() else None
+
+
+def outline_problem(document: Any) -> str | None:
+    """Why the outline must not be loaded, found by walking it iteratively; None when it may be."""
+    root = _reference(document.xref_get_key(-1, "Root"))
+    outlines = _reference(document.xref_get_key(root, "Outlines")) if root else None
+    if outlines is None:
+        return None
+    first = document.xref_get_key(outlines, "First")
+    if first[0] == "dict":  # outline items must be indirect objects; inline ones cannot be walked safely
+        return "its outline is written inline"
+    stack = [(_reference(first), 1)]
+    seen: set[int] = set()
+    limit = document.xref_length()
+    while stack:
+        item, depth = stack.pop()
+        if item is None or item in seen or not 0 < item < limit:
+            continue
+        seen.add(item)
+        if depth > MAX_OUTLINE_DEPTH:
+            return f"its outline is nested more than {MAX_OUTLINE_DEPTH} levels deep"
+        if len(seen) > MAX_OUTLINE_ITEMS:
+            return f"its outline has more than {MAX_OUTLINE_ITEMS:,} entries"
+        following, child = document.xref_get_key(item, "Next"), document.xref_get_key(item, "First")
+        if "dict" in (following[0], child[0]):
+            return "its outline is written inline"
+        stack.append((_reference(following), depth))
+        stack.append((_reference(child), depth + 1))
+    return None
+
+
+def _document_class() -> type:
     import pymupdf
 
+    class BoundedDocument(pymupdf.Document):
+        """pymupdf loads the outline while opening a PDF, with MuPDF's recursive loader: an outline
+        nested 60,000 levels deep (a 9 MB file) overflows the C stack and kills the server. The
+        outline is walked iteratively first and loaded only within the caps."""
+
+        outline_note: str | None = None
+
+        def _loadOutline(self) -> Any:  # overrides pymupdf.Document._loadOutline
+            try:
+                problem = outline_problem(self)
+            except Exception:  # a damaged trailer or catalog: no outline rather than no document
+                problem = "its outline cannot be read"
+            if problem:
+                self.outline_note = problem
+                return None
+            return super()._loadOutline()
+
+    return BoundedDocument
+
+
+_BOUNDED: type | None = None
+
+
+def open_pdf(path: Path, *, to_describe: bool = False) -> Any:
+    """The one way a PDF is opened, within the structure caps. A damaged file is refused; so are
+    encrypted and page-less ones, unless the document is only to be described (document_info reports
+    those instead)."""
+    import pymupdf
+
+    global _BOUNDED
+    if _BOUNDED is None:
+        _BOUNDED = _document_class()
     try:
-        document = pymupdf.open(path, filetype="pdf")
+        document = _BOUNDED(path, filetype="pdf")
     except (pymupdf.FileDataError, RuntimeError, ValueError) as exc:
-        raise InputError(f"the PDF is damaged and cannot be opened ({str(exc)[:120]})") from None
-    if to_describe:
-        return document
+        raise InputError(f"the PDF is damaged and cannot be opened ({safe_detail(exc, 120)})") from None
     if document.needs_pass:
+        if to_describe:
+            return document
         document.close()
         raise InputError("the PDF is encrypted (password-protected): it cannot be read without its password")
-    if document.page_count == 0:
+    try:
+        count = document.page_count
+    except Exception:  # MuPDF refuses a page tree whose /Count is absurd
+        document.close()
+        raise InputError("the PDF's page tree is damaged: its pages cannot be counted") from None
+    if count > MAX_PAGES:
+        document.close()
+        raise InputError(f"the PDF declares {count:,} pages; the limit is {MAX_PAGES:,}")
+    if count == 0 and not to_describe:
         document.close()
         raise InputError("the PDF has no pages (it may be truncated)")
     return document
@@ -162,10 +247,29 @@ def _join_lines(lines: list[str]) -> str:
     return out
 
 
+def _render_dpi(page: Any) -> float:
+    """OCR_DPI, lowered so that the page's bitmap stays within MAX_RENDER_PIXELS."""
+    area = max(page.rect.width * page.rect.height, 1.0)  # in points
+    return min(float(OCR_DPI), 72 * math.sqrt(MAX_RENDER_PIXELS / area))
+
+
+def ocr_refusal(page: Any) -> str | None:
+    """Why a scanned page must not be rendered for OCR, or None."""
+    for image in page.get_images(full=True):
+        width, height = image[2], image[3]
+        if width * height > MAX_IMAGE_PIXELS:
+            return (f"it holds a {width:,} x {height:,} image, over the {MAX_IMAGE_PIXELS / 1e6:g} megapixel "
+                    "limit (decompression bomb guard)")
+    if _render_dpi(page) < MIN_RENDER_DPI:
+        inches = f"{page.rect.width / 72:,.0f} x {page.rect.height / 72:,.0f} inches"
+        return f"the page is {inches}, too large to render for OCR"
+    return None
+
+
 def _ocr_page(page: Any) -> str:
     from shared import ocr
 
-    pixmap = page.get_pixmap(dpi=OCR_DPI, colorspace="rgb", alpha=False)
+    pixmap = page.get_pixmap(dpi=round(_render_dpi(page)), colorspace="rgb", alpha=False)
     import numpy as np
 
     array = np.frombuffer(pixmap.samples, dtype=np.uint8).reshape(pixmap.height, pixmap.width, 3)
@@ -186,6 +290,15 @@ def _text_chars(content: dict[str, Any]) -> int:
 
 
 def convert_page(document: Any, number: int, mode: str = "fast", allow_ocr: bool = True) -> PageText:
+    """One page as Markdown; a page MuPDF cannot read becomes a marker saying so, never an exception
+    that loses the pages around it."""
+    try:
+        return _convert_page(document, number, mode, allow_ocr)
+    except (RuntimeError, ValueError, IndexError) as exc:  # MuPDF's errors are RuntimeError subclasses
+        return PageText(number, f"<!-- page {number} (cannot be read: {safe_detail(exc, 120)}) -->")
+
+
+def _convert_page(document: Any, number: int, mode: str, allow_ocr: bool) -> PageText:
     import pymupdf
 
     page = document[number - 1]
@@ -194,6 +307,9 @@ def convert_page(document: Any, number: int, mode: str = "fast", allow_ocr: bool
     if _text_chars(content) < MIN_TEXT_CHARS and page.get_images(full=False):
         if not allow_ocr:
             return PageText(number, f"<!-- page {number} (scanned; not OCRed in this call) -->", ocr=False)
+        refusal = ocr_refusal(page)
+        if refusal:
+            return PageText(number, f"<!-- page {number} (scanned; not OCRed: {refusal}) -->", ocr=False)
         text = _ocr_page(page)
         body = text.strip() or "(no text found on this scanned page)"
         return PageText(number, f"<!-- page {number} (OCR) -->\n\n{body}", ocr=True)
@@ -202,7 +318,22 @@ def convert_page(document: Any, number: int, mode: str = "fast", allow_ocr: bool
 
 
 def outline(document: Any) -> list[dict[str, Any]]:
+    note = getattr(document, "outline_note", None)
+    if note:  # shown where the outline would be, so the agent knows why there is none
+        return [{"level": 1, "title": f"(outline not read: {note})", "page": None}]
     return [{"level": level, "title": title, "page": page} for level, title, page in document.get_toc(simple=True)]
+
+
+def pages_needing_ocr(document: Any) -> list[int]:
+    """The 1-based numbers of pages without a text layer; unreadable pages are left out."""
+    found = []
+    for index in range(document.page_count):
+        try:
+            if page_needs_ocr(document[index]):
+                found.append(index + 1)
+        except (RuntimeError, ValueError, IndexError):
+            continue
+    return found
 
 
 def parse_pages(spec: str | None, page_count: int) -> list[int]:
