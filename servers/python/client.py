@@ -134,7 +134,7 @@ class SandboxClient:
         return str(answer.get("path", "")), int(answer.get("bytes", 0))
 
     def open_file(self, sandbox_id: str, sandbox_path: str, max_bytes: int) -> int:
-        _answer, fds = self._call("open_file", id=sandbox_id, path=sandbox_path, max_bytes=max_bytes)
+        _answer, fds = self._call("open_file", keep_fds=True, id=sandbox_id, path=sandbox_path, max_bytes=max_bytes)
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)
@@ -193,6 +193,13 @@ class SandboxClient:
         key = runtime.configuration_key()
         with self._lock:
             place = self._places.get(key)
+            if place is not None and os.fstat(place.fd).st_nlink == 0:
+                # The folder was deleted under us (a /tmp cleaner): make it again rather than talk
+                # to a socket that can no longer exist.
+                del self._places[key]  # its descriptor may be in use by another call: left to close
+                for conn in self._idle.pop(key, []):
+                    conn.close()
+                place = None
         if place is None:
             place = runtime.open_place(key)
             with self._lock:
@@ -202,9 +209,16 @@ class SandboxClient:
                 place = kept
         return place
 
-    def _call(self, op: str, fd: int | None = None, **fields: Any) -> tuple[dict[str, Any], list[int]]:
+    def _call(self, op: str, fd: int | None = None, keep_fds: bool = False,
+              **fields: Any) -> tuple[dict[str, Any], list[int]]:
+        """The answer to one request, and the descriptors that came with it (closed unless kept)."""
         place = self._place()
-        return self._exchange(place.key, self._checkout(place), {"op": op, **fields}, fd, _reply_seconds())
+        answer, fds = self._exchange(place.key, self._checkout(place), {"op": op, **fields}, fd, _reply_seconds())
+        if not keep_fds:
+            for received in fds:
+                os.close(received)
+            fds = []
+        return answer, fds
 
     def _exchange(self, key: str, conn: _Connection, request: dict[str, Any], fd: int | None,
                   timeout: float) -> tuple[dict[str, Any], list[int]]:

@@ -48,6 +48,7 @@ COMMAND_CHARS = 100_000
 PATH_CHARS = 4096
 MAX_TIMEOUT = 86400.0
 MAX_TRANSFER = 2**40
+LOCK_WAIT_SECONDS = 10.0  # under the server's wait for a service to start (client.START_SECONDS)
 
 # Each operation's fields and their kinds; a request with other fields, or missing ones, is refused.
 OPERATIONS: dict[str, dict[str, str]] = {
@@ -119,6 +120,7 @@ class Service:
         self.manager = SandboxManager(base=place.path, lost=self.lost)
         self.idle = idle_seconds()
         self.stopping = threading.Event()
+        self.terminated = False  # by SIGTERM: the sandboxes it ends are written down as lost
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._busy_until = time.monotonic()
@@ -154,8 +156,19 @@ class Service:
                 if self.stopping.is_set():
                     break
                 raise
+            if self.stopping.is_set():
+                conn.close()
+                break
+            with self._clients_lock:  # counted from accept on, so the idle check never misses it
+                if self._clients >= MAX_CLIENTS:
+                    log.warning("refused a connection: %d servers are connected already", MAX_CLIENTS)
+                    conn.close()
+                    continue
+                self._clients += 1
             threading.Thread(target=self._serve_client, args=(conn,), name="sandbox-client", daemon=True).start()
-        self.close()
+        if self.terminated:
+            log.info("SIGTERM: ending %d sandbox(es), which are reported as lost, and exiting", self.manager.count())
+        self.close(lost=self.terminated)
 
     def _idle_long_enough(self) -> bool:
         now = time.monotonic()
@@ -179,25 +192,20 @@ class Service:
     # -- one connected server ---------------------------------------------------------------------
 
     def _serve_client(self, conn: socket.socket) -> None:
-        with conn:
-            peer, why = peers.check(conn)
-            if why is not None:
-                log.warning("refused a connection: %s", why)
-                return
-            with self._clients_lock:
-                if self._clients >= MAX_CLIENTS:
-                    log.warning("refused a connection from pid %d: %d servers are connected", peer.pid, MAX_CLIENTS)
+        try:
+            with conn:
+                _peer, why = peers.check(conn)
+                if why is not None:
+                    log.warning("refused a connection: %s", why)
                     return
-                self._clients += 1
-            try:
                 wire.send(conn, {"hello": {"pid": os.getpid(), "configuration": self.place.key}})
                 self._requests(conn)
-            except OSError:
-                pass  # the server went away (SIGTERM mid-call): its sandboxes stay
-            finally:
-                with self._clients_lock:
-                    self._clients -= 1
-                    self._busy_until = time.monotonic()
+        except OSError:
+            pass  # the server went away (SIGTERM mid-call): its sandboxes stay
+        finally:
+            with self._clients_lock:
+                self._clients -= 1
+                self._busy_until = time.monotonic()
 
     def _requests(self, conn: socket.socket) -> None:
         reader = wire.Reader(conn, wire.REQUEST_CAP)
@@ -289,6 +297,23 @@ def _detach() -> None:
     os.setsid()
 
 
+def _take_lock(place: runtime.Place) -> bool:
+    """Hold the folder's lock for the rest of our life. A server starts us when no service answers,
+    which includes one that is still on its way out (socket gone, lock not yet released): so wait a
+    little for the lock rather than give up at once."""
+    lock = place.open_file(runtime.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True  # the descriptor stays open (and locked) until the process ends
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(lock)
+                return False
+            time.sleep(0.05)
+
+
 def _configure_logging() -> None:
     level = os.environ.get("TOOLSUITE_LOG_LEVEL", "info").upper()
     handler = logging.StreamHandler(sys.stderr)  # the configuration folder's sandboxd.log
@@ -307,16 +332,15 @@ def main(argv: list[str]) -> int:
     except ToolFailure as exc:
         log.error("%s", exc)
         return 1
-    lock = place.open_file(runtime.LOCK_NAME, os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return 0  # another service of this configuration is running (or starting): the server will find it
+    if not _take_lock(place):
+        return 0  # another service holds the folder: the server that started us finds that one
     service = Service(place)
 
     def on_sigterm(_signum: int, _frame: object) -> None:
-        log.info("SIGTERM: ending %d sandbox(es) and exiting", service.manager.count())
-        service.close(lost=True)
+        # Only a flag: the handler may run while this thread holds a lock the cleanup needs; the
+        # accept loop (woken within a second) does the rest.
+        service.terminated = True
+        service.stopping.set()
 
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
