@@ -3,7 +3,9 @@ with an attacker sandbox and a witness sandbox that must keep working."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -71,3 +73,29 @@ def stop_service(env: dict[str, str]) -> bool:
     folder, and it would otherwise wait out its sandboxes' idle timeouts)."""
     with mock.patch.dict(os.environ, env):
         return SandboxClient().stop()
+
+
+def host_env(root: Path, sandboxes: Path, **extra: str) -> dict[str, str]:
+    """What an agent host gives a tool-python process: a few inherited names plus its configured ones."""
+    env = {k: os.environ[k] for k in ("HOME", "PATH", "LANG") if k in os.environ}
+    return {**env, "TOOLSUITE_ROOTS": str(root), "TOOLSUITE_SANDBOX_DIR": str(sandboxes),
+            "TOOLSUITE_OUTPUT_DIR": str(root / "out"), **extra}
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes with `text` in their command line (a sandbox service names its folder; bubblewrap
+    names the sandbox folders it binds)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            alive = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            if alive and text.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+def services_of(sandboxes: Path) -> list[int]:
+    return [pid for pid in processes_mentioning(str(sandboxes))
+            if b"servers.python.daemon" in Path(f"/proc/{pid}/cmdline").read_bytes()]
