@@ -62,6 +62,21 @@ def _role_check(server: str, role: str, item: str) -> Check:
     return Check(server, item, "not set", settings.model_settings_hint(role))
 
 
+def _sandbox_service_check() -> Check:
+    """Whether tool-python's sandbox service runs for these settings (asking starts none)."""
+    from servers.python.client import SandboxClient
+    from shared.errors import ToolFailure
+
+    try:
+        status = SandboxClient().status()
+    except ToolFailure as exc:
+        return Check("tool-python", "sandbox service", "missing", str(exc))
+    if status is None:
+        return Check("tool-python", "sandbox service", "info", "not running: the first sandbox call starts it")
+    return Check("tool-python", "sandbox service", "ok", f"running as pid {status.get('pid')}: "
+                 f"{status.get('sandboxes')} sandbox(es), {status.get('servers')} server(s) connected")
+
+
 def _writable(path: str) -> bool:
     probe = path
     while probe and not os.path.exists(probe):
@@ -116,6 +131,7 @@ def collect() -> list[Check]:
     seccomp_problem = unavailable_reason()
     rows.append(Check("tool-python", "sandbox syscall filter", "missing" if seccomp_problem else "ok",
                       seccomp_problem or "seccomp program built with libseccomp"))
+    rows.append(_sandbox_service_check())
     for dist in ("numpy", "pandas", "matplotlib", "scipy"):
         rows.append(_package_check("tool-python", f"sandbox package {dist}", dist, dist,
                                    "pip install 'toolsuite[python]'"))

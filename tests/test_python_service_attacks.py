@@ -450,3 +450,26 @@ def test_a_sandbox_folder_of_ours_open_to_others_is_closed_first(monkeypatch, sh
         client.shutdown()
     with mock.patch.dict(os.environ, {"TOOLSUITE_SANDBOX_DIR": str(short_folder)}):
         assert SandboxClient().status() is None  # asking started nothing
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_flooding_the_reply_channels_does_not_grow_the_service(service: runtime.Place):
+    """The server-side attack of the same name, aimed at the process that now reads the replies."""
+    client = SandboxClient()
+    sandbox = client.create(60)
+    pid = _pid(service)
+    before = _peak_rss_mb(pid)
+    flood = client.run_code(sandbox.id, "import os\nchunk = b'x' * (1 << 20)\nfor n in range(3, 64):\n    try:\n"
+                            "        for _ in range(300):\n            os.write(n, chunk)\n    except OSError:\n"
+                            "        pass\n'survived'")
+    grown = _peak_rss_mb(pid) - before
+    assert grown < 150, f"the service grew by {grown:.0f} MB"
+    assert flood.error is not None or flood.result == "'survived'"
+    assert client.run_code(sandbox.id, "1 + 1").result == "2"
+    client.remove(sandbox.id)
