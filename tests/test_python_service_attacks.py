@@ -242,8 +242,11 @@ async def test_a_sandbox_cannot_reach_the_service_socket(service: runtime.Place)
             assert result.structured_content["error"] is None, result.content[-1].text
             assert result.structured_content["result"] == "[]", result.content[-1].text
             shell = await client.call_tool("run_command", {"sandbox_id": sandbox_id, "command": (
-                "find / -xdev -name 'sandboxd*' 2>/dev/null; ls /proc/1/root/tmp 2>&1 | head -3; true")})
+                "find / -xdev -name 'sandboxd*' 2>/dev/null; ls /proc/1/root/tmp 2>&1 | head -3; "
+                f"kill -0 {_pid(service)} && echo SIGNALLED; kill -9 {_pid(service)} && echo KILLED; true")})
             assert "sandboxd" not in shell.structured_content["stdout"], shell.structured_content
+            assert "SIGNALLED" not in shell.structured_content["stdout"]
+            assert "KILLED" not in shell.structured_content["stdout"]
     finally:
         server._sandbox_engine.shutdown()
     _still_serves()
