@@ -82,20 +82,21 @@ def host_env(root: Path, sandboxes: Path, **extra: str) -> dict[str, str]:
             "TOOLSUITE_OUTPUT_DIR": str(root / "out"), **extra}
 
 
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes with `text` in their command line (a sandbox service names its folder; bubblewrap
-    names the sandbox folders it binds)."""
+def processes_mentioning(*texts: str) -> list[int]:
+    """Live processes whose command line holds every one of `texts` (a sandbox service names its folder;
+    bubblewrap names the sandbox folders it binds). Processes that end while being looked at are
+    left out."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, IndexError):
             alive = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-            if alive and text.encode() in (entry / "cmdline").read_bytes():
+            argv = (entry / "cmdline").read_bytes()
+            if alive and all(text.encode() in argv for text in texts):
                 found.append(int(entry.name))
     return found
 
 
 def services_of(sandboxes: Path) -> list[int]:
-    return [pid for pid in processes_mentioning(str(sandboxes))
-            if b"servers.python.daemon" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return processes_mentioning(str(sandboxes), "servers.python.daemon")

@@ -1,5 +1,5 @@
-"""The sandbox service: one process per user and configuration that owns every sandbox, so that sandboxes
-outlive the server processes that create and use them.
+"""The sandbox service: one process per user and installation that owns every sandbox, so that
+sandboxes outlive the server processes that create and use them.
 
 Agent hosts such as MiroThinker's start a new server process for every call and end it with SIGTERM;
 a sandbox kept inside that process would end with the call that created it. So the first server
@@ -152,10 +152,13 @@ class Service:
                     log.info("no sandboxes and no servers for %.0f s: exiting", self.idle)
                     break
                 continue
-            except OSError:
+            except OSError as exc:
                 if self.stopping.is_set():
                     break
-                raise
+                # Out of descriptors or memory for a moment: the sandboxes must not die of it.
+                log.warning("accept failed (%s); retrying", exc.strerror)
+                time.sleep(0.1)
+                continue
             if self.stopping.is_set():
                 conn.close()
                 break
