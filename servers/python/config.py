@@ -9,6 +9,8 @@ field on the way in (`from_wire`).
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -41,7 +43,7 @@ class SandboxConfig:
     @classmethod
     def from_settings(cls) -> SandboxConfig:
         return cls(isolation=isolation_mode(), bwrap=bwrap.bwrap_path(), network=bwrap.network_allowed(),
-                   python=bwrap.sandbox_python(), cgroups=cgroups_enabled(), limits=SandboxLimits.from_settings())
+                   python=_absolute_python(), cgroups=cgroups_enabled(), limits=SandboxLimits.from_settings())
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +68,17 @@ class SandboxConfig:
             raise ValueError("config.limits must give every limit as a positive whole number")
         return cls(isolation=raw["isolation"], bwrap=raw["bwrap"], network=raw["network"], python=raw["python"],
                    cgroups=raw["cgroups"], limits=SandboxLimits(**limits))
+
+
+def _absolute_python() -> str:
+    """The sandbox's interpreter as an absolute path: the service runs it, with a PATH of its own."""
+    python = bwrap.sandbox_python()
+    if python.startswith("/"):
+        return python
+    found = shutil.which(python)
+    if found is None:
+        raise NotConfigured(f"TOOLSUITE_SANDBOX_PYTHON={python!r} is neither an absolute path nor a program on PATH")
+    return os.path.abspath(found)
 
 
 def _path(value: object) -> bool:
