@@ -371,6 +371,13 @@ def main() -> None:
     if shutil.which("flite") is None:
         print("skipped: flite is needed for the held-out voices (apt-get install flite)")
         return
+    os.environ["TOOLSUITE_MODELS_DIR"] = str(WORK / "models")  # assembled once here; the workers load it
+    from shared import speech_models
+
+    if speech_models.installed(speech_models.BASE):
+        began = time.perf_counter()
+        speech_models.path(speech_models.BASE)
+        print(f"multilingual model assembled from its two parts and verified once: {time.perf_counter() - began:.2f} s")
     items = material()
     print(f"{len(items)} recordings, {sum(i['duration'] for i in items):.0f} s: " +
           ", ".join(f"{i['name']} ({i['language']}, {i['set']}, {i['duration']:.0f} s)" for i in items))

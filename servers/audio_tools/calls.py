@@ -9,7 +9,7 @@ from shared.inputs import LocalInput
 from shared.server import ToolResult
 from shared.worker import Job, ProgressFn
 
-SUMMARY_QUESTION = "Summarise what is said, with the main points and their times."
+SUMMARY_QUESTION = "Summarise what is said, with the main points and their times, in the language of the recording."
 
 
 async def transcribe(source: str, fmt: str, progress: ProgressFn | None = None, *, language: str | None = None,
