@@ -376,3 +376,21 @@ async def test_a_three_hour_file_keeps_its_caps_and_progress(three_hour_wav, roo
     print("progress updates:", updates)
     assert all(total == pytest.approx(10804.4, abs=1) for _, total in updates)
     assert all(done <= total for done, total in updates) and [d for d, _ in updates] == sorted(d for d, _ in updates)
+
+
+def test_models_command_and_doctor_say_which_models_are_present(capsys, monkeypatch):
+    from servers import cli, doctor
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["models", "--prepare", "--json"])
+    assert done.value.code == 0
+    rows = {row["key"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["base"]["installed"] and "assembled and verified" in rows["base"]["detail"]
+    assert rows["tiny.en"]["installed"]
+    checks = {row.item: row for row in doctor.collect() if row.server == "tool-transcribe"}
+    assert checks["speech model policy"].detail == "auto: English -> base, other languages -> base"
+    assert any(item.startswith("speech model base") and row.status == "ok" for item, row in checks.items())
+    assert checks["Chinese script conversion (OpenCC)"].status == "ok"
+    monkeypatch.setattr(speech_models, "installed", lambda key: key == speech_models.TINY_EN)
+    checks = {row.item: row for row in doctor.collect() if row.server == "tool-transcribe"}
+    assert "other languages -> tiny.en (English only" in checks["speech model policy"].detail
