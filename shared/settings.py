@@ -75,6 +75,15 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_TRANSCRIBE_BACKEND", "auto",
              "`local` (faster-whisper), `openai` (role TRANSCRIBE endpoint) or `auto` (openai when "
              "TOOLSUITE_TRANSCRIBE_BASE_URL is set)."),
+    Variable("TOOLSUITE_TRANSCRIBE_POLICY", "auto",
+             "Which local speech model transcribes: `auto` (the multilingual Whisper base for every language when "
+             "installed, else tiny.en), `fast` (language detected first: English to tiny.en, other languages to "
+             "base), `base` or `tiny.en` (that model for everything). `TOOLSUITE_TRANSCRIBE_MODEL` overrides it."),
+    Variable("TOOLSUITE_TRANSCRIBE_CHINESE", "simplified",
+             "Characters of Mandarin transcripts: `simplified`, `traditional` (OpenCC) or `original` (as the model "
+             "wrote them, a mix). A `language` argument such as `zh-TW` asks for traditional in one call."),
+    Variable("TOOLSUITE_MODELS_DIR", "`$TOOLSUITE_CACHE_DIR/models`",
+             "Where speech models shipped in parts are assembled once and verified (145 MB for Whisper base)."),
     Variable("TOOLSUITE_TRANSCRIBE_THREADS", "1", "CPU threads faster-whisper uses."),
     Variable("TOOLSUITE_TRANSCRIBE_BEAM", "1", "Beam size of the first decoding pass (1 = greedy, fastest)."),
     Variable("TOOLSUITE_AUDIO_MAX_SECONDS", "14400", "Longest audio accepted, in seconds."),
@@ -211,8 +220,8 @@ def _role_variables(role: str) -> tuple[Variable, ...]:
                  host_aliases=tuple(h.api_key for h in hosts)),
         Variable(f"{PREFIX}{role}_MODEL", "",
                  f"Model name of {purpose}." + (
-                     " With the local backend: a faster-whisper model name or folder (default: the bundled "
-                     "tiny.en)." if role == "TRANSCRIBE" else ""),
+                     " With the local backend: one faster-whisper model name or folder for every recording "
+                     "(default: unset, the language policy picks a bundled model)." if role == "TRANSCRIBE" else ""),
                  (f"{stem}_MODEL_NAME", f"{stem}_MODEL"),
                  host_aliases=tuple(h.model for h in hosts if h.model)),
     )

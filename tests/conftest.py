@@ -20,8 +20,14 @@ _MODEL_VARIABLES = [
 ]
 
 
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Speech models shipped in parts are assembled once per test session (145 MB), not once per test."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, models_dir: Path) -> Iterator[None]:
     """Each test starts with no model configured, its own cache and its own allowed root."""
     for name in _MODEL_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -29,6 +35,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     root.mkdir()
     monkeypatch.setenv("TOOLSUITE_ROOTS", str(root))
     monkeypatch.setenv("TOOLSUITE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TOOLSUITE_MODELS_DIR", str(models_dir))
     yield
 
 
