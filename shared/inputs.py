@@ -8,10 +8,16 @@ How a local file is opened, and why:
 - once: resolved relative to descriptors of folders inside a root (`shared.beneath`), never by
   name again, so swapping a folder or file for a symlink after the check changes nothing;
 - without side effects: the lookup descriptor is `O_PATH` (a FIFO cannot block, a device is not
-  opened), and `fstat` on it must say "regular file";
+  opened), and `fstat` on it must say "regular file" (`shared.filekind`): folders, FIFOs, sockets,
+  devices and files of /proc, /sys and similar are refused by name;
+- its size judged from that `fstat` against `TOOLSUITE_MAX_INPUT_MB` before any byte is read or
+  hashed (a sparse 5 GB file is refused at once, not after minutes of hashing);
 - then reopened for reading through `/proc/self/fd/N` of that descriptor (same file, no lookup),
   `O_NONBLOCK`; engines read `item.path`, which is `/proc/self/fd/M` of the held read descriptor: a
-  name for this very file, valid in this process while the `open_input` block runs.
+  name for this very file, valid in this process while the `open_input` block runs;
+- the size seen at open is the size: caps use it, and when the block ends a file that shrank or was
+  rewritten in place while being read is a clear error (the result would be built from a partial or
+  mixed file); a file that grew is accepted (what was appended may or may not be in the result).
 Temporary files (URL bodies, data: URIs) are opened and unlinked at once: they never outlive the
 call, even if the engine is still unwinding when the call ends.
 
@@ -30,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from shared import beneath, settings
+from shared import beneath, filekind, settings
 from shared.errors import InputError
 from shared.fetch import FetchLimits, fetch_to_file
 from shared.mime import FileType, sniff_file
@@ -53,6 +59,10 @@ def display_path(path: Path) -> str:
         except ValueError:
             continue
     return path.name
+
+
+def max_input_bytes() -> int:
+    return int(settings.number("TOOLSUITE_MAX_INPUT_MB", 4096, minimum=1) * 2**20)
 
 
 _proc_fd: list[bool] = []
@@ -109,16 +119,21 @@ def _open_beneath(raw: str, kind: str) -> tuple[beneath.Found, list[Path]]:
 
 
 def _check_kind(raw: str, fd: int, kind: str) -> os.stat_result:
-    """The descriptor's stat if it is what `kind` needs, else a refusal."""
+    """The descriptor's stat if it is what `kind` needs, else a refusal naming what it is."""
     info = os.fstat(fd)
+    what = filekind.kind_of(info.st_mode)
     if kind == "directory":
-        if not stat.S_ISDIR(info.st_mode):
-            raise InputError(f"{raw!r} is {'a file' if stat.S_ISREG(info.st_mode) else 'something else'}, not a folder")
+        if what != "a directory":
+            raise InputError(f"{raw!r} is {what or 'a file'}, not a folder")
         return info
-    if stat.S_ISDIR(info.st_mode):
+    if what == "a directory":
         raise InputError(f"{raw!r} is a directory, not a file")
-    if not stat.S_ISREG(info.st_mode):
-        raise InputError(f"{raw!r} is not a regular file: tools read regular files only")
+    if what is not None:
+        raise InputError(f"{raw!r} is {what}, not a regular file: tools read regular files only")
+    pseudo = filekind.pseudo_filesystem(fd)
+    if pseudo is not None:
+        raise InputError(f"{raw!r} is a file of the kernel's {pseudo} filesystem (live system state, not a "
+                         "document): refused")
     return info
 
 
@@ -138,10 +153,18 @@ def resolve_local_path(raw: str, *, must_exist: bool = True, kind: str = "file")
             raise
         return resolved
     try:
-        _check_kind(raw, found.fd, "directory" if kind == "directory" else "file")
+        info = _check_kind(raw, found.fd, "directory" if kind == "directory" else "file")
+        if kind != "directory":
+            _check_size(display_path(Path(found.path)), info.st_size, max_input_bytes())
         return Path(found.path)
     finally:
         os.close(found.fd)
+
+
+def _check_size(label: str, size: int, limit: int, setting: str = "TOOLSUITE_MAX_INPUT_MB") -> None:
+    if size > limit:
+        raise InputError(f"{label!r} is {size / 2**20:,.1f} MB; the largest file this tool opens is "
+                         f"{limit / 2**20:,.1f} MB ({setting})")
 
 
 @dataclass
@@ -153,7 +176,17 @@ class HeldFile:
     path: Path  # /proc/self/fd/<fd>: this very file, for code that wants a path (this process only)
     real_path: Path  # where it lives, for messages and labels
     label: str  # as messages show it: relative to its root
-    size: int  # bytes when opened
+    size: int  # bytes when opened: caps were judged on this
+    mtime_ns: int
+
+    def change(self) -> str | None:
+        """How the file changed since it was opened, if it did in a way that spoils a reading."""
+        now = os.fstat(self.fd)
+        if now.st_size < self.size:
+            return f"shrank from {self.size} to {now.st_size} bytes"
+        if now.st_size == self.size and now.st_mtime_ns != self.mtime_ns:
+            return "was rewritten in place"
+        return None
 
 
 def _reopen_for_reading(found: beneath.Found, looked_up: os.stat_result) -> int:
@@ -172,14 +205,18 @@ def _reopen_for_reading(found: beneath.Found, looked_up: os.stat_result) -> int:
 
 
 @contextlib.contextmanager
-def open_local(raw: str) -> Iterator[HeldFile]:
+def open_local(raw: str, *, max_bytes: int | None = None, limit_setting: str = "TOOLSUITE_MAX_INPUT_MB"
+               ) -> Iterator[HeldFile]:
     """Open a local path or `file://` URI inside the roots as a `HeldFile`, or refuse it: only regular
-    files. The descriptor is closed when the block ends."""
+    files, at most `max_bytes` (default `TOOLSUITE_MAX_INPUT_MB`; `limit_setting` names the setting
+    behind a caller's own cap in the message) judged before reading. The descriptor is closed when
+    the block ends."""
     found, _roots = _open_beneath(raw, "file")
     read_fd = -1
     try:
         info = _check_kind(raw, found.fd, "file")
         label = display_path(Path(found.path))
+        _check_size(label, info.st_size, max_input_bytes() if max_bytes is None else max_bytes, limit_setting)
         try:
             read_fd = _reopen_for_reading(found, info)
         except PermissionError:
@@ -188,7 +225,7 @@ def open_local(raw: str) -> Iterator[HeldFile]:
         os.close(found.fd)
     try:
         yield HeldFile(fd=read_fd, path=fd_path(read_fd, Path(found.path)), real_path=Path(found.path), label=label,
-                       size=info.st_size)
+                       size=info.st_size, mtime_ns=info.st_mtime_ns)
     finally:
         os.close(read_fd)
 
@@ -261,5 +298,19 @@ def open_input(raw: str, *, limits: FetchLimits | None = None) -> Iterator[Local
     if scheme not in ("", "file"):
         raise InputError(f"unsupported URI scheme {scheme!r}: use a path, file://, http(s):// or data:")
     with open_local(text) as held:
-        yield LocalInput(path=held.path, source=text, label=held.label, file_type=_sniff(held.path, held.label),
-                         size=held.size, temporary=False)
+        item = LocalInput(path=held.path, source=text, label=held.label, file_type=_sniff(held.path, held.label),
+                          size=held.size, temporary=False)
+        try:
+            yield item
+        except Exception as exc:
+            _refuse_if_changed(held, exc)
+            raise
+        _refuse_if_changed(held, None)
+
+
+def _refuse_if_changed(held: HeldFile, cause: Exception | None) -> None:
+    """A file that shrank or was rewritten while the engine read it gives a clear error, whatever the
+    engine made of the partial bytes (its own error, if any, was caused by the change)."""
+    change = held.change()
+    if change is not None:
+        raise InputError(f"{held.label!r} {change} while it was being read; try again once it is complete") from cause
