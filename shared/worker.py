@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -99,9 +100,21 @@ async def run_on_inputs(sources: Sequence[str], work: Callable[[list[LocalInput]
         with contextlib.ExitStack() as stack:
             items = [stack.enter_context(open_input(source, limits=limits)) for source in sources]
             job.stop.check("opening the input")
-            return work(items, job), [item.label for item in items]
+            try:
+                return work(items, job), [item.label for item in items]
+            except ToolFailure as exc:
+                _name_inputs_by_label(exc, items)
+                raise
 
     return await run(opened, progress=progress)
+
+
+def _name_inputs_by_label(exc: ToolFailure, items: list[LocalInput]) -> None:
+    """Engines' messages may quote the path they were given (`/proc/self/fd/N`); show the input's label."""
+    message = str(exc)
+    for item in items:
+        message = re.sub(re.escape(str(item.path)) + r"(?!\d)", lambda _m, label=item.label: label, message)
+    exc.args = (message,)
 
 
 async def run_on_input(source: str, work: Callable[[LocalInput, Job], T], *,
