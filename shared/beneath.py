@@ -35,7 +35,7 @@ O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _LOOKUP = (O_PATH or (os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))) | O_CLOEXEC
 MAX_SYMLINKS = 40  # as the kernel's own limit
 
-Why = Literal["outside", "missing", "loop", "denied"]
+Why = Literal["outside", "missing", "loop", "denied", "too long"]
 
 
 class Refused(Exception):
@@ -204,7 +204,9 @@ def _walk(candidate: str, roots: list[str]) -> Found:
                 if exc.errno == errno.ELOOP and not O_PATH:  # a symlink, where O_NOFOLLOW cannot open one
                     follow(os.readlink(part, dir_fd=folders[-1]))
                     continue
-                raise Refused("missing") from None  # not there, a file where a folder is needed, too long
+                if exc.errno == errno.ENAMETOOLONG:
+                    raise Refused("too long") from None
+                raise Refused("missing") from None  # not there, or a file where a folder is needed
             mode = os.fstat(fd).st_mode
             if stat.S_ISLNK(mode):
                 try:

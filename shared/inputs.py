@@ -103,19 +103,28 @@ def _candidate(raw: str) -> tuple[str, list[Path]]:
     return (expanded if os.path.isabs(expanded) else os.path.join(base, expanded)), roots
 
 
+def quoted(raw: str, limit: int = 300) -> str:
+    """The caller's path as messages quote it: in full when short, its start and end when not."""
+    return repr(raw) if len(raw) <= limit else repr(f"{raw[:limit // 2]}...{raw[-limit // 2:]}")
+
+
 def _open_beneath(raw: str, kind: str) -> tuple[beneath.Found, list[Path]]:
     candidate, roots = _candidate(raw)
+    shown = quoted(raw)
     try:
         return beneath.open_beneath(candidate, [str(root) for root in roots]), roots
     except beneath.Refused as refused:
         if refused.why == "outside":
-            raise InputError(f"path outside the allowed roots: {raw!r} (allowed roots: {_roots_text(roots)}; "
+            raise InputError(f"path outside the allowed roots: {shown} (allowed roots: {_roots_text(roots)}; "
                              "set TOOLSUITE_ROOTS to add folders)") from None
         if refused.why == "missing":
-            raise InputError(f"{kind} not found: {raw!r} (allowed roots: {_roots_text(roots)})") from None
+            raise InputError(f"{kind} not found: {shown} (allowed roots: {_roots_text(roots)})") from None
+        if refused.why == "too long":
+            raise InputError(f"the path is too long ({len(raw):,} characters; a file or folder name has at "
+                             f"most 255 bytes): {shown}") from None
         if refused.why == "loop":
-            raise InputError(f"too many levels of symbolic links in {raw!r}") from None
-        raise InputError(f"permission denied reading {raw!r}") from None
+            raise InputError(f"too many levels of symbolic links in {shown}") from None
+        raise InputError(f"permission denied reading {shown}") from None
 
 
 def _check_kind(raw: str, fd: int, kind: str) -> os.stat_result:
@@ -124,16 +133,16 @@ def _check_kind(raw: str, fd: int, kind: str) -> os.stat_result:
     what = filekind.kind_of(info.st_mode)
     if kind == "directory":
         if what != "a directory":
-            raise InputError(f"{raw!r} is {what or 'a file'}, not a folder")
+            raise InputError(f"{quoted(raw)} is {what or 'a file'}, not a folder")
         return info
     if what == "a directory":
-        raise InputError(f"{raw!r} is a directory, not a file")
+        raise InputError(f"{quoted(raw)} is a directory, not a file")
     if what is not None:
-        raise InputError(f"{raw!r} is {what}, not a regular file: tools read regular files only")
+        raise InputError(f"{quoted(raw)} is {what}, not a regular file: tools read regular files only")
     pseudo = filekind.pseudo_filesystem(fd)
     if pseudo is not None:
-        raise InputError(f"{raw!r} is a file of the kernel's {pseudo} filesystem (live system state, not a "
-                         "document): refused")
+        raise InputError(f"{quoted(raw)} is a file of the kernel's {pseudo} filesystem (live system state, not "
+                         "a document): refused")
     return info
 
 

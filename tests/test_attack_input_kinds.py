@@ -179,3 +179,11 @@ def test_a_percent_encoded_nul_in_a_file_uri_is_refused_clearly(root: Path):
     for uri in (f"file://{root}/a.txt%00.pdf", f"file://{root}/%00", "a.txt\x00.pdf"):
         with pytest.raises(InputError, match="NUL"), inputs.open_input(uri):
             pass
+
+
+def test_an_overlong_path_is_refused_briefly(root: Path):
+    for raw in ("y" * 100_000, "a/" * 3000 + "b"):
+        with pytest.raises(InputError) as refused, inputs.open_input(raw):
+            pass
+        message = str(refused.value)
+        assert len(message) < 1000 and ("too long" in message or "not found" in message), message
