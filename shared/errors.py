@@ -88,6 +88,10 @@ _OPENED_INPUT = re.compile(r"/(?:proc/self|dev)/fd/\d+")
 HOST_PATH = "[host path]"
 TEMPORARY = "[temporary file]"
 
+# Paths some servers show that are not host paths: tool-python's messages speak of the sandbox's side,
+# whose home every sandbox sees as /home/user.
+_SERVER_VIEWS: dict[str, tuple[str, ...]] = {"tool-python": ("/home/user",)}
+
 _echoed: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("toolsuite_echoed", default=())
 
 
@@ -110,7 +114,7 @@ def _inside_roots(path: str) -> bool:
                for root in settings.allowed_roots())
 
 
-def _shown_path(path: str) -> str:
+def _shown_path(path: str, views: tuple[str, ...]) -> str:
     trailing = ""
     while path and path[-1] in ".:!?":  # sentence punctuation after a path is not part of it
         path, trailing = path[:-1], path[-1] + trailing
@@ -118,22 +122,26 @@ def _shown_path(path: str) -> str:
         return "the input" + trailing
     if any(path in argument for argument in _echoed.get()):
         return path + trailing
+    if any(path == view or path.startswith(view + "/") for view in views):
+        return path + trailing
     if _TEMPORARY_NAME.search(path):
         return TEMPORARY + trailing
     return (path if _inside_roots(path) else HOST_PATH) + trailing
 
 
-def scrub_paths(message: str) -> str:
-    """`message` with absolute paths outside the allowed roots and temporary file names replaced."""
-    message = _FILE_URI.sub(lambda m: "file://" + _shown_path(m.group(1)), message)
-    message = _ABSOLUTE_PATH.sub(lambda m: _shown_path(m.group(0)), message)
+def scrub_paths(message: str, server: str | None = None) -> str:
+    """`message` with absolute paths outside the allowed roots and temporary file names replaced
+    (`server`'s own view, such as tool-python's sandbox home, is no host path and stays)."""
+    views = _SERVER_VIEWS.get(server or "", ())
+    message = _FILE_URI.sub(lambda m: "file://" + _shown_path(m.group(1), views), message)
+    message = _ABSOLUTE_PATH.sub(lambda m: _shown_path(m.group(0), views), message)
     echoed = _echoed.get()
     return _TEMPORARY_NAME.sub(lambda m: m.group(0) if any(m.group(0) in a for a in echoed) else TEMPORARY, message)
 
 
-def public(message: str) -> str:
+def public(message: str, server: str | None = None) -> str:
     """A failure text as the agent may see it: no API keys, no host paths, no temporary names."""
-    return scrub_paths(redact(message))
+    return scrub_paths(redact(message), server)
 
 
 # Some hosts (MiroThinker's tool manager) pass a failed result to the model as a success, reading only
@@ -151,7 +159,7 @@ def failure_marker(server: str | None) -> str:
 def mark_failure(message: str, server: str | None = None) -> str:
     """`message` led by the server's failure marker (once), made `public` (every failure text passes here)."""
     marker = failure_marker(server)
-    message = public(message)
+    message = public(message, server)
     return message if message.startswith(marker) else marker + message
 
 

@@ -76,6 +76,14 @@ def test_the_failure_marker_is_added_to_the_scrubbed_text():
     assert mark_failure("open /root/.ssh/id_rsa failed") == f"Error: open {HOST_PATH} failed"
 
 
+def test_tool_python_speaks_of_the_sandbox_home_which_is_no_host_path():
+    message = "file not found in the sandbox: /home/user/data/x.csv"
+    assert mark_failure(message, "tool-python") == "[ERROR]: " + message
+    assert mark_failure(message, "tool-reader") == f"Error: file not found in the sandbox: {HOST_PATH}"
+    leak = f"could not fetch into /home/user from {tempfile.gettempdir()}/toolsuite-fetch-ab12"
+    assert mark_failure(leak, "tool-python") == f"[ERROR]: could not fetch into /home/user from {TEMPORARY}"
+
+
 async def test_real_tools_name_the_input_not_the_descriptor_or_temporary_copy(root: Path):
     from servers.reader.server import build as reader
     from servers.vqa.server import build as vqa
