@@ -25,6 +25,7 @@ from mcp import Client
 from servers.audio_enhanced.server import build as build_enhanced
 from servers.transcribe.server import build as build_transcribe
 from shared import chinese_text, model_parts, numerals, speech_languages, speech_models, speech_routing, transcription
+from shared.cache import file_digest
 from shared.errors import InputError, NotConfigured
 from shared.model_parts import ModelCorrupt, PackagedFile, SplitModel
 from shared.speech_routing import Detected, Request
@@ -164,7 +165,7 @@ async def test_a_corrupt_part_of_the_real_model_is_a_clear_tool_error(tmp_path, 
 def test_the_installed_multilingual_model_is_the_published_one():
     assert speech_models.installed(speech_models.BASE), "toolsuite[multilingual] is part of the test install"
     folder = Path(speech_models.path(speech_models.BASE))
-    assert model_parts.sha256_of(folder / "model.bin") == speech_models.WHISPER_BASE.joined_sha256
+    assert file_digest(folder / "model.bin") == speech_models.WHISPER_BASE.joined_sha256
     config = json.loads((folder / "config.json").read_text())
     assert len(config["lang_ids"]) == 99 and config["alignment_heads"]
     rows = {row.key: row for row in speech_models.presence()}
