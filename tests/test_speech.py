@@ -29,23 +29,12 @@ from shared.cache import file_digest
 from shared.errors import InputError, NotConfigured
 from shared.model_parts import ModelCorrupt, PackagedFile, SplitModel
 from shared.speech_routing import Detected, Request
+from tests.error_rates import character_error_rate
 
 pytestmark = pytest.mark.anyio
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCES = json.loads((FIXTURES / "speech_references.json").read_text())
-HAN = re.compile(r"[\u4e00-\u9fff]")
-
-
-def character_error_rate(reference: str, hypothesis: str) -> float:
-    ref = [c for c in numerals.to_chinese(reference) if HAN.match(c)]
-    hyp = [c for c in numerals.to_chinese(hypothesis) if HAN.match(c)]
-    row = list(range(len(hyp) + 1))
-    for i, char in enumerate(ref, 1):
-        previous, row = row, [i] + [0] * len(hyp)
-        for j, other in enumerate(hyp, 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (char != other))
-    return row[len(hyp)] / len(ref)
 
 
 @pytest.fixture
