@@ -30,6 +30,19 @@ def hardened(monkeypatch, tmp_path):
     server._sandbox_engine.shutdown()
 
 
+# Code for inside a sandbox (needs `os`): every descriptor of every process the sandbox can see,
+# as (pid, fd, its /proc path); "self" is the process running the code.
+EVERY_DESCRIPTOR = r"""
+def every_descriptor():
+    for pid in [p for p in os.listdir("/proc") if p.isdigit()] + ["self"]:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            yield pid, fd, f"/proc/{pid}/fd/{fd}"
+"""
+
 class Session:
     """A client with an attacker sandbox and a witness sandbox that must keep working."""
 

@@ -385,38 +385,31 @@ async def test_nothing_outlives_a_timed_out_call_or_its_sandbox(hardened):
         await s.witness_still_serves()
 
 
-PROC_FDS = r"""
-import os
+PROC_FDS = "import os\n" + sandboxes.EVERY_DESCRIPTOR + r"""
 # A descriptor is inside the sandbox's view when its file is the one the sandbox sees at that path,
 # or lives on the sandbox's own /tmp; names alone cannot tell (the host has a /tmp too).
 private = {os.stat("/tmp").st_dev}
 reached = []
-for pid in [p for p in os.listdir("/proc") if p.isdigit()] + ["self"]:
+for pid, fd, path in every_descriptor():
     try:
-        fds = os.listdir(f"/proc/{pid}/fd")
+        target = os.readlink(path)
+        opened = os.stat(path)
     except OSError:
         continue
-    for fd in fds:
-        path = f"/proc/{pid}/fd/{fd}"
-        try:
-            target = os.readlink(path)
-            opened = os.stat(path)
-        except OSError:
+    if target.startswith(("pipe:", "socket:", "anon_inode:")) or opened.st_dev in private:
+        continue
+    try:
+        seen = os.stat(target)
+        if (seen.st_dev, seen.st_ino) == (opened.st_dev, opened.st_ino):
             continue
-        if target.startswith(("pipe:", "socket:", "anon_inode:")) or opened.st_dev in private:
-            continue
-        try:
-            seen = os.stat(target)
-            if (seen.st_dev, seen.st_ino) == (opened.st_dev, opened.st_ino):
-                continue
-        except OSError:
-            pass
-        try:
-            handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
-            os.close(handle)
-            reached.append((pid, fd, target, "writable"))
-        except OSError:
-            reached.append((pid, fd, target, "visible"))
+    except OSError:
+        pass
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+        os.close(handle)
+        reached.append((pid, fd, target, "writable"))
+    except OSError:
+        reached.append((pid, fd, target, "visible"))
 print(reached)
 """
 

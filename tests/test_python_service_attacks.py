@@ -31,7 +31,7 @@ from servers.python.client import SandboxClient
 from servers.python.config import SandboxConfig
 from servers.python.server import build
 from shared.errors import InputError, NotConfigured
-from tests.sandboxes import services_of, stop_service
+from tests.sandboxes import EVERY_DESCRIPTOR, services_of, stop_service
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
@@ -191,8 +191,7 @@ def test_a_process_in_other_namespaces_is_refused_even_with_the_socket_in_reach(
     _still_serves()
 
 
-FIND_THE_SERVICE = r"""
-import glob, json, os, socket, struct
+FIND_THE_SERVICE = "import glob, json, os, socket, struct\n" + EVERY_DESCRIPTOR + r"""
 reached = []
 def try_connect(address):
     client = socket.socket(socket.AF_UNIX)
@@ -213,19 +212,13 @@ for pattern in ("/tmp/**/sandboxd.sock", "/run/**/sandboxd.sock", "/proc/*/root/
         try_connect(found)
 # Any socket descriptor that reached the sandbox: ask it for the service's status.
 frame = json.dumps({"op": "status"}).encode()
-for pid in [p for p in os.listdir("/proc") if p.isdigit()] + ["self"]:
+for pid, fd, path in every_descriptor():
     try:
-        fds = os.listdir(f"/proc/{pid}/fd")
+        if os.readlink(path).startswith("socket:"):
+            os.write(int(fd) if pid == "self" else os.open(path, os.O_WRONLY), struct.pack(">I", len(frame)) + frame)
+            reached.append([pid, fd])
     except OSError:
-        continue
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
-                os.write(int(fd) if pid == "self" else os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY),
-                         struct.pack(">I", len(frame)) + frame)
-                reached.append([pid, fd])
-        except OSError:
-            pass
+        pass
 reached
 """
 
