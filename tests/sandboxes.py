@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
 from mcp import Client
+from mcp.server import MCPServer
 
 from servers.python.client import SandboxClient
 from servers.python.server import build
@@ -25,9 +28,25 @@ def hardened(monkeypatch, tmp_path):
     monkeypatch.setenv("TOOLSUITE_SANDBOX_MEMORY_MB", "256")
     monkeypatch.setenv("TOOLSUITE_VISION_API_KEY", "sk-host-secret-never-in-sandbox")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret-never-in-sandbox")
+    with python_server() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def python_server() -> Iterator[MCPServer]:
+    """A tool-python server built from the current environment; its sandboxes go when the block ends."""
     server = build()
-    yield server
-    server._sandbox_engine.shutdown()
+    try:
+        yield server
+    finally:
+        server._sandbox_engine.shutdown()  # type: ignore[attr-defined]
+
+
+async def create_sandbox(client: Client, **arguments: Any) -> str:
+    """The id of a sandbox created through `client` (the call must succeed)."""
+    created = await client.call_tool("create_sandbox", arguments)
+    assert not created.is_error, created.content[0].text
+    return created.structured_content["sandbox_id"]
 
 
 # Code for inside a sandbox (needs `os`): every descriptor of every process the sandbox can see,
@@ -52,10 +71,8 @@ class Session:
         self.witness = ""
 
     async def start(self) -> Session:
-        for attr in ("attacker", "witness"):
-            created = await self.client.call_tool("create_sandbox", {})
-            assert not created.is_error, created.content[0].text
-            setattr(self, attr, created.structured_content["sandbox_id"])
+        self.attacker = await create_sandbox(self.client)
+        self.witness = await create_sandbox(self.client)
         return self
 
     async def run(self, code: str, sandbox: str | None = None):

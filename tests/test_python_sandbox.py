@@ -11,7 +11,7 @@ import pytest
 from mcp import Client
 
 from servers.python import bwrap as bwrap_module
-from servers.python.server import build
+from tests.sandboxes import create_sandbox, python_server
 
 pytestmark = pytest.mark.anyio
 
@@ -25,20 +25,13 @@ def sandbox_env(monkeypatch, tmp_path):
 
 @pytest.fixture
 def server(sandbox_env):
-    built = build()
-    yield built
-    built._sandbox_engine.shutdown()
-
-
-async def _create(client) -> str:
-    created = await client.call_tool("create_sandbox", {})
-    assert not created.is_error, created.content[0].text
-    return created.structured_content["sandbox_id"]
+    with python_server() as built:
+        yield built
 
 
 async def test_state_persists_and_results_come_back(server):
     async with Client(server) as client:
-        sid = await _create(client)
+        sid = await create_sandbox(client)
         first = await client.call_tool("run_python_code", {"sandbox_id": sid, "code_block":
                                        "import sys\nvalues = [1, 2, 3]\nprint('to stdout')\n"
                                        "print('to stderr', file=sys.stderr)\nsum(values)"})
@@ -58,7 +51,7 @@ async def test_state_persists_and_results_come_back(server):
 
 async def test_matplotlib_figures_return_as_png_images(server):
     async with Client(server) as client:
-        sid = await _create(client)
+        sid = await create_sandbox(client)
         result = await client.call_tool("run_python_code", {"sandbox_id": sid, "code_block":
                                         "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\n"
                                         "plt.title('squares')"})
@@ -71,7 +64,7 @@ async def test_matplotlib_figures_return_as_png_images(server):
 async def test_pandas_groupby_on_an_uploaded_csv(server, root: Path):
     (root / "scores.csv").write_text("group,score\na,1\na,3\nb,10\n")
     async with Client(server) as client:
-        sid = await _create(client)
+        sid = await create_sandbox(client)
         uploaded = await client.call_tool("upload_file_from_local_to_sandbox",
                                           {"sandbox_id": sid, "local_file_path": "scores.csv"})
         assert uploaded.structured_content["sandbox_path"] == "/home/user/scores.csv"
@@ -83,7 +76,7 @@ async def test_pandas_groupby_on_an_uploaded_csv(server, root: Path):
 
 async def test_run_command_quoting_exit_code_and_streams(server):
     async with Client(server) as client:
-        sid = await _create(client)
+        sid = await create_sandbox(client)
         ok = await client.call_tool("run_command", {"sandbox_id": sid,
                                                     "command": "printf '%s|' \"a b\" 'c\"d' && echo err >&2"})
         bad = await client.call_tool("run_command", {"sandbox_id": sid, "command": "exit 3"})
@@ -96,7 +89,7 @@ async def test_run_command_quoting_exit_code_and_streams(server):
 
 async def test_files_round_trip_and_downloads_never_overwrite(server, root: Path):
     async with Client(server) as client:
-        sid = await _create(client)
+        sid = await create_sandbox(client)
         await client.call_tool("run_python_code", {"sandbox_id": sid, "code_block":
                                                    "import os\nos.makedirs('out', exist_ok=True)\n"
                                                    "open('out/report.txt', 'w').write('你好 report')"})
@@ -128,7 +121,7 @@ async def test_download_from_the_internet_goes_through_the_host_fetcher(server, 
     url = f"http://127.0.0.1:{site.server_address[1]}/data/table.csv?x=1"
     try:
         async with Client(server) as client:
-            sid = await _create(client)
+            sid = await create_sandbox(client)
             refused = await client.call_tool("download_file_from_internet_to_sandbox", {"sandbox_id": sid, "url": url})
             monkeypatch.setenv("TOOLSUITE_ALLOWED_HOSTS", "127.0.0.1")
             fetched = await client.call_tool("download_file_from_internet_to_sandbox",

@@ -29,9 +29,8 @@ from mcp import Client
 from servers.python import runtime, wire
 from servers.python.client import SandboxClient
 from servers.python.config import SandboxConfig
-from servers.python.server import build
 from shared.errors import InputError, NotConfigured
-from tests.sandboxes import EVERY_DESCRIPTOR, services_of, stop_service
+from tests.sandboxes import EVERY_DESCRIPTOR, create_sandbox, python_server, services_of, stop_service
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
@@ -226,11 +225,9 @@ reached
 @pytest.mark.anyio
 async def test_a_sandbox_cannot_reach_the_service_socket(service: runtime.Place):
     code = f"SOCKET = {str(service.path / runtime.SOCKET_NAME)!r}\n" + FIND_THE_SERVICE
-    server = build()
-    try:
+    with python_server() as server:
         async with Client(server) as client:
-            created = await client.call_tool("create_sandbox", {})
-            sandbox_id = created.structured_content["sandbox_id"]
+            sandbox_id = await create_sandbox(client)
             result = await client.call_tool("run_python_code", {"sandbox_id": sandbox_id, "code_block": code})
             assert result.structured_content["error"] is None, result.content[-1].text
             assert result.structured_content["result"] == "[]", result.content[-1].text
@@ -240,8 +237,6 @@ async def test_a_sandbox_cannot_reach_the_service_socket(service: runtime.Place)
             assert "sandboxd" not in shell.structured_content["stdout"], shell.structured_content
             assert "SIGNALLED" not in shell.structured_content["stdout"]
             assert "KILLED" not in shell.structured_content["stdout"]
-    finally:
-        server._sandbox_engine.shutdown()
     _still_serves()
 
 
@@ -254,16 +249,13 @@ async def test_a_process_mode_sandbox_that_reaches_the_socket_is_refused(service
             "client = socket.socket(socket.AF_UNIX)\nclient.settimeout(3)\ntry:\n    client.connect(SOCKET)\n"
             "    answer = 'greeted' if client.recv(4096) else 'closed without a word'\n"
             "except OSError as exc:\n    answer = type(exc).__name__\nanswer")
-    server = build()
-    try:
+    with python_server() as server:
         async with Client(server) as client:
             created = await client.call_tool("create_sandbox", {})
             assert created.structured_content["isolation"] == "process"
             result = await client.call_tool("run_python_code", {"sandbox_id": created.structured_content["sandbox_id"],
                                                                 "code_block": code})
             assert result.structured_content["result"] == "'closed without a word'", result.content[-1].text
-    finally:
-        server._sandbox_engine.shutdown()
     assert "was started by the service" in (service.path / runtime.LOG_NAME).read_text()
     monkeypatch.delenv("TOOLSUITE_SANDBOX_ISOLATION")
     _still_serves()
