@@ -13,6 +13,7 @@ from unittest import mock
 import pytest
 from mcp import Client
 from mcp.server import MCPServer
+from mcp_types import CallToolResult
 
 from servers.python.client import SandboxClient
 from servers.python.server import build
@@ -49,6 +50,11 @@ async def create_sandbox(client: Client, **arguments: Any) -> str:
     return created.structured_content["sandbox_id"]
 
 
+async def run_code(client: Client, sandbox_id: str, code: str) -> CallToolResult:
+    """`code` run in a sandbox through `client`: the whole result (a failure of the code is in its data)."""
+    return await client.call_tool("run_python_code", {"sandbox_id": sandbox_id, "code_block": code})
+
+
 # Code for inside a sandbox (needs `os`): every descriptor of every process the sandbox can see,
 # as (pid, fd, its /proc path); "self" is the process running the code.
 EVERY_DESCRIPTOR = r"""
@@ -76,8 +82,7 @@ class Session:
         return self
 
     async def run(self, code: str, sandbox: str | None = None):
-        result = await self.client.call_tool("run_python_code",
-                                             {"sandbox_id": sandbox or self.attacker, "code_block": code})
+        result = await run_code(self.client, sandbox or self.attacker, code)
         assert not result.is_error, result.content[0].text
         return result.structured_content
 

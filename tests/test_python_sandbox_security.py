@@ -13,7 +13,7 @@ import pytest
 from mcp import Client
 
 from tests import sandboxes
-from tests.sandboxes import WALL, session
+from tests.sandboxes import WALL, run_code, session
 
 pytestmark = pytest.mark.anyio
 hardened = sandboxes.hardened  # the shared fixture
@@ -199,7 +199,7 @@ async def test_guessing_another_sandboxes_id_fails(hardened):
     async with Client(hardened) as client:
         s = await session(client)
         for guess in (s.witness[:-1] + ("A" if s.witness[-1] != "A" else "B"), "sbx_", s.witness.upper(), "../x"):
-            result = await client.call_tool("run_python_code", {"sandbox_id": guess, "code_block": "1"})
+            result = await run_code(client, guess, "1")
             assert result.is_error and "no such sandbox" in result.content[0].text
         assert s.attacker != s.witness and len(s.attacker) >= 24
         await s.witness_still_serves()
@@ -213,7 +213,7 @@ async def test_a_sandbox_id_is_useless_after_expiry(hardened):
         home = expiring.root
         expiring.idle_timeout = 0.5
         await anyio.sleep(1.0)
-        result = await client.call_tool("run_python_code", {"sandbox_id": s.attacker, "code_block": "1"})
+        result = await run_code(client, s.attacker, "1")
         assert result.is_error and "expired" in result.content[0].text
         assert not home.exists()
         await s.witness_still_serves()

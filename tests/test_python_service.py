@@ -20,7 +20,15 @@ from mcp import Client
 
 from servers.python.client import SandboxClient
 from tests.conftest import BIN
-from tests.sandboxes import create_sandbox, host_env, processes_mentioning, python_server, services_of, stop_service
+from tests.sandboxes import (
+    create_sandbox,
+    host_env,
+    processes_mentioning,
+    python_server,
+    run_code,
+    services_of,
+    stop_service,
+)
 from tests.sigterm_stdio import SigtermStdio, group_members
 
 pytestmark = pytest.mark.anyio
@@ -102,8 +110,7 @@ async def test_sigterm_mid_call_ends_the_server_at_once_and_the_sandbox_carries_
     transport = SigtermStdio([str(BIN / "tool-python")], env)
     async with Client(transport) as client:
         with anyio.move_on_after(1.0):  # the host gives up on the call and ends the process
-            await client.call_tool("run_python_code", {"sandbox_id": sandbox_id,
-                                                       "code_block": "import time\ntime.sleep(3)\n'slow'"})
+            await run_code(client, sandbox_id, "import time\ntime.sleep(3)\n'slow'")
     assert_exited_cleanly(transport)
     result, after = await host_call(env, "run_python_code", {"sandbox_id": sandbox_id, "code_block": "kept"})
     assert not result.is_error and result.structured_content["result"] == "'yes'", text(result)
@@ -153,8 +160,7 @@ async def test_a_service_killed_during_a_call_is_reported_in_that_call(in_proces
             results = []
 
             async def slow() -> None:
-                results.append(await client.call_tool("run_python_code", {
-                    "sandbox_id": sandbox_id, "code_block": "import time\ntime.sleep(5)"}))
+                results.append(await run_code(client, sandbox_id, "import time\ntime.sleep(5)"))
 
             async with anyio.create_task_group() as group:
                 group.start_soon(slow)
@@ -162,7 +168,7 @@ async def test_a_service_killed_during_a_call_is_reported_in_that_call(in_proces
                 [service] = services_of(sandboxes)
                 os.kill(service, signal.SIGKILL)
             [during] = results
-            after = await client.call_tool("run_python_code", {"sandbox_id": sandbox_id, "code_block": "1"})
+            after = await run_code(client, sandbox_id, "1")
     assert during.is_error and "the sandbox service stopped while this call ran" in text(during), text(during)
     assert after.is_error and "this sandbox was lost" in text(after), text(after)
 
@@ -207,12 +213,11 @@ async def test_calls_in_two_sandboxes_run_side_by_side(in_process):
         async with Client(server) as client:
             ids = [await create_sandbox(client) for _ in range(2)]
             for each in ids:
-                await client.call_tool("run_python_code", {"sandbox_id": each, "code_block": "import time"})
+                await run_code(client, each, "import time")
             started = time.monotonic()
             async with anyio.create_task_group() as group:
                 for each in ids:
-                    group.start_soon(client.call_tool, "run_python_code",
-                                     {"sandbox_id": each, "code_block": "time.sleep(1.5)"})
+                    group.start_soon(run_code, client, each, "time.sleep(1.5)")
             elapsed = time.monotonic() - started
     assert elapsed < 2.6, elapsed
 

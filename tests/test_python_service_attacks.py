@@ -30,7 +30,7 @@ from servers.python import runtime, wire
 from servers.python.client import SandboxClient
 from servers.python.config import SandboxConfig
 from shared.errors import InputError, NotConfigured
-from tests.sandboxes import EVERY_DESCRIPTOR, create_sandbox, python_server, services_of, stop_service
+from tests.sandboxes import EVERY_DESCRIPTOR, create_sandbox, python_server, run_code, services_of, stop_service
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
@@ -228,7 +228,7 @@ async def test_a_sandbox_cannot_reach_the_service_socket(service: runtime.Place)
     with python_server() as server:
         async with Client(server) as client:
             sandbox_id = await create_sandbox(client)
-            result = await client.call_tool("run_python_code", {"sandbox_id": sandbox_id, "code_block": code})
+            result = await run_code(client, sandbox_id, code)
             assert result.structured_content["error"] is None, result.content[-1].text
             assert result.structured_content["result"] == "[]", result.content[-1].text
             shell = await client.call_tool("run_command", {"sandbox_id": sandbox_id, "command": (
@@ -253,8 +253,7 @@ async def test_a_process_mode_sandbox_that_reaches_the_socket_is_refused(service
         async with Client(server) as client:
             created = await client.call_tool("create_sandbox", {})
             assert created.structured_content["isolation"] == "process"
-            result = await client.call_tool("run_python_code", {"sandbox_id": created.structured_content["sandbox_id"],
-                                                                "code_block": code})
+            result = await run_code(client, created.structured_content["sandbox_id"], code)
             assert result.structured_content["result"] == "'closed without a word'", result.content[-1].text
     assert "was started by the service" in (service.path / runtime.LOG_NAME).read_text()
     monkeypatch.delenv("TOOLSUITE_SANDBOX_ISOLATION")
