@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -99,8 +99,11 @@ class Session:
         assert (await self.run("21 * 2", self.witness))["result"] == "42"
 
 
-async def session(client: Client) -> Session:
-    return await Session(client).start()
+@contextlib.asynccontextmanager
+async def attack_session(server: MCPServer) -> AsyncIterator[Session]:
+    """An in-memory client of `server` with its attacker and witness sandboxes created."""
+    async with Client(server) as client:
+        yield await Session(client).start()
 
 
 def stop_service(env: dict[str, str]) -> bool:
