@@ -41,6 +41,17 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, models_di
 
 
 @pytest.fixture
+def setenv(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """`setenv(NAME="value", ...)`: several environment variables for this test at once."""
+
+    def put(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    return put
+
+
+@pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "root"
 

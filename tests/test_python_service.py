@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -50,11 +51,10 @@ def env(root: Path, sandboxes: Path):
 
 
 @pytest.fixture
-def in_process(monkeypatch: pytest.MonkeyPatch, root: Path, sandboxes: Path) -> None:
+def in_process(setenv: Callable[..., None], root: Path, sandboxes: Path) -> None:
     """This process configured as a host configures tool-python, for a server run in it (calls that
     must be interrupted go through the in-memory client)."""
-    for name, value in host_env(root, sandboxes).items():
-        monkeypatch.setenv(name, value)
+    setenv(**host_env(root, sandboxes))
 
 
 async def host_call(env: dict[str, str], tool: str, arguments: dict[str, Any]) -> tuple[Any, SigtermStdio]:
