@@ -39,6 +39,8 @@ def serve(port_file: str, dim: int, ignore_format: bool) -> None:
     """The fake endpoint: answers /v1/embeddings with ready-made vectors, cached per (count, format)."""
     import numpy as np
 
+    from tests.local_http import send
+
     vector = np.linspace(0.1, 1.0, dim, dtype=np.float32)
     floats = json.dumps([round(float(v), 6) for v in vector])
     packed = base64.b64encode(vector.tobytes()).decode()
@@ -62,12 +64,7 @@ def serve(port_file: str, dim: int, ignore_format: bool) -> None:
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers["content-length"])))
             encoding = "float" if ignore_format else request.get("encoding_format", "float")
-            body = answer(len(request["input"]), encoding)
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send(self, 200, answer(len(request["input"]), encoding), "application/json")
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

@@ -7,6 +7,7 @@ check retries, timeouts and error messages. It checks our wire format, not model
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -14,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.local_http import send
 
 
 @dataclass
@@ -65,16 +68,8 @@ class FakeOpenAI:
 
             def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
                 raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(raw)))
-                    for key, value in (headers or {}).items():
-                        self.send_header(key, value)
-                    self.end_headers()
-                    self.wfile.write(raw)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
+                    send(self, status, raw, "application/json", headers)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

@@ -30,6 +30,7 @@ from shared import auth, jwks
 from shared.transport import ExposureRefused, check_exposure
 from tests.conftest import BIN
 from tests.http_process import environment, free_port, start
+from tests.local_http import send
 
 pytestmark = pytest.mark.anyio
 
@@ -248,12 +249,7 @@ class IdentityProvider:
                     self.send_response(404)
                     self.end_headers()
                     return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send(self, 200, json.dumps(body).encode(), "application/json")
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.issuer = f"http://127.0.0.1:{self.httpd.server_address[1]}"

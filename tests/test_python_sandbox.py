@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from mcp import Client
 
 from servers.python import bwrap as bwrap_module
+from tests.local_http import serving
 from tests.sandboxes import create_sandbox, python_server, run_code
 
 pytestmark = pytest.mark.anyio
@@ -99,21 +98,8 @@ async def test_files_round_trip_and_downloads_never_overwrite(server, root: Path
 
 
 async def test_download_from_the_internet_goes_through_the_host_fetcher(server, monkeypatch):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_):
-            pass
-
-        def do_GET(self):
-            body = b"col\n1\n2\n"
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    site = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=site.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{site.server_address[1]}/data/table.csv?x=1"
-    try:
+    with serving(b"col\n1\n2\n") as site:
+        url = f"{site.url}/data/table.csv?x=1"
         async with Client(server) as client:
             sid = await create_sandbox(client)
             refused = await client.call_tool("download_file_from_internet_to_sandbox", {"sandbox_id": sid, "url": url})
@@ -121,8 +107,6 @@ async def test_download_from_the_internet_goes_through_the_host_fetcher(server, 
             fetched = await client.call_tool("download_file_from_internet_to_sandbox",
                                              {"sandbox_id": sid, "url": url, "sandbox_file_path": "/home/user/in/"})
             read = await client.call_tool("run_command", {"sandbox_id": sid, "command": "cat in/table.csv"})
-    finally:
-        site.shutdown()
     assert refused.is_error and "private" in refused.content[0].text
     assert not fetched.is_error and fetched.structured_content["sandbox_path"] == "/home/user/in/table.csv"
     assert read.structured_content["stdout"] == "col\n1\n2\n"

@@ -15,6 +15,7 @@ import pytest
 
 from servers.python import protocol
 from tests import sandboxes
+from tests.local_http import Site
 from tests.sandboxes import attack_session
 
 pytestmark = pytest.mark.anyio
@@ -687,50 +688,13 @@ async def test_path_traversal_in_every_file_argument_is_refused(hardened, root, 
         await s.witness_still_serves()
 
 
-class _Counting:
-    """A tiny HTTP server that counts requests; `redirect` makes it answer 302 to that URL."""
-
-    def __init__(self, host: str, redirect: str | None = None) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        owner = self
-        self.hits = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args):
-                pass
-
-            def do_GET(self):
-                owner.hits += 1
-                if redirect:
-                    self.send_response(302)
-                    self.send_header("location", redirect)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                    return
-                body = b"internal data"
-                self.send_response(200)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 LOOPBACK_SPELLINGS = ("127.0.0.1", "localhost", "LOCALHOST", "localhost.", "127.1", "127.0.1", "2130706433",
                       "0x7f000001", "0x7f.0.0.1", "017700000001", "0177.0.0.1", "127.0.0.1.", "0.0.0.0", "0",
                       "[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::127.0.0.1]")
 
 
 async def test_internet_downloads_never_reach_loopback_in_any_spelling(hardened):
-    target = _Counting("127.0.0.1")
+    target = Site(b"internal data")
     try:
         async with attack_session(hardened) as s:
             for host in LOOPBACK_SPELLINGS:
@@ -744,10 +708,10 @@ async def test_internet_downloads_never_reach_loopback_in_any_spelling(hardened)
 
 
 async def test_internet_downloads_never_follow_redirects_to_private_addresses(hardened, monkeypatch):
-    inner = _Counting("127.0.0.2")
+    inner = Site(b"internal data", host="127.0.0.2")
     hops = [f"http://127.0.0.2:{inner.port}/secret", f"http://[::1]:{inner.port}/secret",
             f"http://0x7f000002:{inner.port}/secret", f"http://2130706434:{inner.port}/secret"]
-    outers = [_Counting("127.0.0.1", redirect=hop) for hop in hops]
+    outers = [Site(redirect=hop) for hop in hops]
     monkeypatch.setenv("TOOLSUITE_ALLOWED_HOSTS", "127.0.0.1")  # only the first hop is allowed
     try:
         async with attack_session(hardened) as s:
