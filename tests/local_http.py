@@ -1,5 +1,5 @@
-"""Small HTTP servers on a loopback address for tests and benches: one way to send a whole answer,
-and a site that answers every GET the same way and records what was asked."""
+"""Small HTTP servers on a loopback address for tests and benches: a handler that keeps quiet, one way
+to send a whole answer, and a site that answers every GET the same way and records what was asked."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that does not log every request to stderr (pytest would show them all)."""
+
+    def log_message(self, *_args: object) -> None:
+        pass
 
 
 def send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str | None = None,
@@ -31,10 +38,7 @@ class Site:
         self.requests: list[str] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 owner.requests.append(self.path)
                 if redirect:

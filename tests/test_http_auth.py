@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -30,7 +30,7 @@ from shared import auth, jwks
 from shared.transport import ExposureRefused, check_exposure
 from tests.conftest import BIN
 from tests.http_process import environment, free_port, start
-from tests.local_http import send
+from tests.local_http import QuietHandler, send
 
 pytestmark = pytest.mark.anyio
 
@@ -234,10 +234,7 @@ class IdentityProvider:
         self.requests: list[str] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 owner.requests.append(self.path)
                 if self.path == "/.well-known/openid-configuration":

@@ -6,7 +6,7 @@ import base64
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from mcp import Client
 from servers.reader.server import build
 from tests import documents
 from tests.checks import assert_clear_errors
-from tests.local_http import serving
+from tests.local_http import QuietHandler, serving
 
 pytestmark = pytest.mark.anyio
 HTML = "text/html; charset=utf-8"
@@ -192,10 +192,7 @@ async def test_oversized_file_is_refused_without_reading_it(root: Path, monkeypa
 
 
 async def test_a_url_that_never_answers_times_out(monkeypatch):
-    class Hang(BaseHTTPRequestHandler):
-        def log_message(self, *_):
-            pass
-
+    class Hang(QuietHandler):
         def do_GET(self):
             time.sleep(5)
 
