@@ -38,6 +38,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 from common import work_area  # noqa: E402
 
+from tests.error_rates import edit_distance  # noqa: E402
+
 WORK = work_area("transcribe")
 FIXTURES = REPO / "tests" / "fixtures"
 
@@ -55,15 +57,6 @@ HELD_OUT_VOICES = ("rms", "kal16")
 
 def words(text: str) -> list[str]:
     return re.sub(r"[^a-z' ]", " ", text.lower().replace("-", " ")).split()
-
-
-def edit_distance(a: list[str], b: list[str]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        previous, row = row, [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (x != y))
-    return row[len(b)]
 
 
 def han(text: str) -> list[str]:

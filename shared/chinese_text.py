@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from shared import settings
-from shared.cjk import HAN, has_han
+from shared.cjk import HAN, has_han, is_han
 
 SCRIPTS = ("simplified", "traditional", "original")
 _CONFIGS = {"simplified": "tw2s", "traditional": "s2tw"}
@@ -27,8 +27,6 @@ _ASCII_MARK_NEAR_HAN = re.compile(f"(?<=[{HAN}])\\s*([,?!:;])\\s*|\\s*([,?!:;])\
 _PERIOD_AFTER_HAN = re.compile(f"(?<=[{HAN}])\\.(?!\\d)")
 _SPACE_BETWEEN_HAN = re.compile(f"(?<=[{HAN}])\\s+(?=[{HAN}])")
 _SPACE_AROUND_MARK = re.compile(f"(?<=[{HAN}])\\s+(?=[{_CHINESE_MARKS}])|(?<=[{_CHINESE_MARKS}])\\s+(?=[{HAN}])")
-_ENDS_WITH_HAN = re.compile(f"[{HAN}]$")
-_STARTS_WITH_HAN = re.compile(f"^[{HAN}]")
 INSTALL_HINT = "pip install opencc"
 
 _converters: dict[str, Any] = {}
@@ -95,9 +93,9 @@ def join(texts: list[str]) -> str:
     for text in (t.strip() for t in texts):
         if not text:
             continue
-        if out and _ENDS_WITH_HAN.search(out) and _STARTS_WITH_HAN.match(text):
+        if out and is_han(out[-1]) and is_han(text[0]):
             out += "，"
-        elif out and not (_ENDS_WITH_HAN.search(out) or out[-1] in _CHINESE_MARKS) and not _STARTS_WITH_HAN.match(text):
+        elif out and not (is_han(out[-1]) or out[-1] in _CHINESE_MARKS) and not is_han(text[0]):
             out += " "  # Latin text on both sides keeps its space
         out += text
     return out

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from shared.cache import exclusive
+from shared.cache import exclusive, file_digest
 from shared.errors import NotConfigured
 
 _CHUNK = 1 << 20
@@ -87,14 +87,6 @@ class SplitModel:
 
     def missing(self) -> list[PackagedFile]:
         return [f for f in (*self.pieces, *self.copied) if f.locate() is None]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stamp_matches(folder: Path, model: SplitModel) -> bool:
@@ -166,7 +158,7 @@ def _build(model: SplitModel, root: Path, what: str) -> None:
                                f"reinstall {', '.join(model.distributions())}")
         for extra in model.copied:
             source = _require(extra, what)
-            found = sha256_of(source)
+            found = file_digest(source)
             if found != extra.sha256:
                 raise _corrupt(extra, what, found)
             shutil.copyfile(source, staging / Path(extra.resource).name)
@@ -225,7 +217,7 @@ def assemble(model: SplitModel, root: Path, *, what: str = "the speech model",
 def _intact(folder: Path, model: SplitModel) -> bool:
     """Every file of the folder hashes as recorded (the slow check, when the stamp cannot vouch for it)."""
     try:
-        return sha256_of(folder / model.joined_name) == model.joined_sha256 and all(
-            sha256_of(folder / Path(f.resource).name) == f.sha256 for f in model.copied)
+        return file_digest(folder / model.joined_name) == model.joined_sha256 and all(
+            file_digest(folder / Path(f.resource).name) == f.sha256 for f in model.copied)
     except OSError:
         return False

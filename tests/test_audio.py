@@ -7,7 +7,6 @@ format and logic, not model quality."""
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
 import wave
@@ -20,22 +19,12 @@ from servers.audio_enhanced.server import build as build_enhanced
 from servers.transcribe.server import build as build_transcribe
 from tests import documents
 from tests.checks import assert_clear_errors
+from tests.error_rates import word_error_rate
 
 pytestmark = pytest.mark.anyio
 
 FIXTURE = Path(__file__).parent / "fixtures" / "speech.ogg"
 SPOKEN = "The meeting starts at nine. Please bring the quarterly report and the budget."
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    ref = re.sub(r"[^a-z0-9' ]", " ", reference.lower()).split()
-    hyp = re.sub(r"[^a-z0-9' ]", " ", hypothesis.lower()).split()
-    row = list(range(len(hyp) + 1))
-    for i, word in enumerate(ref, 1):
-        previous, row = row, [i] + [0] * len(hyp)
-        for j, other in enumerate(hyp, 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (word != other))
-    return row[len(hyp)] / len(ref)
 
 
 @pytest.fixture

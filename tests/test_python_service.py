@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -19,9 +20,16 @@ import pytest
 from mcp import Client
 
 from servers.python.client import SandboxClient
-from servers.python.server import build
 from tests.conftest import BIN
-from tests.sandboxes import host_env, processes_mentioning, services_of, stop_service
+from tests.sandboxes import (
+    create_sandbox,
+    host_env,
+    processes_mentioning,
+    python_server,
+    run_code,
+    services_of,
+    stop_service,
+)
 from tests.sigterm_stdio import SigtermStdio, group_members
 
 pytestmark = pytest.mark.anyio
@@ -40,6 +48,13 @@ def env(root: Path, sandboxes: Path):
     values = host_env(root, sandboxes, TOOLSUITE_SANDBOX_CALL_TIMEOUT="20")
     yield values
     stop_service(values)
+
+
+@pytest.fixture
+def in_process(setenv: Callable[..., None], root: Path, sandboxes: Path) -> None:
+    """This process configured as a host configures tool-python, for a server run in it (calls that
+    must be interrupted go through the in-memory client)."""
+    setenv(**host_env(root, sandboxes))
 
 
 async def host_call(env: dict[str, str], tool: str, arguments: dict[str, Any]) -> tuple[Any, SigtermStdio]:
@@ -95,8 +110,7 @@ async def test_sigterm_mid_call_ends_the_server_at_once_and_the_sandbox_carries_
     transport = SigtermStdio([str(BIN / "tool-python")], env)
     async with Client(transport) as client:
         with anyio.move_on_after(1.0):  # the host gives up on the call and ends the process
-            await client.call_tool("run_python_code", {"sandbox_id": sandbox_id,
-                                                       "code_block": "import time\ntime.sleep(3)\n'slow'"})
+            await run_code(client, sandbox_id, "import time\ntime.sleep(3)\n'slow'")
     assert_exited_cleanly(transport)
     result, after = await host_call(env, "run_python_code", {"sandbox_id": sandbox_id, "code_block": "kept"})
     assert not result.is_error and result.structured_content["result"] == "'yes'", text(result)
@@ -139,19 +153,14 @@ async def test_a_service_ended_by_sigterm_ends_its_sandboxes_and_says_so(env, sa
     assert result.is_error and "this sandbox was lost" in text(result), text(result)
 
 
-async def test_a_service_killed_during_a_call_is_reported_in_that_call(monkeypatch, root: Path, sandboxes: Path):
-    for name, value in host_env(root, sandboxes).items():
-        monkeypatch.setenv(name, value)
-    server = build()
-    try:
+async def test_a_service_killed_during_a_call_is_reported_in_that_call(in_process, sandboxes: Path):
+    with python_server() as server:
         async with Client(server) as client:
-            created = await client.call_tool("create_sandbox", {})
-            sandbox_id = created.structured_content["sandbox_id"]
+            sandbox_id = await create_sandbox(client)
             results = []
 
             async def slow() -> None:
-                results.append(await client.call_tool("run_python_code", {
-                    "sandbox_id": sandbox_id, "code_block": "import time\ntime.sleep(5)"}))
+                results.append(await run_code(client, sandbox_id, "import time\ntime.sleep(5)"))
 
             async with anyio.create_task_group() as group:
                 group.start_soon(slow)
@@ -159,9 +168,7 @@ async def test_a_service_killed_during_a_call_is_reported_in_that_call(monkeypat
                 [service] = services_of(sandboxes)
                 os.kill(service, signal.SIGKILL)
             [during] = results
-            after = await client.call_tool("run_python_code", {"sandbox_id": sandbox_id, "code_block": "1"})
-    finally:
-        server._sandbox_engine.shutdown()
+            after = await run_code(client, sandbox_id, "1")
     assert during.is_error and "the sandbox service stopped while this call ran" in text(during), text(during)
     assert after.is_error and "this sandbox was lost" in text(after), text(after)
 
@@ -201,23 +208,17 @@ async def test_each_sandbox_keeps_the_settings_of_the_server_that_created_it(env
     assert "7 s" in text(slow)
 
 
-async def test_calls_in_two_sandboxes_run_side_by_side(monkeypatch, root: Path, sandboxes: Path):
-    for name, value in host_env(root, sandboxes).items():
-        monkeypatch.setenv(name, value)
-    server = build()
-    try:
+async def test_calls_in_two_sandboxes_run_side_by_side(in_process):
+    with python_server() as server:
         async with Client(server) as client:
-            ids = [(await client.call_tool("create_sandbox", {})).structured_content["sandbox_id"] for _ in range(2)]
+            ids = [await create_sandbox(client) for _ in range(2)]
             for each in ids:
-                await client.call_tool("run_python_code", {"sandbox_id": each, "code_block": "import time"})
+                await run_code(client, each, "import time")
             started = time.monotonic()
             async with anyio.create_task_group() as group:
                 for each in ids:
-                    group.start_soon(client.call_tool, "run_python_code",
-                                     {"sandbox_id": each, "code_block": "time.sleep(1.5)"})
+                    group.start_soon(run_code, client, each, "time.sleep(1.5)")
             elapsed = time.monotonic() - started
-    finally:
-        server._sandbox_engine.shutdown()
     assert elapsed < 2.6, elapsed
 
 

@@ -29,9 +29,8 @@ from mcp import Client
 from servers.python import runtime, wire
 from servers.python.client import SandboxClient
 from servers.python.config import SandboxConfig
-from servers.python.server import build
 from shared.errors import InputError, NotConfigured
-from tests.sandboxes import services_of, stop_service
+from tests.sandboxes import EVERY_DESCRIPTOR, create_sandbox, python_server, run_code, services_of, stop_service
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user needs root")
@@ -191,8 +190,7 @@ def test_a_process_in_other_namespaces_is_refused_even_with_the_socket_in_reach(
     _still_serves()
 
 
-FIND_THE_SERVICE = r"""
-import glob, json, os, socket, struct
+FIND_THE_SERVICE = "import glob, json, os, socket, struct\n" + EVERY_DESCRIPTOR + r"""
 reached = []
 def try_connect(address):
     client = socket.socket(socket.AF_UNIX)
@@ -213,19 +211,13 @@ for pattern in ("/tmp/**/sandboxd.sock", "/run/**/sandboxd.sock", "/proc/*/root/
         try_connect(found)
 # Any socket descriptor that reached the sandbox: ask it for the service's status.
 frame = json.dumps({"op": "status"}).encode()
-for pid in [p for p in os.listdir("/proc") if p.isdigit()] + ["self"]:
+for pid, fd, path in every_descriptor():
     try:
-        fds = os.listdir(f"/proc/{pid}/fd")
+        if os.readlink(path).startswith("socket:"):
+            os.write(int(fd) if pid == "self" else os.open(path, os.O_WRONLY), struct.pack(">I", len(frame)) + frame)
+            reached.append([pid, fd])
     except OSError:
-        continue
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
-                os.write(int(fd) if pid == "self" else os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY),
-                         struct.pack(">I", len(frame)) + frame)
-                reached.append([pid, fd])
-        except OSError:
-            pass
+        pass
 reached
 """
 
@@ -233,12 +225,10 @@ reached
 @pytest.mark.anyio
 async def test_a_sandbox_cannot_reach_the_service_socket(service: runtime.Place):
     code = f"SOCKET = {str(service.path / runtime.SOCKET_NAME)!r}\n" + FIND_THE_SERVICE
-    server = build()
-    try:
+    with python_server() as server:
         async with Client(server) as client:
-            created = await client.call_tool("create_sandbox", {})
-            sandbox_id = created.structured_content["sandbox_id"]
-            result = await client.call_tool("run_python_code", {"sandbox_id": sandbox_id, "code_block": code})
+            sandbox_id = await create_sandbox(client)
+            result = await run_code(client, sandbox_id, code)
             assert result.structured_content["error"] is None, result.content[-1].text
             assert result.structured_content["result"] == "[]", result.content[-1].text
             shell = await client.call_tool("run_command", {"sandbox_id": sandbox_id, "command": (
@@ -247,8 +237,6 @@ async def test_a_sandbox_cannot_reach_the_service_socket(service: runtime.Place)
             assert "sandboxd" not in shell.structured_content["stdout"], shell.structured_content
             assert "SIGNALLED" not in shell.structured_content["stdout"]
             assert "KILLED" not in shell.structured_content["stdout"]
-    finally:
-        server._sandbox_engine.shutdown()
     _still_serves()
 
 
@@ -261,16 +249,12 @@ async def test_a_process_mode_sandbox_that_reaches_the_socket_is_refused(service
             "client = socket.socket(socket.AF_UNIX)\nclient.settimeout(3)\ntry:\n    client.connect(SOCKET)\n"
             "    answer = 'greeted' if client.recv(4096) else 'closed without a word'\n"
             "except OSError as exc:\n    answer = type(exc).__name__\nanswer")
-    server = build()
-    try:
+    with python_server() as server:
         async with Client(server) as client:
             created = await client.call_tool("create_sandbox", {})
             assert created.structured_content["isolation"] == "process"
-            result = await client.call_tool("run_python_code", {"sandbox_id": created.structured_content["sandbox_id"],
-                                                                "code_block": code})
+            result = await run_code(client, created.structured_content["sandbox_id"], code)
             assert result.structured_content["result"] == "'closed without a word'", result.content[-1].text
-    finally:
-        server._sandbox_engine.shutdown()
     assert "was started by the service" in (service.path / runtime.LOG_NAME).read_text()
     monkeypatch.delenv("TOOLSUITE_SANDBOX_ISOLATION")
     _still_serves()

@@ -25,26 +25,16 @@ from mcp import Client
 from servers.audio_enhanced.server import build as build_enhanced
 from servers.transcribe.server import build as build_transcribe
 from shared import chinese_text, model_parts, numerals, speech_languages, speech_models, speech_routing, transcription
+from shared.cache import file_digest
 from shared.errors import InputError, NotConfigured
 from shared.model_parts import ModelCorrupt, PackagedFile, SplitModel
 from shared.speech_routing import Detected, Request
+from tests.error_rates import character_error_rate
 
 pytestmark = pytest.mark.anyio
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCES = json.loads((FIXTURES / "speech_references.json").read_text())
-HAN = re.compile(r"[\u4e00-\u9fff]")
-
-
-def character_error_rate(reference: str, hypothesis: str) -> float:
-    ref = [c for c in numerals.to_chinese(reference) if HAN.match(c)]
-    hyp = [c for c in numerals.to_chinese(hypothesis) if HAN.match(c)]
-    row = list(range(len(hyp) + 1))
-    for i, char in enumerate(ref, 1):
-        previous, row = row, [i] + [0] * len(hyp)
-        for j, other in enumerate(hyp, 1):
-            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (char != other))
-    return row[len(hyp)] / len(ref)
 
 
 @pytest.fixture
@@ -164,7 +154,7 @@ async def test_a_corrupt_part_of_the_real_model_is_a_clear_tool_error(tmp_path, 
 def test_the_installed_multilingual_model_is_the_published_one():
     assert speech_models.installed(speech_models.BASE), "toolsuite[multilingual] is part of the test install"
     folder = Path(speech_models.path(speech_models.BASE))
-    assert model_parts.sha256_of(folder / "model.bin") == speech_models.WHISPER_BASE.joined_sha256
+    assert file_digest(folder / "model.bin") == speech_models.WHISPER_BASE.joined_sha256
     config = json.loads((folder / "config.json").read_text())
     assert len(config["lang_ids"]) == 99 and config["alignment_heads"]
     rows = {row.key: row for row in speech_models.presence()}

@@ -508,28 +508,26 @@ class SandboxManager:
 
     # -- work -------------------------------------------------------------------------------------
 
-    def _locked(self, sandbox: Sandbox) -> threading.Lock:
+    @contextlib.contextmanager
+    def _in_use(self, sandbox: Sandbox) -> Iterator[None]:
+        """One call at a time in a sandbox; its idle time counts from the end of the call."""
         if not sandbox.lock.acquire(timeout=sandbox.limits.wall_seconds_per_call + 30):
             raise SandboxError("the sandbox is busy with another call; try again when it finishes")
-        return sandbox.lock
+        try:
+            yield
+        finally:
+            sandbox.last_used = time.monotonic()
+            sandbox.lock.release()
 
     def run_code(self, sandbox_id: str, code: str) -> CodeResult:
         sandbox = self.get(sandbox_id)
-        lock = self._locked(sandbox)
-        try:
+        with self._in_use(sandbox):
             return sandbox.run_code(code)
-        finally:
-            sandbox.last_used = time.monotonic()
-            lock.release()
 
     def run_command(self, sandbox_id: str, command: str) -> CommandResult:
         sandbox = self.get(sandbox_id)
-        lock = self._locked(sandbox)
-        try:
+        with self._in_use(sandbox):
             return sandbox.run_command(command)
-        finally:
-            sandbox.last_used = time.monotonic()
-            lock.release()
 
     def put_file(self, sandbox_id: str, source: int, sandbox_path: str, name_hint: str,
                  max_bytes: int) -> tuple[str, int]:
@@ -538,8 +536,7 @@ class SandboxManager:
         sandbox = self.get(sandbox_id)
         parts = files.sandbox_relative(sandbox_path)
         files.check_regular(source, max_bytes)
-        lock = self._locked(sandbox)
-        try:
+        with self._in_use(sandbox):
             sandbox._ensure_kernel([])  # the home lives as long as the sandbox runs
             with sandbox.open_home() as home:
                 if not parts or files.is_dir_in_home(home, parts) or sandbox_path.endswith("/"):
@@ -550,9 +547,6 @@ class SandboxManager:
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise SandboxError(f"the upload did not fit: {sandbox.full_message()}") from None
                     raise SandboxError(f"could not write /home/user/{'/'.join(parts)} ({exc.strerror})") from None
-        finally:
-            sandbox.last_used = time.monotonic()
-            lock.release()
         return files.SANDBOX_HOME + "/" + "/".join(parts), written
 
     def open_file(self, sandbox_id: str, sandbox_path: str, max_bytes: int) -> int:
@@ -560,12 +554,9 @@ class SandboxManager:
         symlink, FIFO or device, never over `max_bytes`."""
         sandbox = self.get(sandbox_id)
         parts = files.sandbox_relative(sandbox_path)
-        lock = self._locked(sandbox)
-        try:
-            with sandbox.open_home() as home:
-                return files.open_regular_in_home(home, parts, max_bytes)
-        except OSError as exc:
-            raise SandboxError(f"could not read /home/user/{'/'.join(parts)} ({exc.strerror})") from None
-        finally:
-            sandbox.last_used = time.monotonic()
-            lock.release()
+        with self._in_use(sandbox):
+            try:
+                with sandbox.open_home() as home:
+                    return files.open_regular_in_home(home, parts, max_bytes)
+            except OSError as exc:
+                raise SandboxError(f"could not read /home/user/{'/'.join(parts)} ({exc.strerror})") from None
