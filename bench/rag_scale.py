@@ -173,7 +173,7 @@ async def run(documents: int, only_incremental: bool) -> None:
 
     path = WORK / "collection.json"
     started = time.perf_counter()
-    chars, queries = make_collection(path, documents, 30_000_000, write=not path.exists())
+    chars, queries = make_collection(path, documents, 30_000_000 * documents // 12_203, write=not path.exists())
     print(f"collection: {documents:,} documents, {chars:,} characters, {path.stat().st_size / 2**20:.0f} MB "
           f"(made in {time.perf_counter() - started:.0f} s from real paragraphs)")
     if only_incremental:
