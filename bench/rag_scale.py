@@ -170,6 +170,7 @@ async def run(documents: int, only_incremental: bool) -> None:
     from mcp import Client
 
     from servers.rag.server import build
+    from shared import cjk
 
     path = WORK / "collection.json"
     started = time.perf_counter()
@@ -211,7 +212,7 @@ async def run(documents: int, only_incremental: bool) -> None:
             took = time.perf_counter() - begun
             assert not result.is_error
             latencies["all"].append(took)
-            latencies["zh" if re.search(r"[\u4e00-\u9fff]", query) else "en"].append(took)
+            latencies["zh" if cjk.has_han(query) else "en"].append(took)
         for label, values in latencies.items():
             values.sort()
             p95 = values[max(0, int(len(values) * 0.95) - 1)]

@@ -26,7 +26,7 @@ from typing import Any
 
 from servers.rag import embedders, tokens, translation
 from servers.rag.collection import Collection
-from servers.rag.store import Store, StoredChunk
+from servers.rag.store import IndexState, Store, StoredChunk
 from shared import cjk
 from shared.errors import NotConfigured, leaf_exception, redact
 
@@ -139,6 +139,11 @@ def with_unembedded(dense: list[int], lexical: list[int], first_missing: int | N
         merged.append(following)
 
 
+def unembedded_note(state: IndexState) -> str:
+    return (f"{state.chunks - state.dense_vectors} of {state.chunks} chunks (new or changed records) have no vector "
+            "yet: they take their lexical rank among the vector matches until the background build reaches them")
+
+
 def query_vector(collection: Collection, query: str) -> Any:
     model = embedders.get(collection.embedder)
     if model is None:
@@ -231,6 +236,7 @@ def rank(collection: Collection, query: str) -> Fused:
         else:
             if not state.dense_complete:
                 dense = with_unembedded(dense, lexical, first_unembedded(store))
+                notes.append(unembedded_note(state))
     return Fused(scores=fuse([(lexical, 1.0), (dense, weight)]), lexical=lexical, dense=dense,
                  best_possible=(1.0 + (weight if dense else 0.0)) / (RRF_K + 1), notes=notes, added_terms=added)
 

