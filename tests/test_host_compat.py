@@ -149,17 +149,15 @@ def test_a_collections_semantic_index_completes_across_short_lived_host_calls(tm
 
     async def scenario() -> str:
         text = ""
-        # The whole build takes about 4 s in one long-lived process; allow six short calls, a second apart.
+        # The whole build takes about a second in one long-lived process; allow six short calls, a second apart.
         for _ in range(6):
             call = await run.call(stats)
             assert call.exited_cleanly and call.host_error is None, call.host_error
             text = call.text or ""
-            if re.search(r"Semantic index \(.*\): complete", text) and re.search(r"Document index \(.*\): complete",
-                                                                                text):
+            if re.search(r"Semantic index \(.*\): complete", text):
                 return text
             await anyio.sleep(1.0)
         return text
 
     text = anyio.run(scenario)
     assert re.search(r"Semantic index \(.*\): complete", text), text
-    assert re.search(r"Document index \(.*\): complete", text), text
