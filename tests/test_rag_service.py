@@ -252,6 +252,8 @@ def test_the_thread_limit_for_numpy_is_set_when_the_engine_loads_numpy_not_on_im
 class MemoryStore:
     """The store interface over plain Python objects; lexical ranking by how many query terms match."""
 
+    shared = False
+
     def __init__(self) -> None:
         self.entries: dict[str, DocumentEntry] = {}
         self.chunk_rows: list[tuple[str, int, str, set[str]]] = []  # (document key, chunk index, text, terms)
@@ -294,7 +296,8 @@ class MemoryStore:
     def document_keys(self) -> set[str]:
         return set(self.entries)
 
-    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress) -> None:
+    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress,
+                      placed: Sequence[tuple[int, str]] = ()) -> None:
         for document in batch:
             self.entries[document.key] = document
             for chunk in document.chunks:

@@ -97,6 +97,8 @@ def _held(path: Path) -> bool:
 class SqliteStore:
     """An open index: one SQLite connection per thread, the vectors memory-mapped."""
 
+    shared = False  # one machine: a call waits for another process's build (see indexing.update)
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.db_path = folder / "index.sqlite"
@@ -225,7 +227,8 @@ class SqliteStore:
     def document_keys(self) -> set[str]:
         return {row[0] for row in self.db().execute("SELECT key FROM docs")}
 
-    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress) -> None:
+    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress,
+                      placed: Sequence[tuple[int, str]] = ()) -> None:
         with self._write() as connection:
             meta = dict(connection.execute("SELECT key, value FROM meta WHERE key IN ('next_doc', 'next_chunk')"))
             next_doc, next_chunk = int(meta.get("next_doc") or 0), int(meta.get("next_chunk") or 0)

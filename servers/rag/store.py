@@ -1,9 +1,11 @@
 """What tool-rag's engine needs from the place a collection's index is kept.
 
-`sqlite_store` implements it over one SQLite file and memory-mapped vector files; a PostgreSQL +
-pgvector store can implement the same methods (tables, a tsvector column, vector columns, advisory
-locks). The engine never writes SQL: it chunks and tokenizes, hands the store whole batches, and
-asks it for rankings and rows.
+`sqlite_store` implements it over one SQLite file and memory-mapped vector files (one machine);
+`pg_store` over a schema of a PostgreSQL database with pgvector (tables, a tsvector column under a
+GIN index, vector columns under HNSW indexes, advisory locks), shared by replicas on any number of
+machines. `backends` picks one from TOOLSUITE_RAG_STORE. The engine never writes SQL: it chunks and
+tokenizes, hands the store whole batches, and asks it for rankings and rows; both stores rank with
+the same BM25 over the same terms, so they return the same citations and text.
 
 One index follows one collection file as it changes. Documents are kept by their content (a key
 made from the record's title, url and body), not by their place in the file: an update adds the
@@ -150,6 +152,10 @@ class BuilderStatus:
 class Store(Protocol):
     """One collection's index."""
 
+    # Used by replicas on other machines too: a call that finds another process building does not
+    # wait for it but answers from what is committed (`indexing.update`). False for the SQLite store.
+    shared: bool
+
     # -- updating ---------------------------------------------------------------------------------
 
     def build_lock(self, wait: float, cancel: threading.Event | None = None) -> AbstractContextManager[None]:
@@ -181,8 +187,12 @@ class Store(Protocol):
         """Keys of every document the store holds, searchable or taken in by an unfinished update."""
         ...
 
-    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress) -> None:
-        """Documents, chunks and their terms; not searchable until `publish` puts them in place."""
+    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress,
+                      placed: Sequence[tuple[int, str]] = ()) -> None:
+        """Documents, chunks and their terms; not searchable until `publish` puts them in place.
+        `placed` ((position, key) of the records read since the last batch) comes only during a first
+        build: a shared store may make those records searchable at once, in the same transaction, so
+        other replicas answer from them while the build goes on; the SQLite store ignores it."""
         ...
 
     def note_progress(self, progress: UpdateProgress) -> None: ...

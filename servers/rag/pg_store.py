@@ -1,0 +1,519 @@
+"""tool-rag's index in PostgreSQL with pgvector, shared by every replica that points at the same
+database (TOOLSUITE_RAG_STORE=postgresql://...).
+
+It keeps the promises of `store.Store` the way the SQLite store does, so both give the same
+citations and the same text: documents by content key, a table of positions, chunks with the same
+lexical terms, BM25 computed exactly as FTS5 computes it (`lexemes`), vectors by row. What differs
+is how processes on several machines take turns: the build lock and the vector lock are PostgreSQL
+session advisory locks (released when the holder's session ends, however it ends), every batch is
+committed together with the `build_state` row that says how far the build got, and a process that
+finds another building answers from what is committed (`shared`: see `indexing.update`).
+
+- Lexical: an inverted index of the pre-tokenized terms (no parser, no stemming): per lexeme, packed
+  postings (chunk, count, length) under a B-tree, and the `terms` statistics; a query reads the
+  postings of its few terms and `lexemes.rank` computes BM25 as FTS5 does.
+- Vectors: pgvector columns with an HNSW index (inner product), the dimension taken from the first
+  vectors the embedder returns. Rankings skip rows of content that is no longer searchable.
+- PostgreSQL text cannot hold NUL characters: a NUL in a record is stored as U+FFFD (the SQLite
+  store keeps it), the one way the two can differ in what they return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from servers.rag import lexemes, pg_schema
+from servers.rag.numeric import numpy
+from servers.rag.pg_database import HNSW_EF_SEARCH, Database, Vector, lock_key
+from servers.rag.store import (
+    BuilderStatus,
+    DocumentEntry,
+    IndexState,
+    Publication,
+    SourceMark,
+    StoredChunk,
+    StoredDocument,
+    UpdateProgress,
+    VectorKind,
+)
+
+log = logging.getLogger("toolsuite.rag.postgres")
+
+_ROWS = {"chunks": "chunk_vector_rows", "documents": "document_vector_rows"}
+_DIMS = {"chunks": "chunk_vector_dim", "documents": "document_vector_dim"}
+HNSW_SLACK = 50  # extra HNSW candidates for rows that are not searchable (an update's, not yet published)
+
+
+def _text(value: str) -> str:
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+class PostgresStore:
+    """One index: a schema of the shared database."""
+
+    shared = True  # replicas on other machines use it too: a call that finds a build running answers at once
+
+    def __init__(self, database: Database, key: str) -> None:
+        self.database = database
+        self.key = key
+        self.schema = pg_schema.schema_name(key)
+        self._build_key = lock_key(key, "build")
+        self._vector_key = lock_key(key, "vectors")
+        self._covered: dict[tuple[str, int, int, int], int] = {}
+        self._cache_lock = threading.Lock()
+
+    # -- the build-state row ----------------------------------------------------------------------
+
+    def _state_row(self) -> dict[str, Any]:
+        from psycopg.rows import dict_row
+
+        def read(connection: Any) -> dict[str, Any]:
+            with connection.cursor(row_factory=dict_row) as cursor:
+                return cursor.execute(f"SELECT * FROM {self.schema}.build_state").fetchone()
+
+        return self.database.read(read)
+
+    # -- locks ------------------------------------------------------------------------------------
+
+    def build_lock(self, wait: float, cancel: threading.Event | None = None) -> AbstractContextManager[None]:
+        return self.database.session_lock(self._build_key, wait, cancel,
+                                          "another process is building this collection's index")
+
+    def vector_lock(self, wait: float, cancel: threading.Event | None = None) -> AbstractContextManager[None]:
+        return self.database.session_lock(self._vector_key, wait, cancel,
+                                          "another process is building this collection's vectors")
+
+    def builder_running(self) -> bool:
+        return self.database.lock_held(self._vector_key)
+
+    def updating(self) -> bool:
+        return self.database.lock_held(self._build_key)
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def _count_covered(self, kind: VectorKind, row: dict[str, Any]) -> int:
+        """Searchable rows that have a vector: counted once per (generation, rows, documents)."""
+        rows = int(row[_ROWS[kind]])
+        key = (kind, int(row["generation"]), rows, int(row["documents"]))
+        with self._cache_lock:
+            if key in self._covered:
+                return self._covered[key]
+        if rows == 0:
+            count = 0
+        else:
+            s = self.schema
+            query = (f"SELECT count(*) FROM {s}.chunks c JOIN {s}.positions p ON p.doc_id = c.doc_id WHERE c.id < %s"
+                     if kind == "chunks" else f"SELECT count(*) FROM {s}.positions WHERE doc_id < %s")
+            count = int(self.database.read(lambda c: c.execute(query, (rows,)).fetchone()[0]))
+        with self._cache_lock:
+            self._covered = {k: v for k, v in self._covered.items() if k[0] != kind}
+            self._covered[key] = count
+        return count
+
+    def state(self) -> IndexState:
+        row = self._state_row()
+        documents = int(row["documents"])
+        chunks = int(row["live_chunks"])
+        dense = self._count_covered("chunks", row)
+        leads = self._count_covered("documents", row)
+        published = row["source"] is not None
+        updating = int(row["update_new"] or 0) if row["update_new"] and self.updating() else 0
+        build = row["build_seconds"]
+        return IndexState(documents=documents, chunks=chunks, lexical_complete=published,
+                          pending_documents=updating, dense_vectors=dense,
+                          dense_complete=published and dense >= chunks,
+                          document_vectors=leads, document_index_complete=published and leads >= documents,
+                          cjk_share=float(row["cjk_share"] or 0), build_seconds=float(build) if build else None,
+                          updated_documents=int(row["updated_documents"] or 0))
+
+    def source(self) -> SourceMark | None:
+        return SourceMark.parse(self.database.read(
+            lambda c: c.execute(f"SELECT source FROM {self.schema}.build_state").fetchone()[0]))
+
+    # -- updating ---------------------------------------------------------------------------------
+
+    def document_keys(self) -> set[str]:
+        return self.database.read(lambda c: {r[0] for r in c.execute(f"SELECT key FROM {self.schema}.docs")})
+
+    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress,
+                      placed: Sequence[tuple[int, str]] = ()) -> None:
+        s = self.schema
+
+        def write(connection: Any) -> None:
+            next_doc, next_chunk, source = connection.execute(
+                f"SELECT next_doc, next_chunk, source FROM {s}.build_state FOR UPDATE").fetchone()
+            held = {r[0] for r in connection.execute(f"SELECT key FROM {s}.docs WHERE key = ANY(%s)",
+                                                     ([d.key for d in batch],))}
+            documents: list[tuple[Any, ...]] = []
+            chunks: list[tuple[Any, ...]] = []
+            words: list[tuple[int, list[str]]] = []
+            for document in batch:
+                if document.key in held:
+                    continue  # taken in by an earlier, interrupted update
+                held.add(document.key)
+                documents.append((next_doc, document.key, _text(document.title), _text(document.url)
+                                  if document.url else None, len(document.chunks), len(document.body),
+                                  document.cjk_chars, document.sampled_chars, _text(document.body)))
+                for chunk in document.chunks:
+                    lexical = lexemes.pieces(chunk.terms)
+                    chunks.append((next_chunk, next_doc, chunk.chunk_index, _text(chunk.text), len(lexical)))
+                    words.append((next_chunk, lexical))
+                    next_chunk += 1
+                next_doc += 1
+            packed = lexemes.postings(words)
+            with connection.cursor() as cursor:
+                for table, columns, rows in (
+                        ("docs", "id, key, title, url, chunks, chars, cjk_chars, sampled_chars, body", documents),
+                        ("chunks", "id, doc_id, chunk_index, text, length", chunks),
+                        ("postings", "term, entries", packed.items())):
+                    if rows:
+                        with cursor.copy(f"COPY {s}.{table} ({columns}) FROM STDIN") as copy:
+                            for values in rows:
+                                copy.write_row(values)
+            self._count_terms(connection, {word: len(entries) // 12 for word, entries in packed.items()})
+            placed_count = self._place(connection, placed) if placed and source is None else None
+            connection.execute(
+                f"UPDATE {s}.build_state SET next_doc = %s, next_chunk = %s, lexical_rows = lexical_rows + %s, "
+                "lexical_tokens = lexical_tokens + %s, update_read = %s, update_new = %s, "
+                "documents = COALESCE(%s, documents)",
+                (next_doc, next_chunk, len(chunks), sum(row[4] for row in chunks), progress.records_read,
+                 progress.new_documents, placed_count))
+
+        self.database.write(write)
+
+    def _count_terms(self, connection: Any, counts: dict[str, int]) -> None:
+        """Add (or, negative, take back) chunks holding each lexeme."""
+        if not counts:
+            return
+        terms = list(counts)
+        connection.execute(
+            f"INSERT INTO {self.schema}.terms AS t (term, chunks) SELECT * FROM unnest(%s::text[], %s::integer[]) "
+            "ON CONFLICT (term) DO UPDATE SET chunks = t.chunks + EXCLUDED.chunks", (terms, [counts[t] for t in terms]))
+
+    def _place(self, connection: Any, placed: Sequence[tuple[int, str]]) -> int:
+        """During a first build: records read so far become searchable at their positions, so other
+        replicas answer from them while the build goes on (the publication rewrites every position)."""
+        s = self.schema
+        ids = dict(connection.execute(f"SELECT key, id FROM {s}.docs WHERE key = ANY(%s)",
+                                      ([key for _position, key in placed],)).fetchall())
+        pairs = [(position, ids[key]) for position, key in placed if key in ids]
+        positions = [p for p, _d in pairs]
+        doc_ids = [d for _p, d in pairs]
+        connection.execute(f"DELETE FROM {s}.positions WHERE position = ANY(%s) OR doc_id = ANY(%s)",
+                           (positions, doc_ids))
+        connection.execute(f"INSERT INTO {s}.positions (position, doc_id) SELECT * FROM unnest(%s::integer[], "
+                           "%s::integer[])", (positions, doc_ids))
+        return int(connection.execute(f"SELECT count(*) FROM {s}.positions").fetchone()[0])
+
+    def note_progress(self, progress: UpdateProgress) -> None:
+        self.database.write(lambda c: c.execute(
+            f"UPDATE {self.schema}.build_state SET update_read = %s, update_new = %s",
+            (progress.records_read, progress.new_documents)))
+
+    def documents_not_in(self, keys: Sequence[str]) -> list[StoredDocument]:
+        wanted = set(keys)
+        s = self.schema
+
+        def read(connection: Any) -> list[StoredDocument]:
+            gone = [doc_id for doc_id, key in connection.execute(f"SELECT id, key FROM {s}.docs") if key not in wanted]
+            if not gone:
+                return []
+            rows = connection.execute(f"SELECT key, title, url, body FROM {s}.docs WHERE id = ANY(%s)", (gone,))
+            return [StoredDocument(-1, title or "", url, body or "", key) for key, title, url, body in rows]
+
+        return self.database.read(read)
+
+    def publish(self, publication: Publication) -> None:
+        s = self.schema
+
+        def write(connection: Any) -> None:
+            connection.execute(f"SELECT 1 FROM {s}.build_state FOR UPDATE")
+            ids = dict(connection.execute(f"SELECT key, id FROM {s}.docs").fetchall())
+            removed = [(ids.pop(document.key), document) for document in publication.removed if document.key in ids]
+            rows = tokens = 0
+            if removed:
+                rows, tokens = self._take_out(connection, removed)
+            missing = [key for key in publication.order if key not in ids]
+            if missing:
+                raise RuntimeError(f"{len(missing)} documents of the update were never added")
+            connection.execute(f"DELETE FROM {s}.positions")
+            connection.execute(f"INSERT INTO {s}.positions (position, doc_id) SELECT * FROM unnest(%s::integer[], "
+                               "%s::integer[])", (list(range(len(publication.order))),
+                                                  [ids[key] for key in publication.order]))
+            chunks, cjk, sampled = connection.execute(
+                f"SELECT COALESCE(SUM(d.chunks), 0), COALESCE(SUM(d.cjk_chars), 0), COALESCE(SUM(d.sampled_chars), 0) "
+                f"FROM {s}.docs d JOIN {s}.positions p ON p.doc_id = d.id").fetchone()
+            connection.execute(
+                f"UPDATE {s}.build_state SET source = %s, documents = %s, live_chunks = %s, cjk_share = %s, "
+                "build_seconds = %s, updated_documents = %s, generation = generation + 1, update_read = NULL, "
+                "update_new = NULL, lexical_rows = lexical_rows - %s, lexical_tokens = lexical_tokens - %s",
+                (publication.source.text(), len(publication.order), int(chunks),
+                 round(int(cjk) / int(sampled), 3) if sampled else 0.0, round(publication.seconds, 3),
+                 publication.new_documents, rows, tokens))
+
+        self.database.write(write)
+        self._tidy()
+
+    def _take_out(self, connection: Any, removed: list[tuple[int, DocumentEntry]]) -> tuple[int, int]:
+        """Documents whose content left the collection: their chunks, postings, term counts and vectors
+        (the rows stay counted: row i is always chunk i, document i). Their lexemes come from the
+        re-chunked documents, as FTS5's deletes do. Returns (chunks, lexemes) taken out."""
+        s = self.schema
+        doc_ids = [doc_id for doc_id, _document in removed]
+        chunk_ids = dict(((doc, index), chunk) for chunk, doc, index in connection.execute(
+            f"SELECT id, doc_id, chunk_index FROM {s}.chunks WHERE doc_id = ANY(%s)", (doc_ids,)).fetchall())
+        gone_chunks = list(chunk_ids.values())
+        counts: Counter[str] = Counter()
+        rows = tokens = 0
+        for doc_id, document in removed:
+            for chunk in document.chunks:
+                if (doc_id, chunk.chunk_index) in chunk_ids:
+                    words = lexemes.pieces(chunk.terms)
+                    counts.update(w for w in set(words) if len(w.encode("utf-8")) <= lexemes.MAX_LEXEME_BYTES)
+                    rows += 1
+                    tokens += len(words)
+        if counts:
+            fragments = connection.execute(f"SELECT ctid, entries FROM {s}.postings WHERE term = ANY(%s)",
+                                           (list(counts),)).fetchall()
+            for ctid, entries in fragments:
+                kept = lexemes.without(entries, gone_chunks)
+                if len(kept) != len(entries):
+                    if kept:
+                        connection.execute(f"UPDATE {s}.postings SET entries = %s WHERE ctid = %s::tid", (kept, ctid))
+                    else:
+                        connection.execute(f"DELETE FROM {s}.postings WHERE ctid = %s::tid", (ctid,))
+            self._count_terms(connection, {word: -n for word, n in counts.items()})
+            connection.execute(f"DELETE FROM {s}.terms WHERE term = ANY(%s) AND chunks <= 0", (list(counts),))
+        if self._has_vectors(connection, "chunks"):
+            connection.execute(f"DELETE FROM {pg_schema.vector_table(s, 'chunks')} WHERE id = ANY(%s)",
+                               (gone_chunks,))
+        if self._has_vectors(connection, "documents"):
+            connection.execute(f"DELETE FROM {pg_schema.vector_table(s, 'documents')} WHERE id = ANY(%s)", (doc_ids,))
+        connection.execute(f"DELETE FROM {s}.chunks WHERE doc_id = ANY(%s)", (doc_ids,))
+        connection.execute(f"DELETE FROM {s}.docs WHERE id = ANY(%s)", (doc_ids,))
+        return rows, tokens
+
+    def _tidy(self) -> None:
+        """Fresh planner statistics after a publication (best effort: the index is correct without)."""
+        s = self.schema
+
+        def work(connection: Any) -> None:
+            for table in ("docs", "positions", "chunks", "terms", "postings"):
+                connection.execute(f"ANALYZE {s}.{table}")
+
+        try:
+            self.database.read(work)
+        except Exception as exc:  # the publication stands; the next one tidies again
+            log.info("could not tidy %s after publishing: %s", s, exc)
+
+    def _has_vectors(self, connection: Any, kind: VectorKind) -> bool:
+        return connection.execute(f"SELECT {_DIMS[kind]} IS NOT NULL FROM {self.schema}.build_state").fetchone()[0]
+
+    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[int, str, str]]:
+        s = self.schema
+        if kind == "chunks":
+            query = (f"SELECT c.id, d.title, c.text FROM {s}.chunks c JOIN {s}.docs d ON d.id = c.doc_id "
+                     f"WHERE c.id >= (SELECT chunk_vector_rows FROM {s}.build_state) ORDER BY c.id LIMIT %s")
+        else:
+            query = (f"SELECT d.id, d.title, COALESCE(c.text, '') FROM {s}.docs d LEFT JOIN {s}.chunks c "
+                     f"ON c.doc_id = d.id AND c.chunk_index = 0 "
+                     f"WHERE d.id >= (SELECT document_vector_rows FROM {s}.build_state) ORDER BY d.id LIMIT %s")
+        return self.database.read(lambda c: [(row, title or "", text) for row, title, text in
+                                             c.execute(query, (limit,)).fetchall()])
+
+    def add_vectors(self, kind: VectorKind, rows: Sequence[int], vectors: Any) -> None:
+        np = numpy()
+        array = np.asarray(vectors, dtype=np.float32)
+        dim = int(array.shape[1])
+        s = self.schema
+        rows_column, dim_column = _ROWS[kind], _DIMS[kind]
+
+        def write(connection: Any) -> None:
+            done, have = connection.execute(
+                f"SELECT {rows_column}, {dim_column} FROM {s}.build_state FOR UPDATE").fetchone()
+            if have is not None and have != dim:
+                raise RuntimeError(f"the embedder now returns {dim}-dimensional vectors where the index has {have}")
+            if have is None:
+                for statement in pg_schema.vector_tables(s, kind, dim):
+                    connection.execute(statement)
+            fresh = [(row, Vector(vector)) for row, vector in zip(rows, array, strict=True) if row >= done]
+            if fresh:
+                with connection.cursor() as cursor:
+                    cursor.executemany(f"INSERT INTO {pg_schema.vector_table(s, kind)} (id, embedding) "
+                                       "VALUES (%s, %s) ON CONFLICT (id) DO NOTHING", fresh)
+            last = max([done] + [row + 1 for row, _vector in fresh])
+            connection.execute(f"UPDATE {s}.build_state SET {rows_column} = %s, {dim_column} = %s", (last, dim))
+
+        self.database.write(write)
+
+    def builder_status(self) -> BuilderStatus:
+        row = self._state_row()
+        return BuilderStatus(pid=row["builder_pid"], heartbeat=row["builder_heartbeat"], error=row["builder_error"],
+                             error_at=row["builder_error_at"])
+
+    def set_builder_status(self, status: BuilderStatus) -> None:
+        self.database.write(lambda c: c.execute(
+            f"UPDATE {self.schema}.build_state SET builder_pid = %s, builder_heartbeat = %s, builder_error = %s, "
+            "builder_error_at = %s", (status.pid, status.heartbeat, status.error, status.error_at)))
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _chunk_query(self) -> str:
+        s = self.schema
+        return (f"SELECT c.id, p.position, c.chunk_index, d.title, c.text FROM {s}.chunks c "
+                f"JOIN {s}.positions p ON p.doc_id = c.doc_id JOIN {s}.docs d ON d.id = c.doc_id")
+
+    def document(self, doc_index: int) -> StoredDocument | None:
+        s = self.schema
+        row = self.database.read(lambda c: c.execute(
+            f"SELECT d.title, d.url, d.body, d.key FROM {s}.positions p JOIN {s}.docs d ON d.id = p.doc_id "
+            "WHERE p.position = %s", (doc_index,)).fetchone())
+        if row is None:
+            return None
+        return StoredDocument(doc_index=doc_index, title=row[0] or "", url=row[1], body=row[2] or "", key=row[3])
+
+    def chunks(self, chunk_ids: Sequence[int]) -> list[StoredChunk]:
+        if not chunk_ids:
+            return []
+        rows = self.database.read(lambda c: c.execute(f"{self._chunk_query()} WHERE c.id = ANY(%s)",
+                                                      (list(chunk_ids),)).fetchall())
+        return [StoredChunk(r[0], r[1], r[2], r[3] or "", r[4]) for r in rows]
+
+    def chunks_of(self, doc_index: int, first: int, last: int) -> list[StoredChunk]:
+        rows = self.database.read(lambda c: c.execute(
+            f"{self._chunk_query()} WHERE p.position = %s AND c.chunk_index BETWEEN %s AND %s ORDER BY c.chunk_index",
+            (doc_index, first, last)).fetchall())
+        return [StoredChunk(r[0], r[1], r[2], r[3] or "", r[4]) for r in rows]
+
+    def documents_of(self, chunk_ids: Sequence[int]) -> dict[int, int]:
+        if not chunk_ids:
+            return {}
+        s = self.schema
+        return dict(self.database.read(lambda c: c.execute(
+            f"SELECT c.id, p.position FROM {s}.chunks c JOIN {s}.positions p ON p.doc_id = c.doc_id "
+            "WHERE c.id = ANY(%s)", (list(chunk_ids),)).fetchall()))
+
+    def term_counts(self, terms: Sequence[str]) -> dict[str, int]:
+        if not terms:
+            return {}
+        return dict(self.database.read(lambda c: c.execute(
+            f"SELECT term, chunks FROM {self.schema}.terms WHERE term = ANY(%s) AND chunks > 0",
+            (list(terms),)).fetchall()))
+
+    def lexical_ranking(self, terms: Sequence[str], limit: int) -> list[int]:
+        if not terms:
+            return []
+        s = self.schema
+        words = list(dict.fromkeys(terms))
+
+        def read(connection: Any) -> tuple[int, int, dict[str, list[bytes]]]:
+            rows, tokens = connection.execute(f"SELECT lexical_rows, lexical_tokens FROM {s}.build_state").fetchone()
+            fragments: dict[str, list[bytes]] = {}
+            for term, entries in connection.execute(f"SELECT term, entries FROM {s}.postings WHERE term = ANY(%s)",
+                                                    (words,)):
+                fragments.setdefault(term, []).append(entries)
+            return int(rows), int(tokens), fragments
+
+        rows, tokens, fragments = self.database.read(read)
+        entries = {term: lexemes.unpack(blobs) for term, blobs in fragments.items()}
+        return lexemes.rank(words, entries, rows, tokens, limit)
+
+    def _searchable_join(self, kind: VectorKind) -> tuple[str, str]:
+        """(join, selected column) that keeps searchable rows: chunk ids, or document positions."""
+        s = self.schema
+        if kind == "chunks":
+            return (f"JOIN {s}.chunks c ON c.id = v.id JOIN {s}.positions p ON p.doc_id = c.doc_id", "v.id")
+        return f"JOIN {s}.positions p ON p.doc_id = v.id", "p.position"
+
+    def nearest(self, kind: VectorKind, vector: Any, limit: int) -> list[int]:
+        if limit <= 0:
+            return []
+        table = pg_schema.vector_table(self.schema, kind)
+        join, column = self._searchable_join(kind)
+        query = Vector(numpy().asarray(vector, dtype=numpy().float32))
+        candidates = limit + HNSW_SLACK
+
+        def read(connection: Any) -> list[int]:
+            if not self._has_vectors(connection, kind):
+                return []
+            if candidates <= HNSW_EF_SEARCH:
+                # The HNSW index finds the candidates; rows that are not searchable are dropped after.
+                found = connection.execute(
+                    f"SELECT {column} FROM (SELECT id, embedding <#> %(q)s AS distance FROM {table} "
+                    f"ORDER BY embedding <#> %(q)s LIMIT %(k)s) v {join} ORDER BY v.distance, v.id LIMIT %(n)s",
+                    {"q": query, "k": candidates, "n": limit}).fetchall()
+                if len(found) == limit:
+                    return [row[0] for row in found]
+            # Too many rows asked for, or too many candidates dropped: an exact scan (`+ 0` keeps the
+            # planner off the index, whose scan stops after hnsw.ef_search rows).
+            found = connection.execute(
+                f"SELECT {column} FROM (SELECT id, (embedding <#> %(q)s) + 0 AS distance FROM {table}) v {join} "
+                "ORDER BY v.distance, v.id LIMIT %(n)s", {"q": query, "n": limit}).fetchall()
+            return [row[0] for row in found]
+
+        return self.database.read(read)
+
+    def best_chunks(self, documents: Sequence[int], vector: Any | None) -> dict[int, int]:
+        if not documents:
+            return {}
+        s = self.schema
+        table = pg_schema.vector_table(s, "chunks")
+
+        def read(connection: Any) -> dict[int, int]:
+            if vector is None or not self._has_vectors(connection, "chunks"):
+                rows = connection.execute(
+                    f"SELECT DISTINCT ON (p.position) p.position, c.id FROM {s}.positions p "
+                    f"JOIN {s}.chunks c ON c.doc_id = p.doc_id WHERE p.position = ANY(%s) ORDER BY p.position, c.id",
+                    (list(documents),)).fetchall()
+            else:
+                # Chunks with a vector first, by similarity; otherwise the document's earliest chunk.
+                rows = connection.execute(
+                    f"SELECT DISTINCT ON (p.position) p.position, c.id FROM {s}.positions p "
+                    f"JOIN {s}.chunks c ON c.doc_id = p.doc_id LEFT JOIN {table} v ON v.id = c.id "
+                    "WHERE p.position = ANY(%s) ORDER BY p.position, (v.id IS NULL), v.embedding <#> %s, c.id",
+                    (list(documents), Vector(numpy().asarray(vector, dtype=numpy().float32)))).fetchall()
+            return {int(position): int(chunk_id) for position, chunk_id in rows}
+
+        return self.database.read(read)
+
+
+class PostgresBackend:
+    """Indexes in one PostgreSQL database, a schema per index key."""
+
+    version = pg_schema.VERSION
+
+    def __init__(self, url: str) -> None:
+        self.database = Database(url)
+        self._ready: set[str] = set()
+        self._lock = threading.Lock()
+
+    def open(self, key: str) -> PostgresStore:
+        if key not in self._ready:
+            schema = pg_schema.schema_name(key)
+
+            def create(connection: Any) -> None:
+                # Two replicas opening a new index at once take turns: CREATE ... IF NOT EXISTS alone races.
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(key, "schema"),))
+                for statement in pg_schema.tables(schema):
+                    connection.execute(statement)
+
+            self.database.write(create)
+            with self._lock:
+                self._ready.add(key)
+        return PostgresStore(self.database, key)
+
+    def peek(self, key: str) -> PostgresStore | None:
+        schema = pg_schema.schema_name(key)
+        exists = self.database.read(lambda c: c.execute("SELECT to_regclass(%s) IS NOT NULL",
+                                                        (f"{schema}.build_state",)).fetchone()[0])
+        return PostgresStore(self.database, key) if exists else None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.database.close()
