@@ -443,7 +443,11 @@ class SqliteStore:
             return []
         scores = np.where(mask, matrix @ vector, -np.inf)
         top = np.argpartition(-scores, count - 1)[:count]
-        best = [int(i) for i in top[np.argsort(-scores[top])]]
+        # Equal scores (duplicate records have equal vectors) go to the lower row, at the cut too, so
+        # the order is the same in every store and every run.
+        floor = scores[top].min()
+        top = np.concatenate([np.flatnonzero(scores > floor), np.flatnonzero(scores == floor)])[:count]
+        best = [int(i) for i in top[np.lexsort((top, -scores[top]))]]
         return best if position_of is None else [int(position_of[row]) for row in best]
 
     def best_chunks(self, documents: Sequence[int], vector: Any | None) -> dict[int, int]:
