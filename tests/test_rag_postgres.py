@@ -356,3 +356,44 @@ def test_stateless_http_replicas_share_one_index(root: Path, tmp_path: Path, pg_
     # One build, made by the first replica's first call: the second found it complete.
     assert stats[0]["structuredContent"] == stats[1]["structuredContent"]
     assert stats[0]["structuredContent"]["documents"] == 22
+
+
+def test_vector_rankings_use_the_hnsw_index_above_the_exact_scan_threshold(root: Path, pg_url: str, monkeypatch):
+    monkeypatch.setenv("TOOLSUITE_RAG_BUILDER", "thread")
+    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
+    path = write_json(root / "c.json", collection_records(60, duplicate=False))
+    service = RagService(PostgresBackend(pg_url))
+    service.ready(path)
+    collection = service.collections.get(path)
+    collection.wait_for_vectors(timeout=300)
+    store = collection.store
+    plans: list[str] = []
+    original = store.database.read
+
+    def explained(work):
+        def run(connection):
+            execute = connection.execute
+
+            def execute_and_explain(statement, params=None):
+                if "<#>" in statement:
+                    plans.append(" ".join(r[0] for r in execute("EXPLAIN " + statement, params).fetchall()))
+                return execute(statement, params)
+
+            connection.execute = execute_and_explain
+            try:
+                return work(connection)
+            finally:
+                del connection.execute
+
+        return original(run)
+
+    monkeypatch.setattr(store.database, "read", explained)
+    from servers.rag import embedders
+
+    vector = embedders.get("wordllama").embed(["直播电商 平台责任"])[0]
+    exact = store.nearest("chunks", vector, 20)
+    assert "chunk_vectors_hnsw" not in plans[-1]
+    monkeypatch.setenv("TOOLSUITE_RAG_PG_EXACT_ROWS", "0")
+    approximate = store.nearest("chunks", vector, 20)
+    assert "Index Scan using chunk_vectors_hnsw" in plans[-1]
+    assert len(approximate) == 20 and len(set(approximate) & set(exact)) >= 18

@@ -9,9 +9,9 @@ one `DROP SCHEMA ... CASCADE` removes an index whole.
 - the lexical index: `postings` (per lexeme and batch, the packed (chunk, count, length) entries of
   `lexemes.postings`, found by a B-tree on the lexeme) and `terms` (how many chunks hold each
   lexeme: BM25's document frequencies, and what a query's common words are told by);
-- `chunk_vectors` / `document_vectors`: pgvector columns of the embedder's dimension under an HNSW
-  index (inner product: the vectors are normalised), made when the first vectors arrive, since only
-  then is the dimension known.
+- `chunk_vectors` (with each chunk's document) / `document_vectors`: pgvector columns of the
+  embedder's dimension under an HNSW index (inner product: the vectors are normalised), made when
+  the first vectors arrive, since only then is the dimension known.
 """
 
 from __future__ import annotations
@@ -77,9 +77,12 @@ def vector_table(schema: str, kind: str) -> str:
 
 
 def vector_tables(schema: str, kind: str, dim: int) -> list[str]:
+    """A kind's vector table. Chunk vectors carry their document, so a ranking keeps the searchable
+    rows by joining the small table of positions, never the wide table of chunk texts."""
     table = vector_table(schema, kind)
     name = table.split(".", 1)[1]
+    document = "doc_id integer NOT NULL, " if kind == "chunks" else ""
     return [
-        f"CREATE TABLE IF NOT EXISTS {table} (id integer PRIMARY KEY, embedding vector({int(dim)}) NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS {table} (id integer PRIMARY KEY, {document}embedding vector({int(dim)}) NOT NULL)",
         f"CREATE INDEX IF NOT EXISTS {name}_hnsw ON {table} USING hnsw (embedding vector_ip_ops)",
     ]

@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -42,12 +43,19 @@ from servers.rag.store import (
     UpdateProgress,
     VectorKind,
 )
+from shared import settings
 
 log = logging.getLogger("toolsuite.rag.postgres")
 
 _ROWS = {"chunks": "chunk_vector_rows", "documents": "document_vector_rows"}
 _DIMS = {"chunks": "chunk_vector_dim", "documents": "document_vector_dim"}
 HNSW_SLACK = 50  # extra HNSW candidates for rows that are not searchable (an update's, not yet published)
+STATE_TTL = 1.0  # seconds a read of the build-state row answers later questions about the state
+
+
+def exact_rows() -> int:
+    """Vector rankings scan every vector up to this many of a kind, the HNSW index answers above."""
+    return int(settings.number("TOOLSUITE_RAG_PG_EXACT_ROWS", 20000, minimum=0))
 
 
 def _text(value: str) -> str:
@@ -66,18 +74,39 @@ class PostgresStore:
         self._build_key = lock_key(key, "build")
         self._vector_key = lock_key(key, "vectors")
         self._covered: dict[tuple[str, int, int, int], int] = {}
+        self._row: tuple[float, dict[str, Any]] | None = None
         self._cache_lock = threading.Lock()
 
     # -- the build-state row ----------------------------------------------------------------------
 
-    def _state_row(self) -> dict[str, Any]:
+    def _state_row(self, fresh: bool = False) -> dict[str, Any]:
+        """The build-state row. A search asks for the index's state several times; within STATE_TTL
+        the row read last answers (`source()` always reads it afresh, and this process's own writes
+        drop it), so a search costs one round trip for all of it, and another replica's progress
+        shows here at most STATE_TTL later."""
         from psycopg.rows import dict_row
+
+        now = time.monotonic()
+        with self._cache_lock:
+            cached = self._row
+        if not fresh and cached is not None and now - cached[0] < STATE_TTL:
+            return cached[1]
 
         def read(connection: Any) -> dict[str, Any]:
             with connection.cursor(row_factory=dict_row) as cursor:
                 return cursor.execute(f"SELECT * FROM {self.schema}.build_state").fetchone()
 
-        return self.database.read(read)
+        row = self.database.read(read)
+        with self._cache_lock:
+            self._row = (now, row)
+        return row
+
+    def _write(self, work: Callable[[Any], Any]) -> None:
+        try:
+            self.database.write(work)
+        finally:
+            with self._cache_lock:
+                self._row = None
 
     # -- locks ------------------------------------------------------------------------------------
 
@@ -133,8 +162,7 @@ class PostgresStore:
                           updated_documents=int(row["updated_documents"] or 0))
 
     def source(self) -> SourceMark | None:
-        return SourceMark.parse(self.database.read(
-            lambda c: c.execute(f"SELECT source FROM {self.schema}.build_state").fetchone()[0]))
+        return SourceMark.parse(self._state_row(fresh=True)["source"])
 
     # -- updating ---------------------------------------------------------------------------------
 
@@ -185,7 +213,7 @@ class PostgresStore:
                 (next_doc, next_chunk, len(chunks), sum(row[4] for row in chunks), progress.records_read,
                  progress.new_documents, placed_count))
 
-        self.database.write(write)
+        self._write(write)
 
     def _count_terms(self, connection: Any, counts: dict[str, int]) -> None:
         """Add (or, negative, take back) chunks holding each lexeme."""
@@ -212,7 +240,7 @@ class PostgresStore:
         return int(connection.execute(f"SELECT count(*) FROM {s}.positions").fetchone()[0])
 
     def note_progress(self, progress: UpdateProgress) -> None:
-        self.database.write(lambda c: c.execute(
+        self._write(lambda c: c.execute(
             f"UPDATE {self.schema}.build_state SET update_read = %s, update_new = %s",
             (progress.records_read, progress.new_documents)))
 
@@ -257,7 +285,7 @@ class PostgresStore:
                  round(int(cjk) / int(sampled), 3) if sampled else 0.0, round(publication.seconds, 3),
                  publication.new_documents, rows, tokens))
 
-        self.database.write(write)
+        self._write(write)
         self._tidy()
 
     def _take_out(self, connection: Any, removed: list[tuple[int, DocumentEntry]]) -> tuple[int, int]:
@@ -342,15 +370,23 @@ class PostgresStore:
             if have is None:
                 for statement in pg_schema.vector_tables(s, kind, dim):
                     connection.execute(statement)
-            fresh = [(row, Vector(vector)) for row, vector in zip(rows, array, strict=True) if row >= done]
-            if fresh:
+            fresh = [(row, vector) for row, vector in zip(rows, array, strict=True) if row >= done]
+            table = pg_schema.vector_table(s, kind)
+            if fresh and kind == "chunks":
+                documents = dict(connection.execute(f"SELECT id, doc_id FROM {s}.chunks WHERE id = ANY(%s)",
+                                                    ([row for row, _vector in fresh],)).fetchall())
+                with connection.cursor() as cursor:  # chunks gone since they were read are skipped
+                    cursor.executemany(f"INSERT INTO {table} (id, doc_id, embedding) VALUES (%s, %s, %s) "
+                                       "ON CONFLICT (id) DO NOTHING",
+                                       [(row, documents[row], Vector(v)) for row, v in fresh if row in documents])
+            elif fresh:
                 with connection.cursor() as cursor:
-                    cursor.executemany(f"INSERT INTO {pg_schema.vector_table(s, kind)} (id, embedding) "
-                                       "VALUES (%s, %s) ON CONFLICT (id) DO NOTHING", fresh)
+                    cursor.executemany(f"INSERT INTO {table} (id, embedding) VALUES (%s, %s) ON CONFLICT (id) "
+                                       "DO NOTHING", [(row, Vector(v)) for row, v in fresh])
             last = max([done] + [row + 1 for row, _vector in fresh])
             connection.execute(f"UPDATE {s}.build_state SET {rows_column} = %s, {dim_column} = %s", (last, dim))
 
-        self.database.write(write)
+        self._write(write)
 
     def builder_status(self) -> BuilderStatus:
         row = self._state_row()
@@ -358,7 +394,7 @@ class PostgresStore:
                              error_at=row["builder_error_at"])
 
     def set_builder_status(self, status: BuilderStatus) -> None:
-        self.database.write(lambda c: c.execute(
+        self._write(lambda c: c.execute(
             f"UPDATE {self.schema}.build_state SET builder_pid = %s, builder_heartbeat = %s, builder_error = %s, "
             "builder_error_at = %s", (status.pid, status.heartbeat, status.error, status.error_at)))
 
@@ -413,49 +449,57 @@ class PostgresStore:
         words = list(dict.fromkeys(terms))
 
         def read(connection: Any) -> tuple[int, int, dict[str, list[bytes]]]:
-            rows, tokens = connection.execute(f"SELECT lexical_rows, lexical_tokens FROM {s}.build_state").fetchone()
+            # The statistics and the postings in one statement: one round trip, one snapshot.
             fragments: dict[str, list[bytes]] = {}
-            for term, entries in connection.execute(f"SELECT term, entries FROM {s}.postings WHERE term = ANY(%s)",
-                                                    (words,)):
-                fragments.setdefault(term, []).append(entries)
-            return int(rows), int(tokens), fragments
+            found = connection.execute(
+                f"SELECT b.lexical_rows, b.lexical_tokens, p.term, p.entries FROM {s}.build_state b "
+                f"LEFT JOIN {s}.postings p ON p.term = ANY(%s)", (words,)).fetchall()
+            for _rows, _tokens, term, entries in found:
+                if term is not None:
+                    fragments.setdefault(term, []).append(entries)
+            return int(found[0][0]), int(found[0][1]), fragments
 
         rows, tokens, fragments = self.database.read(read)
         entries = {term: lexemes.unpack(blobs) for term, blobs in fragments.items()}
         return lexemes.rank(words, entries, rows, tokens, limit)
 
-    def _searchable_join(self, kind: VectorKind) -> tuple[str, str]:
-        """(join, selected column) that keeps searchable rows: chunk ids, or document positions."""
-        s = self.schema
+    def _searchable_join(self, kind: VectorKind) -> tuple[str, str, str]:
+        """(document column, join, selected column) that keep the searchable rows: chunk ids, or
+        document positions."""
         if kind == "chunks":
-            return (f"JOIN {s}.chunks c ON c.id = v.id JOIN {s}.positions p ON p.doc_id = c.doc_id", "v.id")
-        return f"JOIN {s}.positions p ON p.doc_id = v.id", "p.position"
+            return "doc_id", f"JOIN {self.schema}.positions p ON p.doc_id = v.doc_id", "v.id"
+        return "id AS doc_id", f"JOIN {self.schema}.positions p ON p.doc_id = v.doc_id", "p.position"
 
     def nearest(self, kind: VectorKind, vector: Any, limit: int) -> list[int]:
-        if limit <= 0:
+        row = self._state_row()
+        if limit <= 0 or row[_DIMS[kind]] is None:
             return []
         table = pg_schema.vector_table(self.schema, kind)
-        join, column = self._searchable_join(kind)
+        document, join, column = self._searchable_join(kind)
         query = Vector(numpy().asarray(vector, dtype=numpy().float32))
         candidates = limit + HNSW_SLACK
+        approximate = int(row[_ROWS[kind]]) > exact_rows() and candidates <= HNSW_EF_SEARCH
+
+        exact = "(embedding <#> %(q)s) + 0"  # `+ 0` keeps the planner off the index: every distance computed
+
+        def ranked(order: str, bound: str) -> str:
+            # Ties (equal vectors) go to the lower row; the HNSW index orders by distance alone.
+            tie = "" if order != exact else ", id"
+            return (f"SELECT {column} FROM (SELECT id, {document}, {order} AS distance FROM {table} "
+                    f"ORDER BY {order}{tie} {bound}) v {join} ORDER BY v.distance, v.id LIMIT %(n)s")
+
+        # The best candidates first (from the HNSW index above exact_rows(), else by an exact scan: as
+        # fast there, and in exactly the SQLite store's order), then the rows that are not searchable
+        # (an update's, not yet published) dropped; if that left too few, every row is ranked.
+        attempts = [ranked("embedding <#> %(q)s" if approximate else exact, "LIMIT %(k)s"), ranked(exact, "")]
 
         def read(connection: Any) -> list[int]:
-            if not self._has_vectors(connection, kind):
-                return []
-            if candidates <= HNSW_EF_SEARCH:
-                # The HNSW index finds the candidates; rows that are not searchable are dropped after.
-                found = connection.execute(
-                    f"SELECT {column} FROM (SELECT id, embedding <#> %(q)s AS distance FROM {table} "
-                    f"ORDER BY embedding <#> %(q)s LIMIT %(k)s) v {join} ORDER BY v.distance, v.id LIMIT %(n)s",
-                    {"q": query, "k": candidates, "n": limit}).fetchall()
+            found: list[Any] = []
+            for statement in attempts:
+                found = connection.execute(statement, {"q": query, "k": candidates, "n": limit}).fetchall()
                 if len(found) == limit:
-                    return [row[0] for row in found]
-            # Too many rows asked for, or too many candidates dropped: an exact scan (`+ 0` keeps the
-            # planner off the index, whose scan stops after hnsw.ef_search rows).
-            found = connection.execute(
-                f"SELECT {column} FROM (SELECT id, (embedding <#> %(q)s) + 0 AS distance FROM {table}) v {join} "
-                "ORDER BY v.distance, v.id LIMIT %(n)s", {"q": query, "n": limit}).fetchall()
-            return [row[0] for row in found]
+                    break
+            return [r[0] for r in found]
 
         return self.database.read(read)
 
@@ -465,8 +509,10 @@ class PostgresStore:
         s = self.schema
         table = pg_schema.vector_table(s, "chunks")
 
+        has_vectors = self._state_row()[_DIMS["chunks"]] is not None
+
         def read(connection: Any) -> dict[int, int]:
-            if vector is None or not self._has_vectors(connection, "chunks"):
+            if vector is None or not has_vectors:
                 rows = connection.execute(
                     f"SELECT DISTINCT ON (p.position) p.position, c.id FROM {s}.positions p "
                     f"JOIN {s}.chunks c ON c.doc_id = p.doc_id WHERE p.position = ANY(%s) ORDER BY p.position, c.id",
