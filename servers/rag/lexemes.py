@@ -61,15 +61,25 @@ def postings(chunks: Iterable[tuple[int, Sequence[str]]]) -> dict[str, bytes]:
     """lexeme -> packed (chunk id, count, length) entries, in chunk id order, for (chunk id, lexemes)
     pairs given in increasing chunk id order."""
     np = numpy()
-    lists: dict[str, list[tuple[int, int, int]]] = {}
+    ids: dict[str, int] = {}
+    word_ids: list[int] = []
+    rows: list[tuple[int, int, int]] = []
     for chunk_id, words in chunks:
         length = len(words)
         for word, count in Counter(words).items():
             if len(word) * 4 > MAX_LEXEME_BYTES and len(word.encode("utf-8")) > MAX_LEXEME_BYTES:
                 continue
-            lists.setdefault(word, []).append((chunk_id, count, length))
-    kind = entry_type()
-    return {word: np.array(entries, dtype=kind).tobytes() for word, entries in lists.items()}
+            word_ids.append(ids.setdefault(word, len(ids)))
+            rows.append((chunk_id, count, length))
+    if not rows:
+        return {}
+    entries = np.array(rows, dtype=np.int32).astype("<i4")
+    order = np.argsort(np.asarray(word_ids, dtype=np.int64), kind="stable")  # by word, chunk order kept
+    entries = entries[order]
+    bounds = np.searchsorted(np.asarray(word_ids, dtype=np.int64)[order], np.arange(len(ids) + 1))
+    entries = np.ascontiguousarray(entries)
+    packed, size = entries.tobytes(), entries.strides[0]
+    return {word: packed[bounds[number] * size:bounds[number + 1] * size] for word, number in ids.items()}
 
 
 def unpack(blobs: Iterable[bytes]) -> Any:

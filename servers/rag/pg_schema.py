@@ -6,9 +6,9 @@ one `DROP SCHEMA ... CASCADE` removes an index whole.
   next process, on any machine, reads to resume or to answer);
 - `docs` (by content key, with their bodies), `positions` (record position -> document), `chunks`
   (text, length in lexemes);
-- the lexical index: `postings` (per lexeme and batch, the packed (chunk, count, length) entries of
-  `lexemes.postings`, found by a B-tree on the lexeme) and `terms` (how many chunks hold each
-  lexeme: BM25's document frequencies, and what a query's common words are told by);
+- the lexical index: `postings`, per lexeme and batch the packed (chunk, count, length) entries of
+  `lexemes.postings`, found by a B-tree on the lexeme; a lexeme's fragment sizes add up to the
+  number of chunks holding it (BM25's document frequency), so no other statistics table is kept;
 - `chunk_vectors` (with each chunk's document) / `document_vectors`: pgvector columns of the
   embedder's dimension under an HNSW index (inner product: the vectors are normalised), made when
   the first vectors arrive, since only then is the dimension known.
@@ -66,7 +66,6 @@ def tables(schema: str) -> list[str]:
             id integer PRIMARY KEY, doc_id integer NOT NULL, chunk_index integer NOT NULL, text text NOT NULL,
             length integer NOT NULL)""",
         f"CREATE INDEX IF NOT EXISTS chunks_by_doc ON {s}.chunks (doc_id, chunk_index)",
-        f"CREATE TABLE IF NOT EXISTS {s}.terms (term text PRIMARY KEY, chunks integer NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS {s}.postings (term text NOT NULL, entries bytea NOT NULL)",
         f"CREATE INDEX IF NOT EXISTS postings_by_term ON {s}.postings (term)",
     ]

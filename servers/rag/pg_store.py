@@ -10,8 +10,8 @@ committed together with the `build_state` row that says how far the build got, a
 finds another building answers from what is committed (`shared`: see `indexing.update`).
 
 - Lexical: an inverted index of the pre-tokenized terms (no parser, no stemming): per lexeme, packed
-  postings (chunk, count, length) under a B-tree, and the `terms` statistics; a query reads the
-  postings of its few terms and `lexemes.rank` computes BM25 as FTS5 does.
+  postings (chunk, count, length) under a B-tree; a query reads the postings of its few terms and
+  `lexemes.rank` computes BM25 as FTS5 does.
 - Vectors: pgvector columns with an HNSW index (inner product), the dimension taken from the first
   vectors the embedder returns. Rankings skip rows of content that is no longer searchable.
 - PostgreSQL text cannot hold NUL characters: a NUL in a record is stored as U+FFFD (the SQLite
@@ -24,7 +24,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -204,7 +203,6 @@ class PostgresStore:
                         with cursor.copy(f"COPY {s}.{table} ({columns}) FROM STDIN") as copy:
                             for values in rows:
                                 copy.write_row(values)
-            self._count_terms(connection, {word: len(entries) // 12 for word, entries in packed.items()})
             placed_count = self._place(connection, placed) if placed and source is None else None
             connection.execute(
                 f"UPDATE {s}.build_state SET next_doc = %s, next_chunk = %s, lexical_rows = lexical_rows + %s, "
@@ -214,15 +212,6 @@ class PostgresStore:
                  progress.new_documents, placed_count))
 
         self._write(write)
-
-    def _count_terms(self, connection: Any, counts: dict[str, int]) -> None:
-        """Add (or, negative, take back) chunks holding each lexeme."""
-        if not counts:
-            return
-        terms = list(counts)
-        connection.execute(
-            f"INSERT INTO {self.schema}.terms AS t (term, chunks) SELECT * FROM unnest(%s::text[], %s::integer[]) "
-            "ON CONFLICT (term) DO UPDATE SET chunks = t.chunks + EXCLUDED.chunks", (terms, [counts[t] for t in terms]))
 
     def _place(self, connection: Any, placed: Sequence[tuple[int, str]]) -> int:
         """During a first build: records read so far become searchable at their positions, so other
@@ -297,18 +286,18 @@ class PostgresStore:
         chunk_ids = dict(((doc, index), chunk) for chunk, doc, index in connection.execute(
             f"SELECT id, doc_id, chunk_index FROM {s}.chunks WHERE doc_id = ANY(%s)", (doc_ids,)).fetchall())
         gone_chunks = list(chunk_ids.values())
-        counts: Counter[str] = Counter()
+        held: set[str] = set()
         rows = tokens = 0
         for doc_id, document in removed:
             for chunk in document.chunks:
                 if (doc_id, chunk.chunk_index) in chunk_ids:
                     words = lexemes.pieces(chunk.terms)
-                    counts.update(w for w in set(words) if len(w.encode("utf-8")) <= lexemes.MAX_LEXEME_BYTES)
+                    held.update(words)
                     rows += 1
                     tokens += len(words)
-        if counts:
+        if held:
             fragments = connection.execute(f"SELECT ctid, entries FROM {s}.postings WHERE term = ANY(%s)",
-                                           (list(counts),)).fetchall()
+                                           (list(held),)).fetchall()
             for ctid, entries in fragments:
                 kept = lexemes.without(entries, gone_chunks)
                 if len(kept) != len(entries):
@@ -316,8 +305,6 @@ class PostgresStore:
                         connection.execute(f"UPDATE {s}.postings SET entries = %s WHERE ctid = %s::tid", (kept, ctid))
                     else:
                         connection.execute(f"DELETE FROM {s}.postings WHERE ctid = %s::tid", (ctid,))
-            self._count_terms(connection, {word: -n for word, n in counts.items()})
-            connection.execute(f"DELETE FROM {s}.terms WHERE term = ANY(%s) AND chunks <= 0", (list(counts),))
         if self._has_vectors(connection, "chunks"):
             connection.execute(f"DELETE FROM {pg_schema.vector_table(s, 'chunks')} WHERE id = ANY(%s)",
                                (gone_chunks,))
@@ -332,7 +319,7 @@ class PostgresStore:
         s = self.schema
 
         def work(connection: Any) -> None:
-            for table in ("docs", "positions", "chunks", "terms", "postings"):
+            for table in ("docs", "positions", "chunks", "postings"):
                 connection.execute(f"ANALYZE {s}.{table}")
 
         try:
@@ -438,9 +425,10 @@ class PostgresStore:
     def term_counts(self, terms: Sequence[str]) -> dict[str, int]:
         if not terms:
             return {}
-        return dict(self.database.read(lambda c: c.execute(
-            f"SELECT term, chunks FROM {self.schema}.terms WHERE term = ANY(%s) AND chunks > 0",
-            (list(terms),)).fetchall()))
+        # A fragment's size says how many chunks it lists (12 bytes an entry), without reading it.
+        return {term: int(n) for term, n in self.database.read(lambda c: c.execute(
+            f"SELECT term, sum(octet_length(entries)) / 12 FROM {self.schema}.postings WHERE term = ANY(%s) "
+            "GROUP BY term", (list(terms),)).fetchall()) if n}
 
     def lexical_ranking(self, terms: Sequence[str], limit: int) -> list[int]:
         if not terms:
