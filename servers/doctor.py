@@ -69,6 +69,23 @@ def _writable(path: str) -> bool:
     return bool(probe) and os.access(probe, os.W_OK)
 
 
+def _store_check() -> Check:
+    """Where tool-rag keeps its indexes; for PostgreSQL, whether the database answers (no password shown)."""
+    from servers.rag import backends
+    from shared.errors import ToolFailure
+
+    try:
+        url = backends.store_url()
+        if url is None:
+            return Check("tool-rag", "index store", "ok", backends.describe())
+        from servers.rag.pg_database import Database
+
+        Database(url).check()
+    except ToolFailure as exc:
+        return Check("tool-rag", "index store", "missing", str(exc))
+    return Check("tool-rag", "index store", "ok", backends.describe() + ": reachable, pgvector installed")
+
+
 def collect() -> list[Check]:
     rows: list[Check] = []
     suite = "(all)"
@@ -91,6 +108,7 @@ def collect() -> list[Check]:
     rows.append(_role_check("tool-rag", "EMBEDDING", "embedding endpoint (optional)"))
     rows.append(_package_check("tool-rag", "fast decoding of embeddings answers (orjson)", "orjson", "orjson",
                                "pip install 'toolsuite[rag]'"))
+    rows.append(_store_check())
 
     rows.append(_package_check("tool-reader", "PDF engine pymupdf", "pymupdf", "pymupdf",
                                "pip install 'toolsuite[reader]'"))

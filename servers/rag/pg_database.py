@@ -135,6 +135,13 @@ class Database:
             raise NotConfigured(f"{SETTING}={self.shown} is not a PostgreSQL URL psycopg accepts: "
                                 f"{str(exc).splitlines()[0]}") from None
 
+    def check(self) -> None:
+        """Connect once and look for pgvector, changing nothing (for `toolsuite doctor`)."""
+        with self._connect() as connection:
+            if connection.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone() is None:
+                raise NotConfigured(f"the PostgreSQL server of {SETTING}={self.shown} has no pgvector extension "
+                                    "installed (use the pgvector/pgvector image, or install pgvector)")
+
     # -- the pool ---------------------------------------------------------------------------------
 
     def _prepare(self) -> int:
