@@ -97,10 +97,10 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
              "`postgresql://user:password@host:5432/database` for one PostgreSQL database with pgvector that every "
              "replica shares (stateless replicas behind a load balancer). Connected on first use; errors show it "
              "with the password hidden.", secret=True),
-    Variable("TOOLSUITE_RAG_PG_EXACT_ROWS", "20000",
-             "With the PostgreSQL store: vector rankings scan every vector up to this many chunks (or documents) "
-             "and use the HNSW index above (approximate: recall@200 about 0.98). Below it a scan is as fast and "
-             "ranks exactly as the SQLite store does."),
+    Variable("TOOLSUITE_RAG_PG_EXACT_ROWS", "100000",
+             "With the PostgreSQL store: up to this many chunk (or document) vectors of an index, each server "
+             "process ranks a copy of them exactly, as the SQLite store does (about 100 MB for 100,000 chunks); "
+             "above, the HNSW index in the database answers (approximate)."),
     Variable("TOOLSUITE_TOOL_TIMEOUT", "1200", "Hard server-side limit for one tool call, in seconds."),
     Variable("TOOLSUITE_MODEL_TIMEOUT", "120", "Seconds one remote model request may take."),
     Variable("TOOLSUITE_MODEL_RETRIES", "3", "Retries of a failed remote model request (429, 5xx, network)."),

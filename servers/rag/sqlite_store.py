@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from servers.rag import vector_rank
 from servers.rag.numeric import numpy
 from servers.rag.store import (
     BuilderStatus,
@@ -436,18 +437,8 @@ class SqliteStore:
         matrix = self._vectors(kind)
         if matrix is None:
             return []
-        np = numpy()
         mask, position_of = self._searchable(kind, matrix.shape[0])
-        count = min(limit, int(mask.sum()))
-        if count <= 0:
-            return []
-        scores = np.where(mask, matrix @ vector, -np.inf)
-        top = np.argpartition(-scores, count - 1)[:count]
-        # Equal scores (duplicate records have equal vectors) go to the lower row, at the cut too, so
-        # the order is the same in every store and every run.
-        floor = scores[top].min()
-        top = np.concatenate([np.flatnonzero(scores > floor), np.flatnonzero(scores == floor)])[:count]
-        best = [int(i) for i in top[np.lexsort((top, -scores[top]))]]
+        best = vector_rank.nearest_rows(matrix, mask, vector, limit)
         return best if position_of is None else [int(position_of[row]) for row in best]
 
     def best_chunks(self, documents: Sequence[int], vector: Any | None) -> dict[int, int]:
@@ -456,14 +447,7 @@ class SqliteStore:
         rows = self.db().execute(f"SELECT c.id, p.position FROM chunks c JOIN positions p ON p.doc_id = c.doc_id "
                                  f"WHERE p.position IN ({_marks(documents)}) ORDER BY c.id", list(documents)).fetchall()
         matrix = self._vectors("chunks") if vector is not None else None
-        covered = matrix.shape[0] if matrix is not None else 0
-        best: dict[int, tuple[tuple[int, float], int]] = {}
-        for chunk_id, doc in rows:
-            # Chunks with a vector first, by similarity; otherwise the document's earliest chunk.
-            score = (1, float(matrix[chunk_id] @ vector)) if chunk_id < covered else (0, -float(chunk_id))
-            if doc not in best or score > best[doc][0]:
-                best[doc] = (score, chunk_id)
-        return {doc: chunk_id for doc, (_score, chunk_id) in best.items()}
+        return vector_rank.best_chunks(rows, matrix, vector)
 
 
 class SqliteBackend:
