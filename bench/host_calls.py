@@ -33,6 +33,7 @@ from servers.registry import SERVERS  # noqa: E402
 from tests.fake_openai import FakeOpenAI  # noqa: E402
 from tests.host_cases import BIN, CASES, HostRun, make_root  # noqa: E402
 from tests.host_client import StdioSession, host_call, host_list  # noqa: E402
+from tests.sandboxes import stop_service  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 
@@ -80,6 +81,7 @@ async def main() -> None:
                   flush=True)
     finally:
         fake.stop()
+        stop_service(run.env("tool-python"))  # create_sandbox started tool-python's sandbox service
 
 
 if __name__ == "__main__":

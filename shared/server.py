@@ -68,13 +68,26 @@ def configure_logging() -> str:
     return level
 
 
-# Annotation presets: what each kind of tool promises a host.
-READ_ONLY_LOCAL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                                  open_world_hint=False)
-READ_ONLY_OPEN = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                                 open_world_hint=True)
-REMOTE_MODEL = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=False,
-                               open_world_hint=True)
+def _annotations(*, read_only: bool = True, destructive: bool = False, idempotent: bool = True,
+                 open_world: bool = False) -> ToolAnnotations:
+    """All four hints, always given, so no host falls back on the protocol's defaults for a missing one
+    (not read-only, destructive, not idempotent, open world)."""
+    return ToolAnnotations(read_only_hint=read_only, destructive_hint=destructive, idempotent_hint=idempotent,
+                           open_world_hint=open_world)
+
+
+# Annotation presets: what each kind of tool promises a host, said as how it differs from a tool
+# that only reads local data.
+READ_ONLY_LOCAL = _annotations()
+READ_ONLY_OPEN = _annotations(open_world=True)
+REMOTE_MODEL = _annotations(idempotent=False, open_world=True)
+# Tools that change state (tool-python's sandboxes): making a new thing, running code in it, writing
+# into it (from the host or from the network), writing a new file on the host.
+CREATES_LOCAL = _annotations(read_only=False, idempotent=False)
+RUNS_CODE = _annotations(read_only=False, destructive=True, idempotent=False)
+WRITES_LOCAL = _annotations(read_only=False, destructive=True)
+WRITES_FROM_NETWORK = _annotations(read_only=False, destructive=True, open_world=True)
+WRITES_NEW_HOST_FILE = _annotations(read_only=False, idempotent=False)
 
 
 @dataclass

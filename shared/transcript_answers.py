@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared import budget, transcription
+from shared import budget, chinese_text, numerals, speech_languages, transcription
+from shared.cjk import has_han
 from shared.models import ModelClient
 from shared.textsim import bigrams
 from shared.timecodes import cited_times, short_clock, span
@@ -49,11 +50,31 @@ class Answer:
     notes: list[str] = field(default_factory=list)
 
 
+# Words every Chinese question carries ("what", "how many", "is it"...): matching them finds nothing.
+_CHINESE_QUESTION_WORDS = ("什么", "多少", "哪些", "哪个", "哪里", "怎么", "怎样", "为什么", "是否", "是不是", "吗",
+                           "呢", "请问", "一下", "说了", "提到", "录音", "音频", "里面", "中的", "的是")
+
+
+def question_grams(question: str) -> set[str]:
+    """The question's character bigrams, in simplified characters, without Chinese question words."""
+    text = chinese_text.for_matching(question)
+    if has_han(text):
+        for word in _CHINESE_QUESTION_WORDS:
+            text = text.replace(word, " ")
+    grams = bigrams(text)
+    # Bigrams that straddle a removed word (or a space) are not the question's words.
+    spaced = {g for part in text.split() for g in bigrams(part)} if has_han(text) else grams
+    return spaced or grams
+
+
 def relevant_segments(segments: list[Segment], question: str, limit: int = 5) -> list[Segment]:
-    wanted = bigrams(question)
+    """The segments sharing most character bigrams with the question (any language; Chinese questions in
+    either script match a simplified transcript, and Arabic numerals match Chinese ones)."""
+    wanted = question_grams(question) | question_grams(numerals.to_chinese(question))
     scored = []
     for segment in segments:
-        grams = bigrams(segment.text)
+        grams = bigrams(chinese_text.for_matching(segment.text))
+        grams |= bigrams(numerals.to_chinese(segment.text)) if has_han(segment.text) else set()
         if grams and wanted:
             score = len(grams & wanted) / len(wanted)
             if score > 0:
@@ -81,15 +102,21 @@ class Heard:
     redecoded: list[dict[str, Any]] | None = None
 
 
-def hear(path: Path, *, verify: bool, progress: ProgressFn | None = None, stop: StopFlag | None = None) -> Heard:
+def hear(path: Path, *, verify: bool, language: str | None = None, progress: ProgressFn | None = None,
+         stop: StopFlag | None = None) -> Heard:
     """Everything that needs the audio itself: the transcript and, with verification, the second decoding."""
-    transcript = transcription.transcribe_file(path, progress=progress, stop=stop)
-    return Heard(transcript, refine_low_confidence(path, transcript, stop=stop) if verify else None)
+    transcript = transcription.transcribe_file(path, language=language, progress=progress, stop=stop)
+    if not verify:
+        return Heard(transcript)
+    _code, traditional = speech_languages.normalise(language)
+    script = "traditional" if traditional else chinese_text.chosen_script()
+    return Heard(transcript, refine_low_confidence(path, transcript, script=script, stop=stop))
 
 
-def refine_low_confidence(path: Path, transcript: Transcript, limit: int = 8,
+def refine_low_confidence(path: Path, transcript: Transcript, limit: int = 8, *, script: str = "simplified",
                           stop: StopFlag | None = None) -> list[dict[str, Any]]:
-    """Second decoding pass (beam 5, no VAD) on the least confident segments; keeps better readings."""
+    """Second decoding pass (beam 5, no VAD) on the least confident segments, by the model and in the language of
+    the first pass; keeps better readings."""
     if transcript.backend != "local":
         return []
     changes = []
@@ -98,13 +125,16 @@ def refine_low_confidence(path: Path, transcript: Transcript, limit: int = 8,
     for segment in weak:
         if stop is not None:
             stop.check("verification")
-        text, logprob = transcription.retranscribe(path, segment.start, segment.end)
+        text, logprob = transcription.retranscribe(path, segment.start, segment.end, model=transcript.model,
+                                                   language=transcript.language)
+        if chinese_text.is_chinese(transcript.language):
+            text = chinese_text.tidy(text, script)
         if text and logprob is not None and logprob > (segment.avg_logprob or -99):
             changes.append({"start": segment.start, "before": segment.text, "after": text,
                             "avg_logprob_before": segment.avg_logprob, "avg_logprob_after": logprob})
             segment.text, segment.avg_logprob = text, logprob
     if changes:
-        transcript.text = " ".join(s.text for s in transcript.segments)
+        transcript.text = transcription.joined_text(transcript.segments, transcript.language)
     return changes
 
 

@@ -1,10 +1,27 @@
-"""Assertions several test files share."""
+"""Calls and assertions several test files share."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from mcp import Client
+from mcp.server import MCPServer
+from mcp_types import CallToolResult
+
+
+async def call_once(server: MCPServer, tool: str, arguments: dict[str, Any]) -> tuple[CallToolResult, str]:
+    """`tool` called once through a fresh in-memory client: the result and its text."""
+    async with Client(server) as client:
+        result = await client.call_tool(tool, arguments)
+    return result, result.content[0].text
+
+
+def assert_no_crash(text: str) -> None:
+    """No crash reached the agent: no internal error, RecursionError or traceback in `text`."""
+    # A MemoryError named as the cause of a refusal (FFmpeg's ENOMEM for absurd headers) is allowed;
+    # one that escaped as an internal error is not.
+    for leak in ("internal error", "RecursionError", "Traceback"):
+        assert leak not in text, text[:300]
 
 
 async def assert_clear_errors(client: Client, tool: str, argument: str, cases: dict[str, str], **fixed: Any) -> None:

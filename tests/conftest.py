@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,8 +21,14 @@ _MODEL_VARIABLES = [
 ]
 
 
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Speech models shipped in parts are assembled once per test session (145 MB), not once per test."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, models_dir: Path) -> Iterator[None]:
     """Each test starts with no model configured, its own cache and its own allowed root."""
     for name in _MODEL_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -29,12 +36,33 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     root.mkdir()
     monkeypatch.setenv("TOOLSUITE_ROOTS", str(root))
     monkeypatch.setenv("TOOLSUITE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TOOLSUITE_MODELS_DIR", str(models_dir))
     yield
+
+
+@pytest.fixture
+def setenv(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """`setenv(NAME="value", ...)`: several environment variables for this test at once."""
+
+    def put(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    return put
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "root"
+
+
+@pytest.fixture
+def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Temporary files of this test land here, so a leaked one is seen."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 @pytest.fixture

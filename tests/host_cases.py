@@ -34,7 +34,7 @@ class Case:
         return f"{self.server}/{self.tool}" + ("/error" if self.error else "")
 
 
-GHOST = "sbx-does-not-exist"  # a sandbox a fresh process cannot know (see the xfail test for item 2)
+GHOST = "sbx-does-not-exist"  # an id no sandbox has
 
 CASES: tuple[Case, ...] = (
     Case("tool-rag", "rag_search", {"query": "直播 平台责任", "json_path": "collection.json", "top_k": 3},
@@ -126,7 +126,7 @@ class HostRun:
     listings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def env(self, server: str, models: dict[str, str] | None = None) -> dict[str, str]:
-        # Sandbox homes in the run's own folder: a process ended by SIGTERM leaves them behind (item 2).
+        # The sandbox service of the run keeps its socket and sandboxes in the run's own folder.
         base = {"TOOLSUITE_ROOTS": str(self.root), "TOOLSUITE_CACHE_DIR": str(self.cache),
                 "TOOLSUITE_OUTPUT_DIR": str(self.root / "out"),
                 "TOOLSUITE_SANDBOX_DIR": str(self.cache.parent / "sandboxes")}

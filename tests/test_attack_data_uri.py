@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import tempfile
 import time
 import tracemalloc
 import zipfile
@@ -24,14 +23,6 @@ from shared.errors import InputError
 from shared.inputs import open_input
 
 MB = 2**20
-
-
-@pytest.fixture
-def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -9,7 +9,6 @@ endless bodies, compression bombs (gzip, deflate, stacked) and encodings we did 
 from __future__ import annotations
 
 import sys
-import tempfile
 import threading
 import time
 import tracemalloc
@@ -22,15 +21,6 @@ import pytest
 from shared.errors import InputError, RemoteError, TimedOut
 from shared.fetch import FetchLimits, fetch_to_file
 from tests.hostile_http import HostileServer, deflate_bytes, gzip_bytes
-
-
-@pytest.fixture
-def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Temporary files of this test land here, so a leaked one is seen."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 @pytest.fixture

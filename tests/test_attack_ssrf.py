@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,15 +18,6 @@ import pytest
 from shared.errors import InputError, RemoteError
 from shared.fetch import FetchLimits, fetch_to_file
 from tests.hostile_http import HostileServer
-
-
-@pytest.fixture
-def temp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
 
 # ---- SSRF: every spelling of loopback, private DNS answers, redirects ------------------------------
 

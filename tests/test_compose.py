@@ -115,7 +115,7 @@ def test_scale_profile_runs_stateless_rag_replicas_behind_haproxy_with_postgres(
     assert "servers/rag/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg" in str(balancer["volumes"])
     assert set(balancer["networks"]) == {"toolsuite-scale"}  # the balancer cannot reach the database
 
-    # tool-python keeps sandboxes in its process: never behind a round-robin balancer.
+    # tool-python's sandboxes live in one machine's sandbox service: never behind a round-robin balancer.
     cfg = HAPROXY_CFG.read_text()
     assert "tool-python" not in cfg and "tool-rag-replica:8101" in cfg
     assert re.search(r"(?m)^\s*http-check send meth GET uri /healthz$", cfg)

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -30,6 +30,7 @@ from shared import auth, jwks
 from shared.transport import ExposureRefused, check_exposure
 from tests.conftest import BIN
 from tests.http_process import environment, free_port, start
+from tests.local_http import QuietHandler, send
 
 pytestmark = pytest.mark.anyio
 
@@ -233,10 +234,7 @@ class IdentityProvider:
         self.requests: list[str] = []
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 owner.requests.append(self.path)
                 if self.path == "/.well-known/openid-configuration":
@@ -248,12 +246,7 @@ class IdentityProvider:
                     self.send_response(404)
                     self.end_headers()
                     return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send(self, 200, json.dumps(body).encode(), "application/json")
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.issuer = f"http://127.0.0.1:{self.httpd.server_address[1]}"

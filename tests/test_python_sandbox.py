@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import base64
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from mcp import Client
 
 from servers.python import bwrap as bwrap_module
-from servers.python.server import build
+from tests.local_http import serving
+from tests.sandboxes import create_sandbox, python_server, run_code
 
 pytestmark = pytest.mark.anyio
 
@@ -25,27 +24,17 @@ def sandbox_env(monkeypatch, tmp_path):
 
 @pytest.fixture
 def server(sandbox_env):
-    built = build()
-    yield built
-    built._sandbox_engine.shutdown()
-
-
-async def _create(client) -> str:
-    created = await client.call_tool("create_sandbox", {})
-    assert not created.is_error, created.content[0].text
-    return created.structured_content["sandbox_id"]
+    with python_server() as built:
+        yield built
 
 
 async def test_state_persists_and_results_come_back(server):
     async with Client(server) as client:
-        sid = await _create(client)
-        first = await client.call_tool("run_python_code", {"sandbox_id": sid, "code_block":
-                                       "import sys\nvalues = [1, 2, 3]\nprint('to stdout')\n"
-                                       "print('to stderr', file=sys.stderr)\nsum(values)"})
-        second = await client.call_tool("run_python_code", {"sandbox_id": sid,
-                                                            "code_block": "values.append(4)\nvalues"})
-        failing = await client.call_tool("run_python_code", {"sandbox_id": sid,
-                                                             "code_block": "def f():\n    return 1 / 0\nf()"})
+        sid = await create_sandbox(client)
+        first = await run_code(client, sid, "import sys\nvalues = [1, 2, 3]\nprint('to stdout')\n"
+                                            "print('to stderr', file=sys.stderr)\nsum(values)")
+        second = await run_code(client, sid, "values.append(4)\nvalues")
+        failing = await run_code(client, sid, "def f():\n    return 1 / 0\nf()")
     data = first.structured_content
     assert (data["stdout"], data["stderr"], data["result"]) == ("to stdout\n", "to stderr\n", "6")
     assert "[stdout]\nto stdout" in first.content[0].text and "[result]\n6" in first.content[0].text
@@ -58,10 +47,9 @@ async def test_state_persists_and_results_come_back(server):
 
 async def test_matplotlib_figures_return_as_png_images(server):
     async with Client(server) as client:
-        sid = await _create(client)
-        result = await client.call_tool("run_python_code", {"sandbox_id": sid, "code_block":
-                                        "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\n"
-                                        "plt.title('squares')"})
+        sid = await create_sandbox(client)
+        result = await run_code(client, sid, "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9])\n"
+                                             "plt.title('squares')")
     assert result.structured_content["images"] == 1
     image = next(block for block in result.content if block.type == "image")
     assert image.mime_type == "image/png"
@@ -71,19 +59,18 @@ async def test_matplotlib_figures_return_as_png_images(server):
 async def test_pandas_groupby_on_an_uploaded_csv(server, root: Path):
     (root / "scores.csv").write_text("group,score\na,1\na,3\nb,10\n")
     async with Client(server) as client:
-        sid = await _create(client)
+        sid = await create_sandbox(client)
         uploaded = await client.call_tool("upload_file_from_local_to_sandbox",
                                           {"sandbox_id": sid, "local_file_path": "scores.csv"})
         assert uploaded.structured_content["sandbox_path"] == "/home/user/scores.csv"
-        result = await client.call_tool("run_python_code", {"sandbox_id": sid, "code_block":
-                                        "import pandas as pd\npd.read_csv('scores.csv')"
-                                        ".groupby('group').score.mean().to_dict()"})
+        result = await run_code(client, sid, "import pandas as pd\npd.read_csv('scores.csv')"
+                                             ".groupby('group').score.mean().to_dict()")
     assert result.structured_content["result"] == "{'a': 2.0, 'b': 10.0}"
 
 
 async def test_run_command_quoting_exit_code_and_streams(server):
     async with Client(server) as client:
-        sid = await _create(client)
+        sid = await create_sandbox(client)
         ok = await client.call_tool("run_command", {"sandbox_id": sid,
                                                     "command": "printf '%s|' \"a b\" 'c\"d' && echo err >&2"})
         bad = await client.call_tool("run_command", {"sandbox_id": sid, "command": "exit 3"})
@@ -96,10 +83,9 @@ async def test_run_command_quoting_exit_code_and_streams(server):
 
 async def test_files_round_trip_and_downloads_never_overwrite(server, root: Path):
     async with Client(server) as client:
-        sid = await _create(client)
-        await client.call_tool("run_python_code", {"sandbox_id": sid, "code_block":
-                                                   "import os\nos.makedirs('out', exist_ok=True)\n"
-                                                   "open('out/report.txt', 'w').write('你好 report')"})
+        sid = await create_sandbox(client)
+        await run_code(client, sid, "import os\nos.makedirs('out', exist_ok=True)\n"
+                                    "open('out/report.txt', 'w').write('你好 report')")
         first = await client.call_tool("download_file_from_sandbox_to_local",
                                        {"sandbox_id": sid, "sandbox_file_path": "/home/user/out/report.txt"})
         second = await client.call_tool("download_file_from_sandbox_to_local",
@@ -112,30 +98,15 @@ async def test_files_round_trip_and_downloads_never_overwrite(server, root: Path
 
 
 async def test_download_from_the_internet_goes_through_the_host_fetcher(server, monkeypatch):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *_):
-            pass
-
-        def do_GET(self):
-            body = b"col\n1\n2\n"
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    site = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=site.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{site.server_address[1]}/data/table.csv?x=1"
-    try:
+    with serving(b"col\n1\n2\n") as site:
+        url = f"{site.url}/data/table.csv?x=1"
         async with Client(server) as client:
-            sid = await _create(client)
+            sid = await create_sandbox(client)
             refused = await client.call_tool("download_file_from_internet_to_sandbox", {"sandbox_id": sid, "url": url})
             monkeypatch.setenv("TOOLSUITE_ALLOWED_HOSTS", "127.0.0.1")
             fetched = await client.call_tool("download_file_from_internet_to_sandbox",
                                              {"sandbox_id": sid, "url": url, "sandbox_file_path": "/home/user/in/"})
             read = await client.call_tool("run_command", {"sandbox_id": sid, "command": "cat in/table.csv"})
-    finally:
-        site.shutdown()
     assert refused.is_error and "private" in refused.content[0].text
     assert not fetched.is_error and fetched.structured_content["sandbox_path"] == "/home/user/in/table.csv"
     assert read.structured_content["stdout"] == "col\n1\n2\n"
@@ -166,7 +137,7 @@ async def test_weaker_process_mode_works_when_chosen(server, monkeypatch):
     async with Client(server) as client:
         created = await client.call_tool("create_sandbox", {})
         sid = created.structured_content["sandbox_id"]
-        result = await client.call_tool("run_python_code", {"sandbox_id": sid, "code_block": "6 * 7"})
+        result = await run_code(client, sid, "6 * 7")
     assert created.structured_content["isolation"] == "process" and "weak isolation" in created.content[0].text
     assert result.structured_content["result"] == "42"
 
@@ -183,8 +154,8 @@ async def test_sandbox_limits_are_reported(server):
 async def test_bad_sandbox_arguments(server):
     async with Client(server) as client:
         too_short = await client.call_tool("create_sandbox", {"timeout": 5})
-        no_code = await client.call_tool("run_python_code", {"sandbox_id": "x", "code_block": ""})
-        unknown = await client.call_tool("run_python_code", {"sandbox_id": "sbx_nope", "code_block": "1"})
+        no_code = await run_code(client, "x", "")
+        unknown = await run_code(client, "sbx_nope", "1")
     assert too_short.is_error and "timeout" in too_short.content[0].text
     assert no_code.is_error and "code_block" in no_code.content[0].text
     assert unknown.is_error and "no such sandbox" in unknown.content[0].text

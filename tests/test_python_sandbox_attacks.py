@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from mcp import Client
 
 from servers.python import protocol
 from tests import sandboxes
-from tests.sandboxes import session
+from tests.local_http import Site
+from tests.sandboxes import attack_session
 
 pytestmark = pytest.mark.anyio
 hardened = sandboxes.hardened  # the shared fixture
@@ -57,8 +57,7 @@ for path in targets:
 async def test_user_code_cannot_forge_a_reply(hardened):
     """Issue: user code wrote a reply line to the kernel's reply descriptor (fd 4) and the server
     returned it as the cell's output."""
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         cell = await s.run(FORGE)
         # (What the cell wrote to its own stdout descriptors is its output; the forged fields are not.)
         assert cell["result"] == "'done'" and cell["stdout"] != "FORGED"
@@ -71,8 +70,7 @@ async def test_user_code_cannot_forge_a_reply(hardened):
 
 async def test_a_background_thread_cannot_forge_later_replies(hardened):
     """A thread left running by one cell writes forged lines while later calls run."""
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         started = await s.run("import threading, time\n" + FORGE.replace("'done'", "") +
                               "def spam():\n    while True:\n        for n in range(3, 64):\n"
                               "            try:\n                os.write(n, forged)\n"
@@ -89,8 +87,7 @@ async def test_a_background_thread_cannot_forge_later_replies(hardened):
 
 async def test_flooding_the_reply_channels_does_not_grow_the_server(hardened):
     """Issue: 1.5 GB written to the reply descriptor grew the server process to 3.2 GB."""
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         before = _peak_rss_mb()
         flood = await s.run("import os\nchunk = b'x' * (1 << 20)\nfor n in range(3, 64):\n    try:\n"
                             "        for _ in range(300):\n            os.write(n, chunk)\n    except OSError:\n"
@@ -228,8 +225,7 @@ async def test_the_syscall_filter_refuses_what_research_code_never_needs(hardene
     import errno
 
     numbers = {name: _syscall_number(name) for name in FILTERED}
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         attempt = await s.run(REFUSED_CALLS.format(numbers=numbers))
         assert attempt["error"] is None, attempt["error"]
         results = json.loads(attempt["stdout"])
@@ -246,8 +242,7 @@ async def test_the_output_folder_cannot_be_redirected_by_a_symlink(hardened, roo
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (root / "out").symlink_to(elsewhere, target_is_directory=True)
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         await s.run("open('report.txt', 'w').write('data')")
         result = await s.call("download_file_from_sandbox_to_local", sandbox_file_path="report.txt")
         assert result.is_error and "symlink" in result.content[0].text, result.content[0].text
@@ -274,8 +269,7 @@ async def test_uploads_onto_or_from_fifos_and_other_non_files_never_hang(hardene
     lock, every later call on that sandbox."""
     (root / "data.txt").write_text("payload")
     os.mkfifo(root / "host.fifo")
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         await s.run("import os, socket\nos.mkfifo('trap')\nos.mkdir('folder')\n"
                     "socket.socket(socket.AF_UNIX).bind('sock')")
         for target, kind in (("trap", "FIFO"), ("sock", "socket"), ("folder", None)):
@@ -326,8 +320,7 @@ async def _gone(marker: str, within: float = 3.0) -> bool:
 async def test_nothing_a_call_starts_outlives_it(hardened):
     """Issue: `setsid nohup sh -c 'while :; do ...; done' &` kept running between calls until expiry.
     Policy: when a call ends, every process it started is killed, detached or not."""
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         await s.command("setsid nohup sh -c 'while :; do echo x >> tick; sleep 0.02; done; : 4711.1' "
                         ">/dev/null 2>&1 &")
         await s.run("import os, subprocess, time\n"
@@ -348,8 +341,7 @@ async def test_nothing_a_call_starts_outlives_it(hardened):
 
 async def test_the_interpreter_is_paused_between_calls(hardened):
     """A thread a cell starts runs only while a call runs (documented: threads are state)."""
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         await s.run("import threading, time\nticks = [0]\n"
                     "def tick():\n    while True:\n        ticks[0] += 1\n        time.sleep(0.005)\n"
                     "threading.Thread(target=tick, daemon=True).start()\ntime.sleep(0.1)")
@@ -365,8 +357,7 @@ async def test_the_interpreter_is_paused_between_calls(hardened):
 async def test_nothing_outlives_a_timed_out_call_or_its_sandbox(hardened):
     import anyio
 
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         slow = await s.run("import os, time\nif os.fork() == 0:\n    os.setsid()\n"
                            "    os.execvp('sleep', ['sleep', '4712.1'])\ntime.sleep(60)")
         assert slow["error"]["name"] == "TimeoutError"
@@ -385,46 +376,38 @@ async def test_nothing_outlives_a_timed_out_call_or_its_sandbox(hardened):
         await s.witness_still_serves()
 
 
-PROC_FDS = r"""
-import os
+PROC_FDS = "import os\n" + sandboxes.EVERY_DESCRIPTOR + r"""
 # A descriptor is inside the sandbox's view when its file is the one the sandbox sees at that path,
 # or lives on the sandbox's own /tmp; names alone cannot tell (the host has a /tmp too).
 private = {os.stat("/tmp").st_dev}
 reached = []
-for pid in [p for p in os.listdir("/proc") if p.isdigit()] + ["self"]:
+for pid, fd, path in every_descriptor():
     try:
-        fds = os.listdir(f"/proc/{pid}/fd")
+        target = os.readlink(path)
+        opened = os.stat(path)
     except OSError:
         continue
-    for fd in fds:
-        path = f"/proc/{pid}/fd/{fd}"
-        try:
-            target = os.readlink(path)
-            opened = os.stat(path)
-        except OSError:
+    if target.startswith(("pipe:", "socket:", "anon_inode:")) or opened.st_dev in private:
+        continue
+    try:
+        seen = os.stat(target)
+        if (seen.st_dev, seen.st_ino) == (opened.st_dev, opened.st_ino):
             continue
-        if target.startswith(("pipe:", "socket:", "anon_inode:")) or opened.st_dev in private:
-            continue
-        try:
-            seen = os.stat(target)
-            if (seen.st_dev, seen.st_ino) == (opened.st_dev, opened.st_ino):
-                continue
-        except OSError:
-            pass
-        try:
-            handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
-            os.close(handle)
-            reached.append((pid, fd, target, "writable"))
-        except OSError:
-            reached.append((pid, fd, target, "visible"))
+    except OSError:
+        pass
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+        os.close(handle)
+        reached.append((pid, fd, target, "writable"))
+    except OSError:
+        reached.append((pid, fd, target, "visible"))
 print(reached)
 """
 
 
 async def test_no_host_file_is_reachable_through_inherited_descriptors(hardened, tmp_path):
     """Issue: /proc/1/fd/2 was bubblewrap's stderr, a host log file the sandbox could append to."""
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         found = await s.run(PROC_FDS)
         assert found["stdout"] == "[]\n", found["stdout"]
         await s.run(f"open('fds.py', 'w').write({PROC_FDS!r})")
@@ -434,8 +417,7 @@ async def test_no_host_file_is_reachable_through_inherited_descriptors(hardened,
 
 
 async def test_setuid_bits_never_take_effect_or_come_out(hardened, root):
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         made = await s.run("import os, shutil\nshutil.copy('/bin/id', 'suid-id')\nos.chmod('suid-id', 0o6755)\n"
                            "[line.split(' - ')[0].split()[5] for line in open('/proc/self/mountinfo') "
                            "if line.split()[4] == '/home/user'][0]")
@@ -451,8 +433,7 @@ async def test_setuid_bits_never_take_effect_or_come_out(hardened, root):
 
 async def test_error_messages_name_no_host_paths(hardened, monkeypatch, root, tmp_path):
     """Issue: error messages disclosed absolute host paths and temporary file names."""
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         texts = []
         (root / "plain.txt").write_text("x")
         await s.run("import os\nos.mkfifo('trap')")
@@ -464,7 +445,7 @@ async def test_error_messages_name_no_host_paths(hardened, monkeypatch, root, tm
         texts.append((await s.call("download_file_from_sandbox_to_local",
                                    sandbox_file_path="real.txt")).content[0].text)
         monkeypatch.setenv("TOOLSUITE_SANDBOX_PYTHON", str(tmp_path / "missing" / "python3"))
-        created = await client.call_tool("create_sandbox", {})
+        created = await s.client.call_tool("create_sandbox", {})
         assert created.is_error
         texts.append(created.content[0].text)
         for text in texts:
@@ -504,8 +485,7 @@ async def test_filling_the_disk_stops_at_the_quota(hardened, monkeypatch, root, 
     host's disk never holds them; uploads say the home is full; other sandboxes are unaffected."""
     monkeypatch.setenv("TOOLSUITE_SANDBOX_HOME_QUOTA_MB", "24")
     (root / "big.bin").write_bytes(b"y" * (8 << 20))
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         home = await s.run(FILL.format(folder="/home/user"))
         written, failure = ast.literal_eval(home["result"])
         assert failure == "ENOSPC" and written <= 24, home["result"]
@@ -534,8 +514,7 @@ async def test_host_files_are_not_reachable_through_proc_root_or_cwd(hardened, t
             "                 f'/proc/{pid}/root/proc/1/root' + secret):\n"
             "        try:\n            found.append(open(path).read())\n        except OSError:\n            pass\n"
             "found")
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         result = await s.run(code)
         assert result["result"] == "[]", result
         shell = await s.command(f"cat /proc/*/root{secret} /proc/*/cwd/../..{secret} 2>/dev/null; true")
@@ -561,8 +540,7 @@ async def test_unix_sockets_of_the_host_are_unreachable_including_abstract_ones(
             "        client.connect(address)\n        reached.append(address)\n    except OSError:\n        pass\n"
             "    finally:\n        client.close()\nreached")
     try:
-        async with Client(hardened) as client:
-            s = await session(client)
+        async with attack_session(hardened) as s:
             assert (await s.run(code))["result"] == "[]"
             await s.witness_still_serves()
     finally:
@@ -581,8 +559,7 @@ async def test_signals_and_ptrace_cannot_reach_the_server_or_host_processes(hard
                 "    try:\n        os.kill(pid, sig)\n        out[name] = 'signalled'\n"
                 "    except OSError as exc:\n        out[name] = type(exc).__name__\n"
                 f"out['ptrace'] = libc.ptrace(16, {bystander.pid}, None, None)\nout")
-        async with Client(hardened) as client:
-            s = await session(client)
+        async with attack_session(hardened) as s:
             result = await s.run(code)
             assert "signalled" not in result["result"], result["result"]
             await s.command("kill -9 -1; kill -STOP -1; true")
@@ -595,8 +572,7 @@ async def test_signals_and_ptrace_cannot_reach_the_server_or_host_processes(hard
 
 
 async def test_another_sandboxs_files_are_out_of_reach(hardened, tmp_path):
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         await s.run("open('private.txt', 'w').write('WITNESS-SECRET')", s.witness)
         base = tmp_path / "sandboxes"
         code = (f"import glob, os\nfound = []\nfor pattern in ('/proc/*/root/home/user/private.txt', "
@@ -637,8 +613,7 @@ async def test_symlink_and_hardlink_races_inside_the_sandbox(hardened, root):
     """Sandboxed racers flip a name between a file and a symlink to /etc/passwd while files move in
     and out; hard links to files outside the home cannot be made."""
     (root / "real.txt").write_text("inside")
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         links = await s.run("import os\nresults = []\nfor source in ('/etc/passwd', '/usr/bin/env', "
                             "'/opt/toolsuite/kernel.py'):\n    try:\n        os.link(source, f'hl-{len(results)}')\n"
                             "        results.append('linked')\n    except OSError as exc:\n"
@@ -676,8 +651,7 @@ async def test_an_upload_source_swapped_for_a_symlink_is_not_followed(hardened, 
         return resolved
 
     monkeypatch.setattr(server_module, "resolve_local_path", check_then_swap)
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         result = await s.call("upload_file_from_local_to_sandbox", local_file_path="swap.txt",
                               sandbox_file_path="got.txt")
         assert result.is_error and "symlink" in result.content[0].text, result.content[0].text
@@ -689,8 +663,7 @@ async def test_an_upload_source_swapped_for_a_symlink_is_not_followed(hardened, 
 async def test_path_traversal_in_every_file_argument_is_refused(hardened, root, tmp_path):
     (root / "data.txt").write_text("payload")
     before = {p for p in tmp_path.rglob("*") if "sandboxes" not in p.parts}
-    async with Client(hardened) as client:
-        s = await session(client)
+    async with attack_session(hardened) as s:
         await s.run("open('inside.txt', 'w').write('x')")
         for local in ("../data.txt", "/etc/passwd", "file:///etc/passwd", "file://localhost/etc/passwd",
                       f"file://{root}/%2e%2e/%2e%2e/etc/passwd", "~/.bashrc", "data.txt\x00.png"):
@@ -715,53 +688,15 @@ async def test_path_traversal_in_every_file_argument_is_refused(hardened, root, 
         await s.witness_still_serves()
 
 
-class _Counting:
-    """A tiny HTTP server that counts requests; `redirect` makes it answer 302 to that URL."""
-
-    def __init__(self, host: str, redirect: str | None = None) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        owner = self
-        self.hits = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *_args):
-                pass
-
-            def do_GET(self):
-                owner.hits += 1
-                if redirect:
-                    self.send_response(302)
-                    self.send_header("location", redirect)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                    return
-                body = b"internal data"
-                self.send_response(200)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 LOOPBACK_SPELLINGS = ("127.0.0.1", "localhost", "LOCALHOST", "localhost.", "127.1", "127.0.1", "2130706433",
                       "0x7f000001", "0x7f.0.0.1", "017700000001", "0177.0.0.1", "127.0.0.1.", "0.0.0.0", "0",
                       "[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::127.0.0.1]")
 
 
 async def test_internet_downloads_never_reach_loopback_in_any_spelling(hardened):
-    target = _Counting("127.0.0.1")
+    target = Site(b"internal data")
     try:
-        async with Client(hardened) as client:
-            s = await session(client)
+        async with attack_session(hardened) as s:
             for host in LOOPBACK_SPELLINGS:
                 result = await s.call("download_file_from_internet_to_sandbox",
                                       url=f"http://{host}:{target.port}/secret.txt")
@@ -773,14 +708,13 @@ async def test_internet_downloads_never_reach_loopback_in_any_spelling(hardened)
 
 
 async def test_internet_downloads_never_follow_redirects_to_private_addresses(hardened, monkeypatch):
-    inner = _Counting("127.0.0.2")
+    inner = Site(b"internal data", host="127.0.0.2")
     hops = [f"http://127.0.0.2:{inner.port}/secret", f"http://[::1]:{inner.port}/secret",
             f"http://0x7f000002:{inner.port}/secret", f"http://2130706434:{inner.port}/secret"]
-    outers = [_Counting("127.0.0.1", redirect=hop) for hop in hops]
+    outers = [Site(redirect=hop) for hop in hops]
     monkeypatch.setenv("TOOLSUITE_ALLOWED_HOSTS", "127.0.0.1")  # only the first hop is allowed
     try:
-        async with Client(hardened) as client:
-            s = await session(client)
+        async with attack_session(hardened) as s:
             for outer in outers:
                 result = await s.call("download_file_from_internet_to_sandbox",
                                       url=f"http://127.0.0.1:{outer.port}/start")

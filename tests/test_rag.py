@@ -37,7 +37,6 @@ def collection(root: Path) -> Path:
 @pytest.fixture
 def lexical_only(monkeypatch):
     monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
 
 
 async def test_search_keeps_the_reference_layout_and_citations(collection, lexical_only):
@@ -132,49 +131,25 @@ async def test_a_changed_file_is_never_served_from_the_old_index(collection, lex
     assert after.structured_content["results"][0]["title"] == "Kubernetes"
 
 
-async def _wait_for_background(client, name: str) -> dict:
-    for _ in range(400):
-        stats = (await client.call_tool("rag_document_stats", {"json_path": name})).structured_content
-        if stats["dense_complete"] and stats["document_index_complete"]:
-            return stats
-        time.sleep(0.05)
-    return stats
-
-
-async def test_english_questions_find_chinese_documents_once_the_document_index_is_built(collection, monkeypatch):
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "wordllama")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "e5")
-    async with Client(build()) as client:
-        first = await client.call_tool("rag_search", {"query": "regulation of live streaming e-commerce",
-                                                      "json_path": "collection.json"})
-        stats = await _wait_for_background(client, "collection.json")
-        later = await client.call_tool("rag_search", {"query": "regulation of live streaming e-commerce",
-                                                      "json_path": "collection.json"})
-    assert not first.is_error and stats["document_index_complete"] and stats["document_vectors"] == 6
-    assert later.structured_content["results"][0]["title"] == "直播电商监管办法"
-    assert "Document index (e5): complete" in (await _stats_text(collection))
-
-
-async def _stats_text(collection: Path) -> str:
-    async with Client(build()) as client:
-        return (await client.call_tool("rag_document_stats", {"json_path": collection.name})).content[0].text
-
-
-async def test_hybrid_with_the_local_embedder_finishes_in_the_background(collection, monkeypatch):
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "wordllama")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
+async def test_the_use_vectors_finish_in_the_background_and_rank_cross_lingual_questions(collection, monkeypatch):
+    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "use")
     async with Client(build()) as client:
         first = await client.call_tool("rag_search", {"query": "function wrapper", "json_path": "collection.json"})
-        for _ in range(100):
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
             stats = await client.call_tool("rag_document_stats", {"json_path": "collection.json"})
             if stats.structured_content["dense_complete"]:
                 break
-            time.sleep(0.05)
+            await anyio.sleep(0.2)
         later = await client.call_tool("rag_search", {"query": "function wrapper", "json_path": "collection.json"})
+        chinese = await client.call_tool("rag_search", {"query": "位置编码", "json_path": "collection.json"})
     assert not first.is_error
     assert stats.structured_content["dense_complete"] and stats.structured_content["dense_vectors"] > 0
+    assert "Semantic index (use): complete" in stats.content[0].text
     top = later.structured_content["results"][0]
-    assert top["title"] == "Python decorators" and top["dense_rank"] is not None
+    assert top["title"] == "Python decorators" and top["dense_rank"] is not None  # English on a Chinese collection
+    assert chinese.structured_content["results"][0]["title"] == "Transformer位置编码"
+    assert all(r["dense_rank"] is None for r in chinese.structured_content["results"])  # same language: BM25 alone
 
 
 async def test_wire_openai_embedder_batches_requests(collection, monkeypatch, fake_openai):
@@ -182,14 +157,13 @@ async def test_wire_openai_embedder_batches_requests(collection, monkeypatch, fa
     monkeypatch.setenv("TOOLSUITE_EMBEDDING_BASE_URL", fake_openai.base_url)
     monkeypatch.setenv("TOOLSUITE_EMBEDDING_MODEL", "fake-embed")
     monkeypatch.setenv("TOOLSUITE_RAG_EMBED_BATCH", "4")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
     async with Client(build()) as client:
         await client.call_tool("rag_search", {"query": "Redis", "json_path": "collection.json"})
         for _ in range(100):
             stats = await client.call_tool("rag_document_stats", {"json_path": "collection.json"})
             if stats.structured_content["dense_complete"]:
                 break
-            time.sleep(0.05)
+            await anyio.sleep(0.05)
     assert stats.structured_content["dense_complete"] and stats.structured_content["embedder"] == "openai"
     embedding_calls = [r for r in fake_openai.requests if r.path.endswith("/embeddings")]
     sizes = [len(r.json()["input"]) for r in embedding_calls]
@@ -233,8 +207,7 @@ async def test_bad_collections_are_clear_errors(root: Path, lexical_only):
 def _build_in_another_process(path: str, cache_dir: str, roots: str) -> int:
     import os
 
-    os.environ.update({"TOOLSUITE_CACHE_DIR": cache_dir, "TOOLSUITE_ROOTS": roots, "TOOLSUITE_RAG_EMBEDDER": "none",
-                       "TOOLSUITE_RAG_DOC_EMBEDDER": "none"})
+    os.environ.update({"TOOLSUITE_CACHE_DIR": cache_dir, "TOOLSUITE_ROOTS": roots, "TOOLSUITE_RAG_EMBEDDER": "none"})
     from servers.rag.service import RagService
 
     return RagService().stats(Path(path)).chunks

@@ -20,7 +20,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def lexical_only(monkeypatch):
     monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
 
 
 @pytest.fixture
@@ -79,8 +78,7 @@ async def test_collections_are_found_with_counts_and_index_states(tree: Path, le
 
 
 async def test_semantic_progress_is_a_percentage(tree: Path, monkeypatch):
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "wordllama")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
+    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "use")
     monkeypatch.setenv("TOOLSUITE_RAG_BUILDER", "thread")
     from servers.rag.service import RagService
 
@@ -89,7 +87,7 @@ async def test_semantic_progress_is_a_percentage(tree: Path, monkeypatch):
     service.collections.get(tree / "collection.json").wait_for_vectors(timeout=60)
     listing = service.collections_under()
     entry = next(e for e in listing.collections if e.json_path == "collection.json")
-    assert entry.semantic_percent == 100.0 and entry.document_index_percent is None and entry.index == "complete"
+    assert entry.semantic_percent == 100.0 and entry.index == "complete"
 
 
 async def test_a_folder_narrows_the_search_and_the_path_policy_holds(tree: Path, lexical_only):

@@ -42,7 +42,6 @@ LONG = {"title": "长文档", "url": "https://example.org/long",
 @pytest.fixture
 def lexical_only(monkeypatch):
     monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
 
 
 @pytest.fixture
@@ -176,8 +175,8 @@ def test_waiting_for_another_builder_times_out_or_is_cancelled(tmp_path: Path):
             pass
 
 
-class TinyDocumentEmbedder:
-    """Stands in for e5 with another dimension (nothing may assume 384): one dimension per concept,
+class TinyEmbedder:
+    """Stands in for USE with another dimension (nothing may assume 512): one dimension per concept,
     in either language."""
 
     name = "tiny"
@@ -197,28 +196,24 @@ class TinyDocumentEmbedder:
 
         return numpy().stack([self._vector(text) for text in texts])
 
-    def embed_query(self, text: str) -> Any:
-        return self._vector(text)
 
-
-def test_document_vectors_take_their_dimension_from_the_model(collection, monkeypatch):
+def test_chunk_vectors_take_their_dimension_from_the_model(collection, monkeypatch):
     from servers.rag import embedders
 
     monkeypatch.setenv("TOOLSUITE_RAG_BUILDER", "thread")  # the replaced embedder lives in this process
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "e5")
-    monkeypatch.setattr(embedders, "document_embedder", TinyDocumentEmbedder)
+    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "openai")
+    monkeypatch.setattr(embedders, "get", lambda name: TinyEmbedder())
     service = RagService()
     service.ready(collection)
     service.collections.get(collection).wait_for_vectors(timeout=60)
     stats = service.stats(collection)
-    assert stats.document_index_complete and stats.document_vectors == 7 and stats.dense_error is None
-    assert service.search(collection, "live", top_k=1).results[0].title == "直播电商监管办法"
+    assert stats.dense_complete and stats.dense_vectors == stats.chunks and stats.dense_error is None
+    top = service.search(collection, "live", top_k=1).results[0]  # English on Chinese: the vectors count
+    assert top.title == "直播电商监管办法" and top.dense_rank == 1
 
 
 def test_a_failed_embedder_is_named_by_its_real_cause(collection, monkeypatch):
     monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "openai")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
     monkeypatch.setenv("TOOLSUITE_EMBEDDING_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
     monkeypatch.setenv("TOOLSUITE_EMBEDDING_MODEL", "fake-embed")
     monkeypatch.setenv("TOOLSUITE_MODEL_RETRIES", "0")

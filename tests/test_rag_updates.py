@@ -36,7 +36,6 @@ def append_lines(path: Path, records: list[dict[str, Any]]) -> None:
 @pytest.fixture
 def lexical_only(monkeypatch):
     monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
 
 
 @pytest.fixture
@@ -179,10 +178,9 @@ class CountingEmbedder:
 def counting(monkeypatch) -> CountingEmbedder:
     model = CountingEmbedder()
     monkeypatch.setenv("TOOLSUITE_RAG_BUILDER", "thread")  # the stand-in lives in this process
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "wordllama")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
+    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "openai")  # any embedder but none: `get` is replaced
     monkeypatch.setattr(embedders, "get", lambda name: model)
-    monkeypatch.setattr(indexing, "VECTOR_BATCH", {"chunks": 8, "documents": 8})
+    monkeypatch.setattr(indexing, "VECTOR_BATCH", 8)
     return model
 
 
@@ -269,5 +267,5 @@ def test_one_builder_per_index(root: Path, lexical_only):
     store = service.collections.get(path).store
     with store.vector_lock(wait=1):
         assert store.builder_running()
-        assert builder.serve(store, path, "wordllama", "none", threading.Event()) == "another builder"
+        assert builder.serve(store, path, "use", threading.Event()) == "another builder"
     assert not store.builder_running()

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,33 +15,10 @@ from mcp import Client
 from servers.reader.server import build
 from tests import documents
 from tests.checks import assert_clear_errors
+from tests.local_http import QuietHandler, serving
 
 pytestmark = pytest.mark.anyio
-
-
-@contextlib.contextmanager
-def serve_page(body: bytes) -> Iterator[tuple[str, list[str]]]:
-    """An HTML page on 127.0.0.1: (base URL, the paths requested so far)."""
-    requests: list[str] = []
-
-    class Page(BaseHTTPRequestHandler):
-        def log_message(self, *_):
-            pass
-
-        def do_GET(self):
-            requests.append(self.path)
-            self.send_response(200)
-            self.send_header("content-type", "text/html; charset=utf-8")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    site = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    threading.Thread(target=site.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{site.server_address[1]}", requests
-    finally:
-        site.shutdown()
+HTML = "text/html; charset=utf-8"
 
 
 async def convert(arguments: dict):
@@ -217,10 +192,7 @@ async def test_oversized_file_is_refused_without_reading_it(root: Path, monkeypa
 
 
 async def test_a_url_that_never_answers_times_out(monkeypatch):
-    class Hang(BaseHTTPRequestHandler):
-        def log_message(self, *_):
-            pass
-
+    class Hang(QuietHandler):
         def do_GET(self):
             time.sleep(5)
 
@@ -244,8 +216,8 @@ async def test_an_html_url_is_fetched_and_cleaned(monkeypatch):
             "</p></article></body></html>").encode()
 
     monkeypatch.setenv("TOOLSUITE_ALLOWED_HOSTS", "127.0.0.1")
-    with serve_page(body) as (base, _requests):
-        result = await convert({"uri": f"{base}/article"})
+    with serving(body, content_type=HTML) as site:
+        result = await convert({"uri": f"{site.url}/article"})
     assert not result.is_error, result.content[0].text
     assert "Findings" in result.content[0].text and result.structured_content["format"] == "html"
 
@@ -253,12 +225,12 @@ async def test_an_html_url_is_fetched_and_cleaned(monkeypatch):
 async def test_document_info_fetches_a_url_once(monkeypatch):
     body = b"<html><head><title>Plan</title></head><body><h1>Plan</h1><p>Steps of the plan.</p></body></html>"
     monkeypatch.setenv("TOOLSUITE_ALLOWED_HOSTS", "127.0.0.1")
-    with serve_page(body) as (base, requests):
+    with serving(body, content_type=HTML) as site:
         async with Client(build()) as client:
-            info = await client.call_tool("document_info", {"uri": f"{base}/p"})
+            info = await client.call_tool("document_info", {"uri": f"{site.url}/p"})
     assert not info.is_error, info.content[0].text
     assert info.structured_content["format"] == "html" and info.structured_content["characters"]
-    assert requests == ["/p"]
+    assert site.requests == ["/p"]
 
 
 def test_pages_spec_parsing():

@@ -264,3 +264,17 @@ async def test_engine_work_cancelled_by_the_client_is_a_cancellation_not_a_timeo
         await _until(lambda: bool(stopped))
     assert len(stopped) == 1 and isinstance(stopped[0], Cancelled)
     assert str(stopped[0]) == "the loop cancelled by the client"
+
+
+def test_every_annotation_preset_gives_all_four_hints():
+    from mcp_types import ToolAnnotations
+
+    from shared import server
+
+    presets = {name: value for name, value in vars(server).items() if isinstance(value, ToolAnnotations)}
+    assert len(presets) == 8, sorted(presets)
+    for name, preset in presets.items():
+        hints = (preset.read_only_hint, preset.destructive_hint, preset.idempotent_hint, preset.open_world_hint)
+        assert None not in hints, name
+    assert presets["READ_ONLY_LOCAL"].read_only_hint and not presets["READ_ONLY_LOCAL"].open_world_hint
+    assert presets["RUNS_CODE"].destructive_hint and not presets["RUNS_CODE"].idempotent_hint

@@ -114,6 +114,7 @@ def test_one_rule_joins_text_around_cjk_characters():
     assert cjk.join(["한국어 문장", "다음 줄"]) == "한국어 문장 다음 줄"  # Korean is written with spaces
     assert cjk.remove_spaces_between("直 播 电 商 and more") == "直播电商 and more"
     assert cjk.has_han("what is 平台责任?") and not cjk.has_han("すし and ｆｕｌｌ")
+    assert cjk.is_han("平") and not cjk.is_han("す") and not cjk.is_han("a")
     assert cjk.count_wide("中文한국어abc") == 5 and cjk.count_han("中文한국어") == 2
 
 

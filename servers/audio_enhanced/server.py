@@ -9,6 +9,7 @@ from pydantic import Field
 
 from servers import registry
 from servers.audio_tools import calls
+from servers.audio_tools.arguments import Language
 from servers.audio_tools.outputs import AnswerOutput, MetadataOutput, TranscriptOutput
 from shared.params import EnableVerification, PathOrUrl, Question
 from shared.server import READ_ONLY_LOCAL, READ_ONLY_OPEN, REMOTE_MODEL, Progress, ToolResult, add_tool, create_server
@@ -33,14 +34,18 @@ async def audio_understanding_advanced(
     question: Annotated[str | None, Field(description="A question about the audio; omit for a summary with times.",
                                           max_length=20_000)] = None,
     enable_verification: EnableVerification = True,
+    language: Language = None,
 ) -> ToolResult:
     """Described by AUDIO_UNDERSTANDING_ADVANCED_DESCRIPTION (shared wording about verification)."""
-    return await calls.answer(audio_path_or_url, question, verify=enable_verification, progress=Progress(ctx))
+    return await calls.answer(audio_path_or_url, question, verify=enable_verification, progress=Progress(ctx),
+                              language=language)
 
 
-async def audio_quick_transcription(audio_path_or_url: PathOrUrl, ctx: Context) -> ToolResult:
-    """Transcribe audio in one pass (greedy decoding, VAD): timestamped segments, language, duration."""
-    return await calls.transcribe(audio_path_or_url, "segments", Progress(ctx))
+async def audio_quick_transcription(audio_path_or_url: PathOrUrl, ctx: Context,
+                                    language: Language = None) -> ToolResult:
+    """Transcribe audio in one pass (greedy decoding, VAD): timestamped segments, language (detected from the first
+    30 s of speech unless given), duration, and which model transcribed and why."""
+    return await calls.transcribe(audio_path_or_url, "segments", Progress(ctx), language=language)
 
 
 async def audio_extract_metadata(audio_path_or_url: PathOrUrl) -> ToolResult:
@@ -50,10 +55,10 @@ async def audio_extract_metadata(audio_path_or_url: PathOrUrl) -> ToolResult:
 
 
 async def audio_question_answering_enhanced(audio_path_or_url: PathOrUrl, question: Question,
-                                            ctx: Context) -> ToolResult:
+                                            ctx: Context, language: Language = None) -> ToolResult:
     """Answer a question about audio from its transcript with verification (see audio_understanding_advanced),
-    citing the times relied on."""
-    return await calls.answer(audio_path_or_url, question, verify=True, progress=Progress(ctx))
+    citing the times relied on. Questions and recordings may be in any language."""
+    return await calls.answer(audio_path_or_url, question, verify=True, progress=Progress(ctx), language=language)
 
 
 def build():

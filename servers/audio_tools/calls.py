@@ -9,7 +9,7 @@ from shared.inputs import LocalInput
 from shared.server import ToolResult
 from shared.worker import Job, ProgressFn
 
-SUMMARY_QUESTION = "Summarise what is said, with the main points and their times."
+SUMMARY_QUESTION = "Summarise what is said, with the main points and their times, in the language of the recording."
 
 
 async def transcribe(source: str, fmt: str, progress: ProgressFn | None = None, *, language: str | None = None,
@@ -23,9 +23,11 @@ async def transcribe(source: str, fmt: str, progress: ProgressFn | None = None, 
                       data=outputs.transcript_output(transcript, label, fmt))
 
 
-async def answer(source: str, question: str | None, *, verify: bool, progress: ProgressFn | None = None) -> ToolResult:
+async def answer(source: str, question: str | None, *, verify: bool, progress: ProgressFn | None = None,
+                 language: str | None = None) -> ToolResult:
     def work(item: LocalInput, job: Job) -> transcript_answers.Heard:
-        return transcript_answers.hear(item.path, verify=verify, progress=job.progress, stop=job.stop)
+        return transcript_answers.hear(item.path, verify=verify, language=language, progress=job.progress,
+                                       stop=job.stop)
 
     heard, label = await worker.run_on_input(source, work, progress=progress)
     result = await transcript_answers.answer(heard, question or SUMMARY_QUESTION, verify=verify)

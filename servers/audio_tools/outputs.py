@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from shared import audio, budget, transcription
+from shared import audio, budget, speech_models, transcription
 from shared.outputs import from_engine, mirrors
 from shared.transcript_answers import Answer
 from shared.transcription import Segment, Transcript, Word
@@ -36,7 +36,9 @@ class TranscriptOutput(BaseModel):
     srt: str | None = None
     vtt: str | None = None
     backend: str = Field(description="'local' (faster-whisper) or 'openai' (remote endpoint).")
-    model: str
+    model: str = Field(description="The model that transcribed: 'base' (multilingual Whisper base), 'tiny.en' "
+                                   "(English only), a configured model, or the remote model's name.")
+    routing: str = Field(description="Why that model transcribed this recording (the language policy's decision).")
     seconds: float = Field(description="Transcription wall time (0 when served from the cache).")
     real_time_factor: float | None
     cached: bool
@@ -103,7 +105,8 @@ def transcript_text(transcript: Transcript, fmt: str) -> str:
         body = transcription.timestamped(transcript.segments)
     header = (f"[{transcript.duration:.1f} s of audio, language {transcript.language or 'unknown'}"
               + (f" ({transcript.language_probability:.2f})" if transcript.language_probability is not None else "")
-              + f", {len(transcript.segments)} segments, {transcript.backend} {transcript.model}"
+              + f", {len(transcript.segments)} segments, {transcript.backend} {speech_models.label(transcript.model)}"
+              + (f" ({transcript.routing})" if transcript.routing else "")
               + (", from the cache" if transcript.cached else "") + "]")
     notes = "".join(f"\n[note: {note}]" for note in transcript.notes)
     return f"{header}{notes}\n{body or '(no speech found)'}"

@@ -36,8 +36,8 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
-def require_bwrap() -> str:
-    bwrap = bwrap_path()
+def require_bwrap(bwrap: str | None) -> str:
+    """`bwrap` (the program the server found), or an error that says what to install."""
     if bwrap is None:
         raise NotConfigured(
             "bubblewrap (bwrap) is not installed, so no sandbox can be made: install it "
@@ -99,6 +99,8 @@ class Layout:
     host_home: Path | None  # bound at /home/user when the home is not a tmpfs (old bubblewrap)
     quota_bytes: int  # size of the /home/user tmpfs, and of /tmp
     output_chars: int
+    python: str  # the interpreter run inside
+    network: bool
 
 
 def home_is_tmpfs(bwrap: str) -> bool:
@@ -106,7 +108,7 @@ def home_is_tmpfs(bwrap: str) -> bool:
 
 
 def command(bwrap: str, layout: Layout, seccomp_fd: int | None, info_fd: int) -> list[str]:
-    python = sandbox_python()
+    python = layout.python
     # --as-pid-1: the supervisor is the pid namespace's init, which sandboxed code cannot signal
     # and whose exit ends every process of the sandbox.
     argv = [bwrap, "--unshare-user", "--unshare-pid", "--as-pid-1", "--unshare-ipc", "--unshare-uts",
@@ -116,7 +118,7 @@ def command(bwrap: str, layout: Layout, seccomp_fd: int | None, info_fd: int) ->
         argv.append("--disable-userns")
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]
-    if not network_allowed():
+    if not layout.network:
         argv.append("--unshare-net")
     for directory in _SYSTEM_DIRS:
         if os.path.islink(directory):
@@ -125,7 +127,7 @@ def command(bwrap: str, layout: Layout, seccomp_fd: int | None, info_fd: int) ->
             argv += ["--ro-bind", directory, directory]
     for path in _ETC_FILES:
         argv += ["--ro-bind-try", path, path]
-    if network_allowed():
+    if layout.network:
         argv += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf", "--ro-bind-try", "/etc/hosts",
                  "/etc/hosts"]
     # A size-capped tmpfs is the quota: writes past it fail with ENOSPC inside the sandbox and the

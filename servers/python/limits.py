@@ -162,9 +162,25 @@ def cgroup_support() -> list[str]:
     return usable
 
 
-def create_cgroups(name: str, limits: SandboxLimits) -> CgroupSet:
+def remove_leftover_cgroups(prefix: str) -> None:
+    """Remove the cgroups named `prefix...` under this process's own (those of a sandbox whose
+    service died; killing what is left in them first)."""
+    parents = [p for p in [_own_cgroup_v2()] if p is not None]
+    parents += [p for p in (_own_cgroup_v1(c) for c in ("pids", "memory")) if p is not None]
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            leftovers = [d for d in parent.iterdir() if d.is_dir() and d.name.startswith(prefix)]
+            CgroupSet(leftovers).remove()
+
+
+def cgroups_enabled() -> bool:
+    """TOOLSUITE_SANDBOX_CGROUPS: `auto` (use them where the host allows) unless turned off."""
+    return settings.text("TOOLSUITE_SANDBOX_CGROUPS", "auto").lower() not in {"0", "off", "no", "false"}
+
+
+def create_cgroups(name: str, limits: SandboxLimits, enabled: bool = True) -> CgroupSet:
     """Make the sandbox's cgroups where the host allows; never fails (limits fall back to rlimits)."""
-    if settings.text("TOOLSUITE_SANDBOX_CGROUPS", "auto").lower() in {"0", "off", "no", "false"}:
+    if not enabled:
         return CgroupSet()
     result = CgroupSet()
     memory_bytes = str(limits.memory_mb * 1024 * 1024)

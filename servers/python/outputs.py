@@ -16,13 +16,16 @@ import posixpath
 import re
 from pathlib import Path
 
+from servers.python import files
+from servers.python.results import SandboxError
 from shared import settings
+from shared.cjk import HAN
 from shared.errors import InputError
 from shared.inputs import display_path
 
 FILE_MODE = 0o644
 MAX_NAME_TRIES = 10_000
-_UNSAFE = re.compile(r"[^A-Za-z0-9._\-\u4e00-\u9fff]+")
+_UNSAFE = re.compile(f"[^A-Za-z0-9._\\-{HAN}]+")  # Chinese names stay readable
 
 
 def output_dir() -> Path:
@@ -74,6 +77,24 @@ class OutputFolder:
             return fd, candidate
         raise InputError(f"the output folder already holds {MAX_NAME_TRIES} files named like {base!r}; "
                          "choose another local_filename")
+
+    def save(self, source: int, name: str, max_bytes: int) -> tuple[str, int]:
+        """Copy the open file `source` into a new file for `name`; returns (shown path, bytes). A copy
+        that fails leaves nothing behind."""
+        try:
+            target, used = self.create(name)
+        except OSError as exc:
+            raise SandboxError(f"could not create a file in the output folder ({exc.strerror})") from None
+        try:
+            copied = files.copy_capped(source, target, max_bytes)
+        except BaseException as exc:
+            os.close(target)
+            self.remove(used)
+            if isinstance(exc, OSError):
+                raise SandboxError(f"could not write {self.shown(used)} ({exc.strerror})") from None
+            raise
+        os.close(target)
+        return self.shown(used), copied
 
     def remove(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):

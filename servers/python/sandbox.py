@@ -1,10 +1,11 @@
 """Local sandboxes: a bubblewrap sandbox with a supervisor and a Python interpreter each, limits, expiry.
 
-Knows nothing about MCP. One `SandboxManager` per server process owns every sandbox: it creates
-them (unguessable ids, a size-capped private home at /home/user that the host reaches through the
-sandbox's /proc root), sends each call to the sandbox's supervisor (`kernel.py`) and checks its
-reply, ends the whole sandbox when the supervisor stops answering, restarts it on the next call
-(saying what was lost), moves files in and out, and removes idle sandboxes with their files. The
+Knows nothing about MCP or sockets. One `SandboxManager` owns every sandbox of the sandbox service
+(`daemon.py`, which servers reach through `client.py`): it creates them (unguessable ids, a
+size-capped private home at /home/user that the host reaches through the sandbox's /proc root),
+sends each call to the sandbox's supervisor (`kernel.py`) and checks its reply, ends the whole
+sandbox when the supervisor stops answering, restarts it on the next call (saying what was lost),
+moves files in and out through descriptors, and removes idle sandboxes with their files. The
 bubblewrap command line is in `bwrap.py`; paths inside the home are walked by `files.py`.
 """
 
@@ -22,19 +23,19 @@ import select
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from servers.python import bwrap, files, keyrings, outputs, protocol, syscall_filter
-from servers.python.limits import CgroupSet, SandboxLimits, apply_rlimits, create_cgroups
+from servers.python import bwrap, files, keyrings, protocol, runtime, spawner, syscall_filter
+from servers.python.config import SandboxConfig
+from servers.python.limits import CgroupSet, apply_rlimits, create_cgroups
+from servers.python.lost import LostSandboxes
+from servers.python.results import CodeResult, CommandResult, SandboxError, SandboxInfo
 from shared import settings
-from shared.errors import InputError, NotConfigured, ToolFailure
-from shared.inputs import display_path
+from shared.errors import InputError, NotConfigured
 
 log = logging.getLogger("toolsuite.sandbox")
 
@@ -45,9 +46,6 @@ USE_SYSCALL_FILTER = True
 BACKSTOP_SECONDS = 15.0
 START_TIMEOUT = 30.0
 ID_PREFIX = "sbx_"
-
-class SandboxError(ToolFailure):
-    pass
 
 
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s'\":,;()]+")
@@ -63,39 +61,6 @@ def scrub_host_paths(text: str) -> str:
     return _ABSOLUTE_PATH.sub(keep_home, text)
 
 
-@dataclass
-class CodeResult:
-    stdout: str = ""
-    stderr: str = ""
-    stdout_dropped: int = 0
-    stderr_dropped: int = 0
-    result: str | None = None
-    error: dict[str, str] | None = None
-    images: list[str] = field(default_factory=list)  # base64 PNG
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    state_lost: bool = False
-
-
-@dataclass
-class CommandResult:
-    exit_code: int | None
-    stdout: str = ""
-    stderr: str = ""
-    stdout_dropped: int = 0
-    stderr_dropped: int = 0
-    timed_out: bool = False
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-
-def isolation_mode() -> str:
-    mode = settings.text("TOOLSUITE_SANDBOX_ISOLATION", "bwrap").lower()
-    if mode not in {"bwrap", "process"}:
-        raise NotConfigured(f"TOOLSUITE_SANDBOX_ISOLATION={mode!r} is not one of: bwrap, process")
-    return mode
-
-
 def _seccomp_program() -> bytes:
     reason = syscall_filter.unavailable_reason()
     if reason:
@@ -104,11 +69,12 @@ def _seccomp_program() -> bytes:
 
 
 class Sandbox:
-    def __init__(self, sandbox_id: str, base: Path, idle_timeout: float, limits: SandboxLimits) -> None:
+    def __init__(self, sandbox_id: str, base: Path, idle_timeout: float, config: SandboxConfig) -> None:
         self.id = sandbox_id
         self.root = base / sandbox_id
         self.idle_timeout = idle_timeout
-        self.limits = limits
+        self.config = config
+        self.limits = config.limits
         self.last_used = time.monotonic()
         self.lock = threading.Lock()
         self.process: subprocess.Popen[bytes] | None = None
@@ -120,8 +86,8 @@ class Sandbox:
         # The supervisor as the host sees it: the home tmpfs is reached through its /proc root.
         self._pid1: int | None = None
         self._pid1fd: int | None = None
-        self.mode = isolation_mode()
-        self._bwrap = bwrap.require_bwrap() if self.mode == "bwrap" else ""
+        self.mode = config.isolation
+        self._bwrap = bwrap.require_bwrap(config.bwrap) if self.mode == "bwrap" else ""
         # The home is a size-capped tmpfs inside the sandbox (the quota); only an old bubblewrap
         # without --size, or the process mode, keeps it in a host folder.
         self.home_on_host = self.mode == "process" or not bwrap.home_is_tmpfs(self._bwrap)
@@ -137,10 +103,11 @@ class Sandbox:
 
     def _start(self) -> None:
         if self.mode == "process":
-            self._spawn([bwrap.sandbox_python(), str(bwrap.KERNEL_SOURCE)], ())
+            self._spawn([self.config.python, str(bwrap.KERNEL_SOURCE)], ())
             return
         layout = bwrap.Layout(root=self.root, host_home=self.home if self.home_on_host else None,
-                              quota_bytes=self.limits.home_quota_mb * 2**20, output_chars=self.limits.output_chars)
+                              quota_bytes=self.limits.home_quota_mb * 2**20, output_chars=self.limits.output_chars,
+                              python=self.config.python, network=self.config.network)
         seccomp_fd = None
         if USE_SYSCALL_FILTER:
             program = _seccomp_program()
@@ -158,7 +125,7 @@ class Sandbox:
     def _spawn(self, command: list[str], pass_fds: tuple[int, ...], info_read: int | None = None) -> None:
         """Start the supervisor; `pass_fds` go to the child and are closed here, whatever happens."""
         self.cgroups.remove()
-        self.cgroups = create_cgroups(f"toolsuite-{self.id}-{self.kernel_starts}", self.limits)
+        self.cgroups = create_cgroups(f"toolsuite-{self.id}-{self.kernel_starts}", self.limits, self.config.cgroups)
         cgroups, limits = self.cgroups, self.limits
         join_fresh_keyring = keyrings.fresh_session_joiner()
 
@@ -173,11 +140,12 @@ class Sandbox:
         # bwrap's stderr (and so the supervisor's) is a pipe the server reads, never a host file that
         # sandboxed code could reach through /proc/1/fd/2.
         try:
-            self.process = subprocess.Popen(
+            # From the spawner's thread: bubblewrap's --die-with-parent follows the thread that starts it.
+            self.process = spawner.run(lambda: subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                 cwd=str(self.home), start_new_session=True, preexec_fn=prepare_child, close_fds=True,
                 pass_fds=pass_fds,
-            )
+            ))
         finally:
             for fd in pass_fds:  # the child has its copies; ours would keep the info pipe from ending
                 os.close(fd)
@@ -253,6 +221,10 @@ class Sandbox:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def info(self) -> SandboxInfo:
+        return SandboxInfo(self.id, self.mode, self.config.network, self.limits.describe(),
+                           list(self.cgroups.active))
 
     def _kill(self) -> None:
         process = self.process
@@ -431,15 +403,16 @@ class Sandbox:
 
 
 class SandboxManager:
-    """Every sandbox of this server process."""
+    """Every sandbox of one sandbox service (or of one process that uses sandboxes directly)."""
 
-    def __init__(self, base: Path | None = None, reap_interval: float = 5.0) -> None:
-        configured = settings.text("TOOLSUITE_SANDBOX_DIR")
-        default = Path(tempfile.gettempdir()) / f"toolsuite-sandboxes-{os.getuid()}"
-        self.base = Path(configured) if configured else default
-        if base is not None:
-            self.base = base
-        self.base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    def __init__(self, base: Path | None = None, reap_interval: float = 5.0,
+                 lost: LostSandboxes | None = None) -> None:
+        if base is None:
+            # Used directly (tests, benchmarks): the configured folder, checked as the service checks it.
+            base = runtime.base_folder()
+            os.close(runtime.open_private_folder(base))
+        self.base = base
+        self.lost = lost
         self.max_sandboxes = int(settings.number("TOOLSUITE_SANDBOX_MAX", 16, minimum=1))
         self._sandboxes: dict[str, Sandbox] = {}
         self._lock = threading.Lock()
@@ -451,7 +424,17 @@ class SandboxManager:
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    def create(self, idle_timeout: float) -> Sandbox:
+    def count(self) -> int:
+        with self._lock:
+            return len(self._sandboxes)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._sandboxes)
+
+    def create(self, idle_timeout: float, config: SandboxConfig | None = None) -> Sandbox:
+        """A new sandbox made to `config` (default: this process's settings)."""
+        config = config or SandboxConfig.from_settings()
         self.reap()
         with self._lock:
             if len(self._sandboxes) >= self.max_sandboxes:
@@ -460,7 +443,7 @@ class SandboxManager:
                     "or wait for idle ones to expire"
                 )
             sandbox_id = ID_PREFIX + secrets.token_urlsafe(18)
-            sandbox = Sandbox(sandbox_id, self.base, idle_timeout, SandboxLimits.from_settings())
+            sandbox = Sandbox(sandbox_id, self.base, idle_timeout, config)
             self._sandboxes[sandbox_id] = sandbox
         try:
             with sandbox.lock:
@@ -472,9 +455,16 @@ class SandboxManager:
 
     def get(self, sandbox_id: str) -> Sandbox:
         self.reap()
+        key = sandbox_id.strip()
         with self._lock:
-            sandbox = self._sandboxes.get(sandbox_id.strip())
+            sandbox = self._sandboxes.get(key)
         if sandbox is None:
+            if self.lost is not None and self.lost.knows(key):
+                raise InputError(
+                    "this sandbox was lost: the sandbox service that ran it stopped before the sandbox expired "
+                    "(it was stopped, killed or crashed), which ended the sandbox with its variables and files; "
+                    "create a new one with create_sandbox"
+                )
             raise InputError(
                 "no such sandbox: it never existed or expired after being idle past its timeout (its files "
                 "were removed); create a new one with create_sandbox"
@@ -482,11 +472,18 @@ class SandboxManager:
         sandbox.last_used = time.monotonic()
         return sandbox
 
-    def _discard(self, sandbox_id: str) -> None:
+    def set_timeout(self, sandbox_id: str, idle_timeout: float) -> None:
+        """A new idle timeout, counted from now."""
+        self.get(sandbox_id).idle_timeout = idle_timeout
+
+    def remove(self, sandbox_id: str) -> None:
+        """End the sandbox now (a call running in it ends too) and delete its files."""
         with self._lock:
             sandbox = self._sandboxes.pop(sandbox_id, None)
         if sandbox is not None:
             sandbox.destroy()
+
+    _discard = remove
 
     def reap(self) -> None:
         now = time.monotonic()
@@ -495,7 +492,7 @@ class SandboxManager:
                        if now - s.last_used > s.idle_timeout and not s.lock.locked()]
         for sandbox in expired:
             log.info("sandbox %s expired after %.0f s idle", sandbox.id[:10], sandbox.idle_timeout)
-            self._discard(sandbox.id)
+            self.remove(sandbox.id)
 
     def _reap_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -507,91 +504,59 @@ class SandboxManager:
         with self._lock:
             ids = list(self._sandboxes)
         for sandbox_id in ids:
-            self._discard(sandbox_id)
-
+            self.remove(sandbox_id)
 
     # -- work -------------------------------------------------------------------------------------
 
-    def _locked(self, sandbox: Sandbox) -> threading.Lock:
+    @contextlib.contextmanager
+    def _in_use(self, sandbox: Sandbox) -> Iterator[None]:
+        """One call at a time in a sandbox; its idle time counts from the end of the call."""
         if not sandbox.lock.acquire(timeout=sandbox.limits.wall_seconds_per_call + 30):
             raise SandboxError("the sandbox is busy with another call; try again when it finishes")
-        return sandbox.lock
+        try:
+            yield
+        finally:
+            sandbox.last_used = time.monotonic()
+            sandbox.lock.release()
 
     def run_code(self, sandbox_id: str, code: str) -> CodeResult:
         sandbox = self.get(sandbox_id)
-        lock = self._locked(sandbox)
-        try:
+        with self._in_use(sandbox):
             return sandbox.run_code(code)
-        finally:
-            sandbox.last_used = time.monotonic()
-            lock.release()
 
     def run_command(self, sandbox_id: str, command: str) -> CommandResult:
         sandbox = self.get(sandbox_id)
-        lock = self._locked(sandbox)
-        try:
+        with self._in_use(sandbox):
             return sandbox.run_command(command)
-        finally:
-            sandbox.last_used = time.monotonic()
-            lock.release()
 
-    def put_file(self, sandbox_id: str, source: Path, sandbox_path: str, name_hint: str,
-                 max_bytes: int, shown: str | None = None) -> tuple[str, int]:
-        """Copy a host file into the sandbox; returns (its path inside the sandbox, bytes). `shown`
-        names the source in messages (default: relative to its root)."""
+    def put_file(self, sandbox_id: str, source: int, sandbox_path: str, name_hint: str,
+                 max_bytes: int) -> tuple[str, int]:
+        """Copy the open host file `source` (the caller opened it, checked and closes it) into the
+        sandbox; returns (its path inside the sandbox, bytes)."""
         sandbox = self.get(sandbox_id)
         parts = files.sandbox_relative(sandbox_path)
-        # The host file is opened before the sandbox is locked: nothing that could wait is done
-        # while holding the lock.
-        fd, _size = files.open_host_file(source, shown or display_path(source), max_bytes)
-        try:
-            lock = self._locked(sandbox)
-            try:
-                sandbox._ensure_kernel([])  # the home lives as long as the sandbox runs
-                with sandbox.open_home() as home:
-                    if not parts or files.is_dir_in_home(home, parts) or sandbox_path.endswith("/"):
-                        parts = [*parts, files.plain_name(name_hint)]
-                    try:
-                        written = files.write_into_home(home, parts, fd, max_bytes)
-                    except OSError as exc:  # raw OS errors name host paths; this says what failed
-                        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                            raise SandboxError(f"the upload did not fit: {sandbox.full_message()}") from None
-                        raise SandboxError(f"could not write /home/user/{'/'.join(parts)} ({exc.strerror})") from None
-            finally:
-                sandbox.last_used = time.monotonic()
-                lock.release()
-        finally:
-            os.close(fd)
+        files.check_regular(source, max_bytes)
+        with self._in_use(sandbox):
+            sandbox._ensure_kernel([])  # the home lives as long as the sandbox runs
+            with sandbox.open_home() as home:
+                if not parts or files.is_dir_in_home(home, parts) or sandbox_path.endswith("/"):
+                    parts = [*parts, files.plain_name(name_hint)]
+                try:
+                    written = files.write_into_home(home, parts, source, max_bytes)
+                except OSError as exc:  # raw OS errors name host paths; this says what failed
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise SandboxError(f"the upload did not fit: {sandbox.full_message()}") from None
+                    raise SandboxError(f"could not write /home/user/{'/'.join(parts)} ({exc.strerror})") from None
         return files.SANDBOX_HOME + "/" + "/".join(parts), written
 
-    def get_file(self, sandbox_id: str, sandbox_path: str, local_name: str | None, max_bytes: int,
-                 folder: Path | None = None) -> tuple[str, int]:
-        """Copy a sandbox file into the output folder, never overwriting; returns (shown path, bytes)."""
+    def open_file(self, sandbox_id: str, sandbox_path: str, max_bytes: int) -> int:
+        """A read descriptor for a regular file in the sandbox home (the caller closes it): never a
+        symlink, FIFO or device, never over `max_bytes`."""
         sandbox = self.get(sandbox_id)
         parts = files.sandbox_relative(sandbox_path)
-        with outputs.OutputFolder(folder) as out:
-            lock = self._locked(sandbox)
+        with self._in_use(sandbox):
             try:
                 with sandbox.open_home() as home:
-                    source = files.open_regular_in_home(home, parts, max_bytes)
+                    return files.open_regular_in_home(home, parts, max_bytes)
             except OSError as exc:
                 raise SandboxError(f"could not read /home/user/{'/'.join(parts)} ({exc.strerror})") from None
-            finally:
-                sandbox.last_used = time.monotonic()
-                lock.release()
-            try:
-                target, name = out.create(local_name or (parts[-1] if parts else "file"))
-                try:
-                    copied = files.copy_capped(source, target, max_bytes)
-                except BaseException as exc:
-                    os.close(target)
-                    out.remove(name)
-                    if isinstance(exc, OSError):
-                        raise SandboxError(f"could not write {out.shown(name)} ({exc.strerror})") from None
-                    raise
-                os.close(target)
-            except OSError as exc:
-                raise SandboxError(f"could not create a file in the output folder ({exc.strerror})") from None
-            finally:
-                os.close(source)
-            return out.shown(name), copied

@@ -1,31 +1,42 @@
-"""tool-python: the MCP face of `servers.python.sandbox` (local, stateful, locked-down sandboxes)."""
+"""tool-python: the MCP face of the local, stateful, locked-down sandboxes.
+
+The sandboxes themselves live in the sandbox service (`daemon.py`), reached through `client.py`, so
+that they outlive this process: agent hosts start a server process per call. Every transport uses
+the service, so there is one way sandboxes run.
+"""
 
 from __future__ import annotations
 
+import os
 import threading
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from servers.python import files
-from servers.python.bwrap import network_allowed
-from servers.python.sandbox import CodeResult, CommandResult, SandboxManager
+from servers import registry
+from servers.python import files, outputs
+from servers.python.client import SandboxClient
+from servers.python.results import CodeResult, CommandResult
 from shared.fetch import FetchLimits, fetch_to_file
-from shared.inputs import resolve_local_path
-from shared.server import Image, ToolResult, add_tool, create_server
-from shared.transport import run_server
+from shared.inputs import display_path, resolve_local_path
+from shared.server import (
+    CREATES_LOCAL,
+    RUNS_CODE,
+    WRITES_FROM_NETWORK,
+    WRITES_LOCAL,
+    WRITES_NEW_HOST_FILE,
+    Image,
+    ToolResult,
+    add_tool,
+    create_server,
+)
 
-NAME = "tool-python"
+if TYPE_CHECKING:
+    from servers.python.sandbox import SandboxManager
 
-CREATES = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-RUNS_CODE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
-WRITES_SANDBOX = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
-                                 open_world_hint=False)
-FETCHES_INTO_SANDBOX = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
-                                       open_world_hint=True)
-WRITES_HOST = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False,
-                              open_world_hint=False)
+    Sandboxes = SandboxClient | SandboxManager
 
 SandboxId = Annotated[str, Field(description="The id create_sandbox returned.", min_length=1, max_length=200)]
 SandboxPath = Annotated[str, Field(description="A path inside the sandbox home (/home/user); a folder keeps the "
@@ -86,21 +97,26 @@ class TransferOutput(BaseModel):
 # -- the engine, one per server ------------------------------------------------------------------
 
 class _Engine:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._manager: SandboxManager | None = None
+    """The sandboxes of this server, made on first use: the service's client (or, for the benchmark's
+    comparison only, a manager in this process)."""
 
-    def get(self) -> SandboxManager:
+    def __init__(self, make: Callable[[], Sandboxes]) -> None:
+        self._lock = threading.Lock()
+        self._make = make
+        self._sandboxes: Sandboxes | None = None
+
+    def get(self) -> Sandboxes:
         with self._lock:
-            if self._manager is None:
-                self._manager = SandboxManager()
-            return self._manager
+            if self._sandboxes is None:
+                self._sandboxes = self._make()
+            return self._sandboxes
 
     def shutdown(self) -> None:
+        """End the sandboxes (tests and benchmarks: a server's exit leaves them to the service)."""
         with self._lock:
-            if self._manager is not None:
-                self._manager.shutdown()
-                self._manager = None
+            if self._sandboxes is not None:
+                self._sandboxes.shutdown()
+                self._sandboxes = None
 
 
 def _section(title: str, body: str, dropped: int = 0) -> str:
@@ -135,12 +151,12 @@ def render_command(result: CommandResult) -> str:
     return "\n\n".join(parts)
 
 
-def build():
+def build(sandboxes: Callable[[], Sandboxes] = SandboxClient):
     import base64
 
-    engine = _Engine()
+    engine = _Engine(sandboxes)
     server = create_server(
-        NAME,
+        registry.name_of(__name__),
         "Runs Python (stateful, like a notebook) and shell commands in local sandboxes with no network, a "
         "private home at /home/user and CPU, memory, process, file and time limits.",
     )
@@ -159,10 +175,9 @@ def build():
         persists between run_python_code calls of one sandbox. Idle sandboxes expire after `timeout`
         seconds and their files are deleted.
         """
-        sandbox = engine.get().create(float(timeout))
+        sandbox = engine.get().create(float(timeout)).info()
         data = CreateOutput(sandbox_id=sandbox.id, idle_timeout_seconds=timeout, isolation=sandbox.mode,
-                            network=network_allowed(), limits=sandbox.limits.describe(),
-                            cgroup_limits=sandbox.cgroups.active)
+                            network=sandbox.network, limits=sandbox.limits, cgroup_limits=sandbox.cgroup_limits)
         text = f"Sandbox created with sandbox_id: {sandbox.id}"
         if sandbox.mode == "process":
             text += "\n(warning: weak isolation mode 'process': code can read the server's files)"
@@ -218,8 +233,15 @@ def build():
     ) -> ToolResult:
         """Copy a host file (inside the allowed roots) into the sandbox home; returns its sandbox path."""
         source = resolve_local_path(local_file_path)
-        path, size = engine.get().put_file(sandbox_id, source, sandbox_file_path, source.name,
-                                           files.max_transfer_bytes())
+        files.sandbox_relative(sandbox_file_path)  # a bad target is refused before anything is opened
+        limit = files.max_transfer_bytes()
+        # Opened here, once, without following a last-moment symlink or waiting on a FIFO; the
+        # sandbox service gets the descriptor, never the path.
+        fd, _size = files.open_host_file(source, display_path(source), limit)
+        try:
+            path, size = engine.get().put_file(sandbox_id, fd, sandbox_file_path, source.name, limit)
+        finally:
+            os.close(fd)
         return ToolResult(text=f"File uploaded to {path} ({size} bytes)",
                           data=TransferOutput(sandbox_id=sandbox_id, sandbox_path=path, bytes=size))
 
@@ -236,10 +258,14 @@ def build():
         fetched = fetch_to_file(url, FetchLimits())
         try:
             name = files.name_from_url(url)
-            path, _size = manager.put_file(sandbox_id, fetched.path, sandbox_file_path, name,
-                                           files.max_transfer_bytes(), shown=f"the download {name!r}")
+            limit = files.max_transfer_bytes()
+            fd, _size = files.open_host_file(fetched.path, f"the download {name!r}", limit)
         finally:
-            fetched.remove()
+            fetched.remove()  # the open descriptor is all that is needed from here on
+        try:
+            path, _size = manager.put_file(sandbox_id, fd, sandbox_file_path, name, limit)
+        finally:
+            os.close(fd)
         return ToolResult(text=f"Downloaded {url} to {path} ({fetched.size} bytes)",
                           data=TransferOutput(sandbox_id=sandbox_id, sandbox_path=path, bytes=fetched.size))
 
@@ -250,27 +276,29 @@ def build():
                                                     "existing file is never overwritten.", max_length=255)] = None,
     ) -> ToolResult:
         """Copy a file out of the sandbox into the output folder on the host (TOOLSUITE_OUTPUT_DIR)."""
-        shown, size = engine.get().get_file(sandbox_id, sandbox_file_path, local_filename,
-                                            files.max_transfer_bytes())
+        parts = files.sandbox_relative(sandbox_file_path)
+        limit = files.max_transfer_bytes()
+        with outputs.OutputFolder() as out:
+            source = engine.get().open_file(sandbox_id, sandbox_file_path, limit)
+            try:
+                shown, size = out.save(source, local_filename or (parts[-1] if parts else "file"), limit)
+            finally:
+                os.close(source)
         return ToolResult(text=f"File downloaded to {shown} ({size} bytes)",
                           data=TransferOutput(sandbox_id=sandbox_id, sandbox_path=sandbox_file_path,
                                               local_path=shown, bytes=size))
 
     tools: list[tuple[Any, str, type[BaseModel], ToolAnnotations]] = [
-        (create_sandbox, "Create a sandbox", CreateOutput, CREATES),
+        (create_sandbox, "Create a sandbox", CreateOutput, CREATES_LOCAL),
         (run_python_code, "Run Python code", RunCodeOutput, RUNS_CODE),
         (run_command, "Run a shell command", RunCommandOutput, RUNS_CODE),
-        (upload_file_from_local_to_sandbox, "Upload a file to a sandbox", TransferOutput, WRITES_SANDBOX),
+        (upload_file_from_local_to_sandbox, "Upload a file to a sandbox", TransferOutput, WRITES_LOCAL),
         (download_file_from_internet_to_sandbox, "Download a URL into a sandbox", TransferOutput,
-         FETCHES_INTO_SANDBOX),
-        (download_file_from_sandbox_to_local, "Download a file from a sandbox", TransferOutput, WRITES_HOST),
+         WRITES_FROM_NETWORK),
+        (download_file_from_sandbox_to_local, "Download a file from a sandbox", TransferOutput,
+         WRITES_NEW_HOST_FILE),
     ]
     for fn, title, output, hints in tools:
         add_tool(server, fn, title=title, output=output, annotations=hints)
     return server
 
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

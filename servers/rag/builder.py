@@ -35,12 +35,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from servers.rag import embedders, indexing
-from servers.rag.store import BuilderStatus, SourceMark, Store, VectorKind
+from servers.rag.store import BuilderStatus, SourceMark, Store
 from shared import cache, settings
 from shared.errors import TimedOut, ToolFailure, leaf_exception, redact
 
@@ -115,15 +115,14 @@ def _slot(store: Store, source: Path, stopping: threading.Event) -> Iterator[str
         stopping.wait(1.0)
 
 
-def _pending(store: Store, embedder: str, doc_embedder: str) -> bool:
+def _pending(store: Store, embedder: str) -> bool:
     state = store.state()
-    return state.lexical_complete and ((embedder != "none" and not state.dense_complete) or
-                                       (doc_embedder != "none" and not state.document_index_complete))
+    return state.lexical_complete and embedder != "none" and not state.dense_complete
 
 
-def build_all(store: Store, source: Path, embedder: str, doc_embedder: str, stopping: threading.Event) -> str:
-    """Embed every row that has no vector, chunks first; the caller holds the vector lock. Returns
-    "done", or why it stopped."""
+def build_all(store: Store, source: Path, embedder: str, stopping: threading.Event) -> str:
+    """Embed every chunk that has no vector; the caller holds the vector lock. Returns "done", or why
+    it stopped."""
     pid = os.getpid()
     store.set_builder_status(BuilderStatus(pid=pid, heartbeat=time.time()))
 
@@ -136,29 +135,20 @@ def build_all(store: Store, source: Path, embedder: str, doc_embedder: str, stop
     def beat(_rows: int) -> None:
         store.set_builder_status(BuilderStatus(pid=pid, heartbeat=time.time()))
 
-    sides: list[tuple[VectorKind, str, Callable[[], embedders.Embedder | None]]] = [
-        ("chunks", embedder, lambda: embedders.get(embedder)),
-        ("documents", doc_embedder, embedders.document_embedder),
-    ]
-    errors: list[str] = []
+    error = None
     outcome = "done"
-    for kind, name, load in sides:
-        if name == "none":
-            continue
-        try:
-            if not indexing.build_vectors(store, kind, load, stop, beat):
-                outcome = "stopped"
-                break
-        except Exception as exc:  # kept for the notes; lexical search keeps serving
-            errors.append(("document index: " if kind == "documents" else "") + failure(exc))
-            log.warning("%s vectors of %s failed: %s", kind, source.name, errors[-1])
+    try:
+        if not indexing.build_vectors(store, lambda: embedders.get(embedder), stop, beat):
+            outcome = "stopped"
+    except Exception as exc:  # kept for the notes; lexical search keeps serving
+        error = failure(exc)
+        log.warning("vectors of %s failed: %s", source.name, error)
     now = time.time()
-    store.set_builder_status(BuilderStatus(pid=None, heartbeat=now, error="; ".join(errors) or None,
-                                           error_at=now if errors else None))
-    return "failed" if errors else outcome
+    store.set_builder_status(BuilderStatus(pid=None, heartbeat=now, error=error, error_at=now if error else None))
+    return "failed" if error else outcome
 
 
-def serve(store: Store, source: Path, embedder: str, doc_embedder: str, stopping: threading.Event) -> str:
+def serve(store: Store, source: Path, embedder: str, stopping: threading.Event) -> str:
     """Build until nothing is left, as the one builder of this index (returns at once when another
     process is it). Work an update adds while the lock is being let go is picked up here too."""
     while True:
@@ -166,10 +156,10 @@ def serve(store: Store, source: Path, embedder: str, doc_embedder: str, stopping
             with store.vector_lock(wait=0), _slot(store, source, stopping) as refused:
                 if refused:
                     return "stopped"
-                outcome = build_all(store, source, embedder, doc_embedder, stopping)
+                outcome = build_all(store, source, embedder, stopping)
         except TimedOut:
             return "another builder"
-        if outcome != "done" or not _pending(store, embedder, doc_embedder):
+        if outcome != "done" or not _pending(store, embedder):
             return outcome
 
 
@@ -207,7 +197,7 @@ class Launcher:
         from shared import shutdown
 
         c = self.collection
-        serve(c.store, c.source, c.embedder, c.doc_embedder, shutdown.stopping)
+        serve(c.store, c.source, c.embedder, shutdown.stopping)
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -262,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         store = backend.peek(args.key)
         if store is None:
             return 0
-        outcome = serve(store, source, embedders.choice(), embedders.document_choice(), stopping)
+        outcome = serve(store, source, embedders.choice(), stopping)
     except ToolFailure as exc:  # e.g. the database went away: the next call starts another builder
         log.warning("vector builder for %s stops: %s", source.name, exc)
         return 1

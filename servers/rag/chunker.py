@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shared import budget
+from shared import budget, cjk
 
-VERSION = "chunker-2"
+VERSION = "chunker-3"  # 3: sentences joined by shared/cjk.py's rule
 TARGET_TOKENS = 450  # about 400 Chinese characters or 1,800 English ones
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;])|(?<=\.)\s+|\n+")
 
@@ -46,19 +46,12 @@ def chunk_document(doc_index: int, body: str) -> list[Chunk]:
     for unit in units:
         cost = budget.estimate_tokens(unit)
         if current and size + cost > TARGET_TOKENS:
-            chunks.append(Chunk(doc_index, len(chunks), _join(current)))
+            chunks.append(Chunk(doc_index, len(chunks), cjk.join(current)))
             overlap = current[-1] if budget.estimate_tokens(current[-1]) < TARGET_TOKENS // 4 else None
             current, size = ([overlap], budget.estimate_tokens(overlap)) if overlap else ([], 0)
         current.append(unit)
         size += cost
     if current and (not chunks or len(current) > 1 or current[0] not in chunks[-1].text):
-        chunks.append(Chunk(doc_index, len(chunks), _join(current)))
+        chunks.append(Chunk(doc_index, len(chunks), cjk.join(current)))
     return chunks
 
-
-def _join(parts: list[str]) -> str:
-    out = parts[0]
-    for part in parts[1:]:
-        cjk = out and (ord(out[-1]) > 0x2E80 or ord(part[0]) > 0x2E80)
-        out += ("" if cjk else " ") + part
-    return out

@@ -1,4 +1,4 @@
-"""Collections opened for searching: a store, the embedders its index is built with, and the bounded
+"""Collections opened for searching: a store, the embedder its index is built with, and the bounded
 set of them a process keeps open.
 
 A collection's index is keyed by the file's path (after symlinks) and the versions of everything
@@ -20,29 +20,27 @@ from shared import cache
 
 log = logging.getLogger("toolsuite.rag")
 
-# A vector side that misses at most this share of the collection still ranks (the rest is found
-# lexically until its vectors arrive): after 100 records are appended to 12,000, dropping the whole
-# semantic side for the minutes the new vectors take would hurt far more than the gap. A side that
-# is only partly built hurts fusion badly, so below this share it is not used at all.
+# Chunk vectors that miss at most this share of the collection still rank (each chunk without one
+# takes its lexical rank among them, see search.py): after 100 records are appended to 12,000,
+# dropping the whole semantic side for the minutes the new vectors take would hurt far more than the
+# gap. Vectors that are only partly built hurt fusion badly, so below this share they are not used.
 READY_SHARE = 0.99
 
 
 def index_key(source: Path, backend: StoreBackend) -> str:
     """The index of this file under the current settings: another chunker, tokenizer, embedder or
     store layout means another index; another version of the file does not."""
-    embedder = embedders.choice()
     return cache.cache_key(f"path:{source}", backend.version, chunker.VERSION, tokens.VERSION,
-                           embedders.model_id(embedder), embedders.document_choice())
+                           embedders.model_id(embedders.choice()))
 
 
 class Collection:
     """One collection's index, reused by every call of the process."""
 
-    def __init__(self, source: Path, store: Store, embedder: str, doc_embedder: str, key: str) -> None:
+    def __init__(self, source: Path, store: Store, embedder: str, key: str) -> None:
         self.source = source
         self.store = store
         self.embedder = embedder
-        self.doc_embedder = doc_embedder
         self.key = key
         self.builds = builder.Launcher(self)
 
@@ -72,18 +70,12 @@ class Collection:
 
     def vectors_pending(self, state: IndexState | None = None) -> bool:
         state = state or self.state()
-        return (self.embedder != "none" and not state.dense_complete) or \
-            (self.doc_embedder != "none" and not state.document_index_complete)
+        return self.embedder != "none" and not state.dense_complete
 
     def dense_ready(self) -> bool:
         """Whether the chunk vectors cover enough of the collection to rank (see READY_SHARE)."""
         state = self.state()
         return state.dense_complete or (state.chunks > 0 and state.dense_vectors >= READY_SHARE * state.chunks)
-
-    def documents_ready(self) -> bool:
-        state = self.state()
-        return state.document_index_complete or \
-            (state.documents > 0 and state.document_vectors >= READY_SHARE * state.documents)
 
     def wait_for_vectors(self, timeout: float | None = None) -> None:
         """For benchmarks and tests: block until the vectors are complete or their build failed."""
@@ -121,13 +113,12 @@ class OpenCollections:
                 collection = self._open.pop(key)
                 self._open[key] = collection  # most recently used last
                 return collection
-            collection = Collection(source, self.backend.open(key), embedders.choice(), embedders.document_choice(),
-                                    key)
+            collection = Collection(source, self.backend.open(key), embedders.choice(), key)
             self._open[key] = collection
             while len(self._open) > self.capacity:
                 self._open.pop(next(iter(self._open)))
             return collection
 
-    def peek(self, source: Path) -> tuple[Store | None, str, str]:
-        """The index of `source` if one exists (nothing is created), with the embedders it uses."""
-        return self.backend.peek(index_key(source, self.backend)), embedders.choice(), embedders.document_choice()
+    def peek(self, source: Path) -> tuple[Store | None, str]:
+        """The index of `source` if one exists (nothing is created), with the embedder it uses."""
+        return self.backend.peek(index_key(source, self.backend)), embedders.choice()

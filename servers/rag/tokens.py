@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 import threading
 
-VERSION = "jieba-0.42"  # part of the index key: other words mean another index
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+from shared import cjk
+
+VERSION = "jieba-0.42-2"  # part of the index key: other words mean another index (2: shared/cjk.py's Han runs)
 _WORD = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 _lock = threading.Lock()
 _ready = False
@@ -39,7 +40,7 @@ def tokenize(text: str) -> list[str]:
     lowered = text.lower()
     tokens: list[str] = []
     position = 0
-    for match in _CJK_RUN.finditer(lowered):
+    for match in cjk.han_runs(lowered):
         tokens.extend(_WORD.findall(lowered[position:match.start()]))
         tokens.extend(cut(match.group()))
         position = match.end()
