@@ -16,17 +16,18 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from shared import settings
+from shared import callscope, settings
 
 _HASH_CHUNK = 1 << 20
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, streamed."""
+    """SHA-256 of a file's bytes, streamed; stops between chunks when the tool call it works for ends."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_HASH_CHUNK):
             digest.update(chunk)
+            callscope.check("hashing the input")
     return digest.hexdigest()
 
 

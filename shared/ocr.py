@@ -17,14 +17,13 @@ import csv
 import io
 import os
 import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import cjk, settings
-from shared.errors import NotConfigured, TimedOut
+from shared import children, cjk, settings
+from shared.errors import NotConfigured
 from shared.lazy import LazyEngine
 
 ENGINES = ("rapidocr", "tesseract")
@@ -130,8 +129,8 @@ class TesseractEngine:
         if binary is None:
             raise NotConfigured("tesseract is not installed (apt-get install tesseract-ocr tesseract-ocr-chi-sim)")
         self._binary = binary
-        listed = subprocess.run([binary, "--list-langs"], capture_output=True, text=True, timeout=30)
-        available = set(listed.stdout.split()) | set(listed.stderr.split())
+        listed = children.run([binary, "--list-langs"], timeout=30, what="tesseract --list-langs")
+        available = set(b"\n".join((listed.stdout, listed.stderr)).decode(errors="replace").split())
         wanted = [lang for lang in ("chi_sim", "eng") if lang in available]
         if not wanted:
             raise NotConfigured("tesseract has neither the chi_sim nor the eng language installed")
@@ -145,11 +144,9 @@ class TesseractEngine:
         Image.fromarray(array).save(buffer, format="PNG")
         started = time.perf_counter()
         env = {"OMP_THREAD_LIMIT": "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        try:
-            done = subprocess.run([self._binary, "stdin", "stdout", "-l", self.languages, "--psm", "3", "tsv"],
-                                  input=buffer.getvalue(), capture_output=True, timeout=120, env=env)
-        except subprocess.TimeoutExpired:
-            raise TimedOut("tesseract took more than 120 s on one image") from None
+        # A child of the call: killed with its process group when the call times out or is cancelled.
+        done = children.run([self._binary, "stdin", "stdout", "-l", self.languages, "--psm", "3", "tsv"],
+                            input=buffer.getvalue(), timeout=120, env=env, what="tesseract on one image")
         rows = csv.DictReader(io.StringIO(done.stdout.decode("utf-8", errors="replace")), delimiter="\t",
                               quoting=csv.QUOTE_NONE)
         words: dict[tuple[str, str, str, str], list[dict[str, str]]] = {}

@@ -34,7 +34,7 @@ from mcp_types import CallToolResult, ContentBlock, ImageContent, TextContent, T
 from pydantic import BaseModel, ValidationError
 
 from shared import budget, settings
-from shared.errors import describe, mark_failure
+from shared.errors import describe, echoing, mark_failure
 from shared.settings import BadSetting
 
 log = logging.getLogger("toolsuite.server")
@@ -215,6 +215,10 @@ def add_tool(
 
     @functools.wraps(fn)
     async def run(**kwargs: Any) -> CallToolResult:
+        with echoing(kwargs.values()):  # failure texts may quote the caller's own arguments back
+            return await call(kwargs)
+
+    async def call(kwargs: dict[str, Any]) -> CallToolResult:
         try:
             limit = timeout or settings.number("TOOLSUITE_TOOL_TIMEOUT", 1200, minimum=1)
             max_tokens = settings.max_output_tokens()

@@ -40,6 +40,8 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
              "Comma-separated hosts or IP networks that URL fetches may reach even though they are "
              "private or loopback (for tests and intranets), e.g. `127.0.0.1,10.0.0.0/8`."),
     Variable("TOOLSUITE_MAX_DOWNLOAD_MB", "100", "Largest URL body fetched, in MB."),
+    Variable("TOOLSUITE_MAX_INPUT_MB", "4096",
+             "Largest local file any tool opens, in MB (judged from its size when opened, before a byte is read)."),
     Variable("TOOLSUITE_CONNECT_TIMEOUT", "10", "Seconds to connect when fetching a URL."),
     Variable("TOOLSUITE_READ_TIMEOUT", "30", "Seconds between received bytes when fetching a URL."),
     Variable("TOOLSUITE_MAX_REDIRECTS", "5", "Redirects followed per URL fetch (each one re-checked)."),

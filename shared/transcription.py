@@ -348,6 +348,19 @@ def mean_logprob(segments: list[Segment]) -> float:
     return sum(w * p for w, p in weighted) / sum(w for w, _ in weighted)
 
 
+# PyAV container names that differ from the file endings transcription endpoints recognise.
+_ENDINGS = {"mov": "mp4", "matroska": "webm", "ogg": "ogg", "wav": "wav", "mp3": "mp3", "flac": "flac"}
+
+
+def upload_name(path: Path, info: audio.AudioInfo) -> str:
+    """The file name to send: endpoints pick the decoder from its ending, and inputs are opened files
+    (/proc/self/fd/N) or unnamed downloads, so the ending comes from the container FFmpeg found."""
+    if path.suffix:
+        return path.name
+    container = info.container.split(",")[0]
+    return f"audio.{_ENDINGS.get(container, container)}"
+
+
 def _remote(path: Path, info: audio.AudioInfo, model: str, language: str | None) -> Transcript:
     import anyio
 
@@ -360,7 +373,7 @@ def _remote(path: Path, info: audio.AudioInfo, model: str, language: str | None)
 
     async def call() -> dict[str, Any]:
         try:
-            payload, _usage = await client.transcribe(path.read_bytes(), path.name, language=language)
+            payload, _usage = await client.transcribe(path.read_bytes(), upload_name(path, info), language=language)
             return payload
         finally:
             await client.close()

@@ -98,10 +98,6 @@ async def test_a_nul_byte_in_a_path_is_refused_clearly(layout: Path):
     _assert_refused(await _call("a.txt\x00.pdf"), "NUL")
 
 
-# Open in shared/inputs.py (the NUL check runs before file:// URIs are percent-decoded, so realpath
-# raises ValueError): left to the owner of the input layer. Strict, so the fix makes this fail
-# until the marker is removed; the test still runs on CI.
-@pytest.mark.xfail(strict=True, reason="shared/inputs.py checks for NUL before unquoting file:// URIs")
 @pytest.mark.parametrize("uri", ["file://{root}/a.txt%00.pdf", "file://{root}/%00"])
 async def test_a_percent_encoded_nul_in_a_file_uri_is_refused_clearly(layout: Path, uri: str):
     _assert_refused(await _call(uri.format(root=layout)), "NUL")

@@ -121,6 +121,15 @@ def check_container(path: Path, kind: str) -> None:
 
 
 def spreadsheet(path: Path, kind: str) -> Converted:
+    if kind != "xlsx":
+        return _spreadsheet(path, kind, None)
+    # openpyxl refuses a file name that does not end in .xlsx; inputs are opened files
+    # (/proc/self/fd/N) or unnamed downloads, so it reads from a file object instead.
+    with open(path, "rb") as handle:
+        return _spreadsheet(path, kind, handle)
+
+
+def _spreadsheet(path: Path, kind: str, handle: Any) -> Converted:
     parts: list[str] = []
     notes: list[str] = []
     if kind == "xlsx":
@@ -129,7 +138,7 @@ def spreadsheet(path: Path, kind: str) -> Converted:
         check_container(path, kind)
 
         try:
-            book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
         except Exception as exc:
             raise InputError(f"the spreadsheet cannot be opened ({type(exc).__name__})") from None
         sheets = [(sheet.title, sheet.iter_rows(values_only=True)) for sheet in book.worksheets]
