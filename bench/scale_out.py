@@ -412,7 +412,7 @@ def hnsw_report(service: Any, collection: Any, path: Path, queries: list[str]) -
         for query in distinct:
             vector = search.chunk_query_vector(collection, query)
             started = time.perf_counter()
-            rankings[mode].append(collection.store.nearest("chunks", vector, search.CANDIDATES))
+            rankings[mode].append(collection.store.nearest(vector, search.CANDIDATES))
             timings[mode].append(time.perf_counter() - started)
             answers[mode].append([(p.document_index, p.chunk_index, p.relevance_score)
                                   for p in service.search(path, query, top_k=10).results])

@@ -67,11 +67,13 @@ def write_lines(path: Path, records: list[dict[str, Any]]) -> Path:
 @pytest.fixture
 def lexical_only(monkeypatch):
     monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
 
 
+# Chinese and English questions: the English ones about Chinese text go through dictionary translation
+# (which asks the store which headwords it holds) and are fused with the USE chunk vectors.
 QUERIES = ["直播电商 平台责任", "Redis 持久化", "位置编码", "language model evaluation", "decorators closures",
-           "未成年人 打赏 0007", "don't skip", "Which websites help with academic search?", "编号0003"]
+           "未成年人 打赏 0007", "don't skip", "Which websites help with academic search?", "编号0003",
+           "tipping by minors on live streams", "responsibility of e-commerce platforms"]
 
 
 async def _answers(service: RagService, json_path: str) -> list[tuple[bool, str, Any]]:
@@ -96,8 +98,9 @@ async def _answers(service: RagService, json_path: str) -> list[tuple[bool, str,
 
 
 async def test_both_stores_give_the_same_citations_and_text(root: Path, pg_url: str, monkeypatch):
-    """The hybrid default (BM25, chunk vectors, the e5 document index) on both stores: every text
-    block and structured result is identical, the ties of a duplicate record included."""
+    """The default engine (BM25 with dictionary translation, fused with USE chunk vectors for questions
+    in another language than the collection) on both stores: every text block and structured result
+    is identical, the ties of a duplicate record included."""
     monkeypatch.setenv("TOOLSUITE_RAG_BUILDER", "thread")
     path = write_json(root / "c.json", collection_records())
     answers = []
@@ -108,11 +111,13 @@ async def test_both_stores_give_the_same_citations_and_text(root: Path, pg_url: 
         collection.wait_for_vectors(timeout=300)
         collection.builds.join(30)
         state = collection.state()
-        assert state.dense_complete and state.document_index_complete, state
+        assert state.dense_complete and collection.embedder == "use", (state, collection.embedder)
         answers.append(await _answers(service, "c.json"))
     sqlite, postgres = answers
     assert not any(error for error, _text, _data in sqlite), [t for e, t, _d in sqlite if e]
     assert sum(len(data["results"]) for _e, _t, data in sqlite[:len(QUERIES) * 2]) > 50
+    fused = [r for _e, _t, data in sqlite[:len(QUERIES) * 2] for r in data["results"] if r["dense_rank"] is not None]
+    assert fused, "the English questions were meant to be ranked with the vectors too"
     for one, other in zip(sqlite, postgres, strict=True):
         assert one == other
 
@@ -313,12 +318,11 @@ def test_the_detached_vector_builder_builds_into_postgresql(root: Path, pg_url: 
     collection = service.collections.get(path)
     collection.wait_for_vectors(timeout=300)
     state = collection.state()
-    assert state.dense_complete and state.document_index_complete, (state, collection.vector_error)
+    assert state.dense_complete, (state, collection.vector_error)
     store = collection.store
     counts = store.database.read(lambda c: c.execute(
-        f"SELECT (SELECT count(*) FROM {store.schema}.chunk_vectors), "
-        f"(SELECT count(*) FROM {store.schema}.document_vectors)").fetchone())
-    assert counts == (state.chunks, state.documents)
+        f"SELECT count(*), min(vector_dims(embedding)) FROM {store.schema}.chunk_vectors").fetchone())
+    assert counts == (state.chunks, 512)  # USE's dimension
     deadline = time.monotonic() + 30
     while store.builder_running() and time.monotonic() < deadline:  # the builder exits once done
         time.sleep(0.2)
@@ -338,7 +342,7 @@ def _call(url: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def test_stateless_http_replicas_share_one_index(root: Path, tmp_path: Path, pg_url: str):
     write_json(root / "c.json", collection_records(20))
-    env = environment(TOOLSUITE_RAG_STORE=pg_url, TOOLSUITE_RAG_EMBEDDER="none", TOOLSUITE_RAG_DOC_EMBEDDER="none")
+    env = environment(TOOLSUITE_RAG_STORE=pg_url, TOOLSUITE_RAG_EMBEDDER="none")
     replicas = [start("tool-rag", tmp_path, "--stateless", env=env) for _ in range(2)]
     try:
         arguments = {"query": "直播电商 平台责任", "json_path": "c.json", "top_k": 6}
@@ -358,7 +362,6 @@ def test_stateless_http_replicas_share_one_index(root: Path, tmp_path: Path, pg_
 
 def test_vector_rankings_use_the_hnsw_index_above_the_exact_threshold(root: Path, pg_url: str, monkeypatch):
     monkeypatch.setenv("TOOLSUITE_RAG_BUILDER", "thread")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
     path = write_json(root / "c.json", collection_records(60, duplicate=False))
     service = RagService(PostgresBackend(pg_url))
     service.ready(path)
@@ -388,10 +391,10 @@ def test_vector_rankings_use_the_hnsw_index_above_the_exact_threshold(root: Path
     monkeypatch.setattr(store.database, "read", explained)
     from servers.rag import embedders
 
-    vector = embedders.get("wordllama").embed(["直播电商 平台责任"])[0]
-    exact = store.nearest("chunks", vector, 20)
+    vector = embedders.get("use").embed(["直播电商 平台责任"])[0]
+    exact = store.nearest(vector, 20)
     assert not plans  # ranked in the process, on its copy of the vectors
     monkeypatch.setenv("TOOLSUITE_RAG_PG_EXACT_ROWS", "0")
-    approximate = store.nearest("chunks", vector, 20)
+    approximate = store.nearest(vector, 20)
     assert "Index Scan using chunk_vectors_hnsw" in plans[-1]
     assert len(approximate) == 20 and len(set(approximate) & set(exact)) >= 18

@@ -183,7 +183,7 @@ def build_vectors(store: Store, load: Callable[[], Embedder | None], stop: Calla
     model. Returns False when `stop` asked it to stop before the end."""
     model: Embedder | None = None
     limit = VECTOR_BATCH
-    while rows := store.texts_to_embed("chunks", limit):
+    while rows := store.texts_to_embed(limit):
         if stop():
             return False
         if model is None:
@@ -194,7 +194,7 @@ def build_vectors(store: Store, load: Callable[[], Embedder | None], stop: Calla
             # its pipeline does not drain at every step.
             limit = max(limit, getattr(model, "rows_per_call", limit))
         texts = [f"{title}\n{text}" for _row, title, text in rows]
-        store.add_vectors("chunks", [row for row, _title, _text in rows], model.embed(texts))
+        store.add_vectors([row for row, _title, _text in rows], model.embed(texts))
         if on_batch is not None:
             on_batch(len(rows))
     return True

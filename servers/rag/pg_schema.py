@@ -9,16 +9,16 @@ one `DROP SCHEMA ... CASCADE` removes an index whole.
 - the lexical index: `postings`, per lexeme and batch the packed (chunk, count, length) entries of
   `lexemes.postings`, found by a B-tree on the lexeme; a lexeme's fragment sizes add up to the
   number of chunks holding it (BM25's document frequency), so no other statistics table is kept;
-- `chunk_vectors` (with each chunk's document) / `document_vectors`: pgvector columns of the
-  embedder's dimension under an HNSW index (inner product: the vectors are normalised), made when
-  the first vectors arrive, since only then is the dimension known.
+- `chunk_vectors` (row i = chunk i, with its document): a pgvector column of the embedder's
+  dimension (512 for USE) under an HNSW index (inner product: the vectors are normalised), made
+  when the first vectors arrive, since only then is the dimension known.
 """
 
 from __future__ import annotations
 
 import re
 
-VERSION = "rag-pg-1"  # part of every index key: a layout change makes new indexes, never misreads old ones
+VERSION = "rag-pg-2"  # part of every index key: a layout change makes new indexes, never misreads old ones
 
 _KEY = re.compile(r"[0-9a-f]{8,60}")
 
@@ -50,8 +50,6 @@ def tables(schema: str) -> list[str]:
             updated_documents integer NOT NULL DEFAULT 0,
             chunk_vector_rows integer NOT NULL DEFAULT 0,
             chunk_vector_dim integer,
-            document_vector_rows integer NOT NULL DEFAULT 0,
-            document_vector_dim integer,
             builder_pid integer,
             builder_heartbeat double precision,
             builder_error text,
@@ -71,17 +69,16 @@ def tables(schema: str) -> list[str]:
     ]
 
 
-def vector_table(schema: str, kind: str) -> str:
-    return f"{schema}.{'chunk' if kind == 'chunks' else 'document'}_vectors"
+def vector_table(schema: str) -> str:
+    return f"{schema}.chunk_vectors"
 
 
-def vector_tables(schema: str, kind: str, dim: int) -> list[str]:
-    """A kind's vector table. Chunk vectors carry their document, so a ranking keeps the searchable
-    rows by joining the small table of positions, never the wide table of chunk texts."""
-    table = vector_table(schema, kind)
-    name = table.split(".", 1)[1]
-    document = "doc_id integer NOT NULL, " if kind == "chunks" else ""
+def vector_tables(schema: str, dim: int) -> list[str]:
+    """The chunk vectors' table. Each vector carries its chunk's document, so a ranking keeps the
+    searchable rows by joining the small table of positions, never the wide table of chunk texts."""
+    table = vector_table(schema)
     return [
-        f"CREATE TABLE IF NOT EXISTS {table} (id integer PRIMARY KEY, {document}embedding vector({int(dim)}) NOT NULL)",
-        f"CREATE INDEX IF NOT EXISTS {name}_hnsw ON {table} USING hnsw (embedding vector_ip_ops)",
+        f"CREATE TABLE IF NOT EXISTS {table} (id integer PRIMARY KEY, doc_id integer NOT NULL, "
+        f"embedding vector({int(dim)}) NOT NULL)",
+        f"CREATE INDEX IF NOT EXISTS chunk_vectors_hnsw ON {table} USING hnsw (embedding vector_ip_ops)",
     ]

@@ -12,9 +12,10 @@ finds another building answers from what is committed (`shared`: see `indexing.u
 - Lexical: an inverted index of the pre-tokenized terms (no parser, no stemming): per lexeme, packed
   postings (chunk, count, length) under a B-tree; a query reads the postings of its few terms and
   `lexemes.rank` computes BM25 as FTS5 does.
-- Vectors: pgvector columns with an HNSW index (inner product), the dimension taken from the first
-  vectors the embedder returns. Up to TOOLSUITE_RAG_PG_EXACT_ROWS vectors of a kind each process
-  ranks a copy of them exactly (fetched once, then only new rows), above it the HNSW index does.
+- Chunk vectors: a pgvector column with an HNSW index (inner product), the dimension taken from
+  the first vectors the embedder returns (512 for USE). Up to TOOLSUITE_RAG_PG_EXACT_ROWS vectors
+  each process ranks a copy of them exactly (fetched once, then only new rows), above it the HNSW
+  index does.
   Rankings skip rows of content that is no longer searchable.
 - PostgreSQL text cannot hold NUL characters: a NUL in a record is stored as U+FFFD (the SQLite
   store keeps it), the one way the two can differ in what they return.
@@ -42,20 +43,17 @@ from servers.rag.store import (
     StoredChunk,
     StoredDocument,
     UpdateProgress,
-    VectorKind,
 )
 from shared import settings
 
 log = logging.getLogger("toolsuite.rag.postgres")
 
-_ROWS = {"chunks": "chunk_vector_rows", "documents": "document_vector_rows"}
-_DIMS = {"chunks": "chunk_vector_dim", "documents": "document_vector_dim"}
 HNSW_SLACK = 50  # extra HNSW candidates for rows that are not searchable (an update's, not yet published)
 STATE_TTL = 1.0  # seconds a read of the build-state row answers later questions about the state
 
 
 def exact_rows() -> int:
-    """Up to this many vectors of a kind, each process ranks a copy of them exactly (as the SQLite
+    """Up to this many chunk vectors, each process ranks a copy of them exactly (as the SQLite
     store ranks its memory-mapped files: the same order to the last bit, and about 1 ms where the
     database's own scan took 7 ms of its CPU and the HNSW index as long, with recall 0.87, on the
     bench's 12,851 chunks); above, the HNSW index in the database answers."""
@@ -77,10 +75,10 @@ class PostgresStore:
         self.schema = pg_schema.schema_name(key)
         self._build_key = lock_key(key, "build")
         self._vector_key = lock_key(key, "vectors")
-        self._covered: dict[tuple[str, int, int, int], int] = {}
+        self._covered: dict[tuple[int, int, int], int] = {}
         self._row: tuple[float, dict[str, Any]] | None = None
         self._cache_lock = threading.Lock()
-        self._copies: dict[str, tuple[Any, ...]] = {}
+        self._copy: tuple[Any, ...] | None = None  # (mask key, matrix, mask) of the local copy
         self._copy_lock = threading.Lock()
 
     # -- the build-state row ----------------------------------------------------------------------
@@ -132,10 +130,10 @@ class PostgresStore:
 
     # -- state ------------------------------------------------------------------------------------
 
-    def _count_covered(self, kind: VectorKind, row: dict[str, Any]) -> int:
-        """Searchable rows that have a vector: counted once per (generation, rows, documents)."""
-        rows = int(row[_ROWS[kind]])
-        key = (kind, int(row["generation"]), rows, int(row["documents"]))
+    def _count_covered(self, row: dict[str, Any]) -> int:
+        """Searchable chunks that have a vector: counted once per (generation, rows, documents)."""
+        rows = int(row["chunk_vector_rows"])
+        key = (int(row["generation"]), rows, int(row["documents"]))
         with self._cache_lock:
             if key in self._covered:
                 return self._covered[key]
@@ -143,27 +141,23 @@ class PostgresStore:
             count = 0
         else:
             s = self.schema
-            query = (f"SELECT count(*) FROM {s}.chunks c JOIN {s}.positions p ON p.doc_id = c.doc_id WHERE c.id < %s"
-                     if kind == "chunks" else f"SELECT count(*) FROM {s}.positions WHERE doc_id < %s")
+            query = f"SELECT count(*) FROM {s}.chunks c JOIN {s}.positions p ON p.doc_id = c.doc_id WHERE c.id < %s"
             count = int(self.database.read(lambda c: c.execute(query, (rows,)).fetchone()[0]))
         with self._cache_lock:
-            self._covered = {k: v for k, v in self._covered.items() if k[0] != kind}
-            self._covered[key] = count
+            self._covered = {key: count}
         return count
 
     def state(self) -> IndexState:
         row = self._state_row()
         documents = int(row["documents"])
         chunks = int(row["live_chunks"])
-        dense = self._count_covered("chunks", row)
-        leads = self._count_covered("documents", row)
+        dense = self._count_covered(row)
         published = row["source"] is not None
         updating = int(row["update_new"] or 0) if row["update_new"] and self.updating() else 0
         build = row["build_seconds"]
         return IndexState(documents=documents, chunks=chunks, lexical_complete=published,
                           pending_documents=updating, dense_vectors=dense,
                           dense_complete=published and dense >= chunks,
-                          document_vectors=leads, document_index_complete=published and leads >= documents,
                           cjk_share=float(row["cjk_share"] or 0), build_seconds=float(build) if build else None,
                           updated_documents=int(row["updated_documents"] or 0))
 
@@ -286,7 +280,7 @@ class PostgresStore:
 
     def _take_out(self, connection: Any, removed: list[tuple[int, DocumentEntry]]) -> tuple[int, int]:
         """Documents whose content left the collection: their chunks, postings, term counts and vectors
-        (the rows stay counted: row i is always chunk i, document i). Their lexemes come from the
+        (the rows stay counted: row i is always chunk i). Their lexemes come from the
         re-chunked documents, as FTS5's deletes do. Returns (chunks, lexemes) taken out."""
         s = self.schema
         doc_ids = [doc_id for doc_id, _document in removed]
@@ -312,11 +306,8 @@ class PostgresStore:
                         connection.execute(f"UPDATE {s}.postings SET entries = %s WHERE ctid = %s::tid", (kept, ctid))
                     else:
                         connection.execute(f"DELETE FROM {s}.postings WHERE ctid = %s::tid", (ctid,))
-        if self._has_vectors(connection, "chunks"):
-            connection.execute(f"DELETE FROM {pg_schema.vector_table(s, 'chunks')} WHERE id = ANY(%s)",
-                               (gone_chunks,))
-        if self._has_vectors(connection, "documents"):
-            connection.execute(f"DELETE FROM {pg_schema.vector_table(s, 'documents')} WHERE id = ANY(%s)", (doc_ids,))
+        if self._has_vectors(connection):
+            connection.execute(f"DELETE FROM {pg_schema.vector_table(s)} WHERE id = ANY(%s)", (gone_chunks,))
         connection.execute(f"DELETE FROM {s}.chunks WHERE doc_id = ANY(%s)", (doc_ids,))
         connection.execute(f"DELETE FROM {s}.docs WHERE id = ANY(%s)", (doc_ids,))
         return rows, tokens
@@ -334,51 +325,41 @@ class PostgresStore:
         except Exception as exc:  # the publication stands; the next one tidies again
             log.info("could not tidy %s after publishing: %s", s, exc)
 
-    def _has_vectors(self, connection: Any, kind: VectorKind) -> bool:
-        return connection.execute(f"SELECT {_DIMS[kind]} IS NOT NULL FROM {self.schema}.build_state").fetchone()[0]
+    def _has_vectors(self, connection: Any) -> bool:
+        return connection.execute(f"SELECT chunk_vector_dim IS NOT NULL FROM {self.schema}.build_state").fetchone()[0]
 
-    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[int, str, str]]:
+    def texts_to_embed(self, limit: int) -> list[tuple[int, str, str]]:
         s = self.schema
-        if kind == "chunks":
-            query = (f"SELECT c.id, d.title, c.text FROM {s}.chunks c JOIN {s}.docs d ON d.id = c.doc_id "
-                     f"WHERE c.id >= (SELECT chunk_vector_rows FROM {s}.build_state) ORDER BY c.id LIMIT %s")
-        else:
-            query = (f"SELECT d.id, d.title, COALESCE(c.text, '') FROM {s}.docs d LEFT JOIN {s}.chunks c "
-                     f"ON c.doc_id = d.id AND c.chunk_index = 0 "
-                     f"WHERE d.id >= (SELECT document_vector_rows FROM {s}.build_state) ORDER BY d.id LIMIT %s")
+        query = (f"SELECT c.id, d.title, c.text FROM {s}.chunks c JOIN {s}.docs d ON d.id = c.doc_id "
+                 f"WHERE c.id >= (SELECT chunk_vector_rows FROM {s}.build_state) ORDER BY c.id LIMIT %s")
         return self.database.read(lambda c: [(row, title or "", text) for row, title, text in
                                              c.execute(query, (limit,)).fetchall()])
 
-    def add_vectors(self, kind: VectorKind, rows: Sequence[int], vectors: Any) -> None:
+    def add_vectors(self, rows: Sequence[int], vectors: Any) -> None:
         np = numpy()
         array = np.asarray(vectors, dtype=np.float32)
         dim = int(array.shape[1])
         s = self.schema
-        rows_column, dim_column = _ROWS[kind], _DIMS[kind]
 
         def write(connection: Any) -> None:
             done, have = connection.execute(
-                f"SELECT {rows_column}, {dim_column} FROM {s}.build_state FOR UPDATE").fetchone()
+                f"SELECT chunk_vector_rows, chunk_vector_dim FROM {s}.build_state FOR UPDATE").fetchone()
             if have is not None and have != dim:
                 raise RuntimeError(f"the embedder now returns {dim}-dimensional vectors where the index has {have}")
             if have is None:
-                for statement in pg_schema.vector_tables(s, kind, dim):
+                for statement in pg_schema.vector_tables(s, dim):
                     connection.execute(statement)
             fresh = [(row, vector) for row, vector in zip(rows, array, strict=True) if row >= done]
-            table = pg_schema.vector_table(s, kind)
-            if fresh and kind == "chunks":
+            table = pg_schema.vector_table(s)
+            if fresh:
                 documents = dict(connection.execute(f"SELECT id, doc_id FROM {s}.chunks WHERE id = ANY(%s)",
                                                     ([row for row, _vector in fresh],)).fetchall())
                 with connection.cursor() as cursor:  # chunks gone since they were read are skipped
                     cursor.executemany(f"INSERT INTO {table} (id, doc_id, embedding) VALUES (%s, %s, %s) "
                                        "ON CONFLICT (id) DO NOTHING",
                                        [(row, documents[row], Vector(v)) for row, v in fresh if row in documents])
-            elif fresh:
-                with connection.cursor() as cursor:
-                    cursor.executemany(f"INSERT INTO {table} (id, embedding) VALUES (%s, %s) ON CONFLICT (id) "
-                                       "DO NOTHING", [(row, Vector(v)) for row, v in fresh])
             last = max([done] + [row + 1 for row, _vector in fresh])
-            connection.execute(f"UPDATE {s}.build_state SET {rows_column} = %s, {dim_column} = %s", (last, dim))
+            connection.execute(f"UPDATE {s}.build_state SET chunk_vector_rows = %s, chunk_vector_dim = %s", (last, dim))
 
         self._write(write)
 
@@ -458,30 +439,22 @@ class PostgresStore:
         entries = {term: lexemes.unpack(blobs) for term, blobs in fragments.items()}
         return lexemes.rank(words, entries, rows, tokens, limit)
 
-    def _searchable_join(self, kind: VectorKind) -> tuple[str, str, str]:
-        """(document column, join, selected column) that keep the searchable rows: chunk ids, or
-        document positions."""
-        if kind == "chunks":
-            return "doc_id", f"JOIN {self.schema}.positions p ON p.doc_id = v.doc_id", "v.id"
-        return "id AS doc_id", f"JOIN {self.schema}.positions p ON p.doc_id = v.doc_id", "p.position"
-
-    def _local(self, kind: VectorKind) -> tuple[Any, Any, Any] | None:
-        """(matrix, mask of searchable rows, row -> position for documents) of a kind's vectors copied
-        into this process, row i = chunk or document i as in the SQLite store's vector files; None
-        above exact_rows() vectors, or when there are none. New rows are fetched as they appear, the
-        mask again when the positions change."""
+    def _local(self) -> tuple[Any, Any] | None:
+        """(matrix, mask of searchable rows) of the chunk vectors copied into this process, row i =
+        chunk i as in the SQLite store's vector file; None above exact_rows() vectors, or when there
+        are none. New rows are fetched as they appear, the mask again when the positions change."""
         np = numpy()
         row = self._state_row()
-        rows, dim = int(row[_ROWS[kind]]), row[_DIMS[kind]]
+        rows, dim = int(row["chunk_vector_rows"]), row["chunk_vector_dim"]
         if dim is None or rows == 0 or rows > exact_rows():
             return None
         mask_key = (int(row["generation"]), rows, int(row["documents"]))
-        cached = self._copies.get(kind)
+        cached = self._copy
         if cached is not None and cached[0] == mask_key:
-            return cached[1], cached[2], cached[3]
+            return cached[1], cached[2]
         s = self.schema
         with self._copy_lock:
-            cached = self._copies.get(kind)
+            cached = self._copy
             matrix = cached[1] if cached is not None and cached[1].shape[1] == dim else np.zeros((0, dim), np.float32)
             if matrix.shape[0] < rows:
                 start = matrix.shape[0]
@@ -489,7 +462,7 @@ class PostgresStore:
 
                 def fetch(connection: Any) -> list[tuple[int, bytes]]:
                     with connection.cursor(binary=True) as cursor:  # pgvector's binary form: no text round trip
-                        return cursor.execute(f"SELECT id, embedding FROM {pg_schema.vector_table(s, kind)} "
+                        return cursor.execute(f"SELECT id, embedding FROM {pg_schema.vector_table(s)} "
                                               "WHERE id >= %s AND id < %s", (start, rows)).fetchall()
 
                 found = self.database.read(fetch)
@@ -501,34 +474,22 @@ class PostgresStore:
                     grown[ids] = values.astype(np.float32)
                 matrix = grown
             mask = np.zeros(rows, dtype=bool)
-            position_of = None
-            if kind == "chunks":
-                ids = self.database.read(lambda c: [r[0] for r in c.execute(
-                    f"SELECT c.id FROM {s}.chunks c JOIN {s}.positions p ON p.doc_id = c.doc_id WHERE c.id < %s",
-                    (rows,))])
-                mask[np.asarray(ids, dtype=np.int64)] = True
-            else:
-                pairs = self.database.read(lambda c: c.execute(
-                    f"SELECT doc_id, position FROM {s}.positions WHERE doc_id < %s", (rows,)).fetchall())
-                position_of = np.full(rows, -1, dtype=np.int64)
-                if pairs:
-                    table = np.asarray(pairs, dtype=np.int64)
-                    mask[table[:, 0]] = True
-                    position_of[table[:, 0]] = table[:, 1]
-            self._copies[kind] = (mask_key, matrix, mask, position_of)
-        return matrix, mask, position_of
+            searchable = self.database.read(lambda c: [r[0] for r in c.execute(
+                f"SELECT c.id FROM {s}.chunks c JOIN {s}.positions p ON p.doc_id = c.doc_id WHERE c.id < %s",
+                (rows,))])
+            mask[np.asarray(searchable, dtype=np.int64)] = True
+            self._copy = (mask_key, matrix, mask)
+        return matrix, mask
 
-    def nearest(self, kind: VectorKind, vector: Any, limit: int) -> list[int]:
+    def nearest(self, vector: Any, limit: int) -> list[int]:
         row = self._state_row()
-        if limit <= 0 or row[_DIMS[kind]] is None:
+        if limit <= 0 or row["chunk_vector_dim"] is None:
             return []
-        local = self._local(kind)
+        local = self._local()
         if local is not None:
-            matrix, mask, position_of = local
-            best = vector_rank.nearest_rows(matrix, mask, vector, limit)
-            return best if position_of is None else [int(position_of[r]) for r in best]
-        table = pg_schema.vector_table(self.schema, kind)
-        document, join, column = self._searchable_join(kind)
+            return vector_rank.nearest_rows(local[0], local[1], vector, limit)
+        s = self.schema
+        table = pg_schema.vector_table(s)
         query = Vector(numpy().asarray(vector, dtype=numpy().float32))
         candidates = limit + HNSW_SLACK
         approximate = candidates <= HNSW_EF_SEARCH
@@ -538,8 +499,9 @@ class PostgresStore:
         def ranked(order: str, bound: str) -> str:
             # Ties (equal vectors) go to the lower row; the HNSW index orders by distance alone.
             tie = "" if order != exact else ", id"
-            return (f"SELECT {column} FROM (SELECT id, {document}, {order} AS distance FROM {table} "
-                    f"ORDER BY {order}{tie} {bound}) v {join} ORDER BY v.distance, v.id LIMIT %(n)s")
+            return (f"SELECT v.id FROM (SELECT id, doc_id, {order} AS distance FROM {table} "
+                    f"ORDER BY {order}{tie} {bound}) v JOIN {s}.positions p ON p.doc_id = v.doc_id "
+                    "ORDER BY v.distance, v.id LIMIT %(n)s")
 
         # Above exact_rows() vectors: the best candidates from the HNSW index, then the rows that are
         # not searchable (an update's, not yet published) dropped; if that left too few, every row is
@@ -560,10 +522,10 @@ class PostgresStore:
         if not documents:
             return {}
         s = self.schema
-        table = pg_schema.vector_table(s, "chunks")
+        table = pg_schema.vector_table(s)
 
-        has_vectors = self._state_row()[_DIMS["chunks"]] is not None
-        local = self._local("chunks") if vector is not None and has_vectors else None
+        has_vectors = self._state_row()["chunk_vector_dim"] is not None
+        local = self._local() if vector is not None and has_vectors else None
         if local is not None or vector is None:
             rows = self.database.read(lambda c: c.execute(
                 f"SELECT c.id, p.position FROM {s}.chunks c JOIN {s}.positions p ON p.doc_id = c.doc_id "

@@ -12,8 +12,8 @@ made from the record's title, url and body), not by their place in the file: an 
 records whose content is new, drops the ones that are gone and rewrites the table of positions
 (the record's place in the file, which is what agents cite as its Document Index) in one step, so
 unchanged records keep their chunks and their vectors. Chunk ids and document ids are handed out
-once and never reused: row i of the chunk vectors is always chunk i, row i of the document vectors
-document i, and rows of content that left the collection are simply never returned again.
+once and never reused: row i of the chunk vectors is always chunk i, and rows of content that left
+the collection are simply never returned again.
 
 Resuming relies on two promises every store keeps: `add_documents` commits a batch together with
 the progress it is given, and `add_vectors` records the rows it appended in the same step as the
@@ -28,10 +28,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-# Chunk vectors (row i = the chunk whose id is i) or document vectors (row i = the document whose id is i).
-VectorKind = Literal["chunks", "documents"]
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -47,9 +44,6 @@ class IndexState:
                                  "when it finishes; until then the previous version is served)."})
     dense_vectors: int = field(metadata={"description": "Chunks that have a vector for semantic search."})
     dense_complete: bool
-    document_vectors: int = field(
-        metadata={"description": "Documents whose lead is in the cross-lingual document index."})
-    document_index_complete: bool
     cjk_share: float = field(metadata={"description": "Share of Chinese characters in the collection's text."})
     build_seconds: float | None = field(
         metadata={"description": "How long the last lexical build or update took, in seconds."})
@@ -206,12 +200,12 @@ class Store(Protocol):
         index records the source version it now reflects."""
         ...
 
-    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[int, str, str]]:
-        """(row, title, text) of the next rows without a vector, in row order: chunks with their text,
-        documents with their first chunk's text. Rows of content that is gone are skipped."""
+    def texts_to_embed(self, limit: int) -> list[tuple[int, str, str]]:
+        """(chunk id, title, text) of the next chunks without a vector, in id order (row i of the chunk
+        vectors is chunk i). Chunks of content that is gone are skipped."""
         ...
 
-    def add_vectors(self, kind: VectorKind, rows: Sequence[int], vectors: Any) -> None:
+    def add_vectors(self, rows: Sequence[int], vectors: Any) -> None:
         """Append the vectors of `rows` (increasing, from `texts_to_embed`; a float32 array with one
         row each). Skipped rows are filled with zeros, which no ranking returns."""
         ...
@@ -244,8 +238,8 @@ class Store(Protocol):
         """Chunk ids matching any of the terms, best BM25 first."""
         ...
 
-    def nearest(self, kind: VectorKind, vector: Any, limit: int) -> list[int]:
-        """Searchable chunk ids, or document positions, by cosine similarity to `vector`, best first,
+    def nearest(self, vector: Any, limit: int) -> list[int]:
+        """Searchable chunk ids by cosine similarity to `vector`, best first,
         among those that have a vector (the caller decides whether enough of them do)."""
         ...
 
