@@ -1,25 +1,32 @@
 """tool-rag past one process: stateless replicas behind HAProxy, sharing one PostgreSQL + pgvector index.
 
 What it does, on this machine and on loopback only:
-1. Makes a collection of DOCUMENTS (default 2,000) documents from the real records in
-   ../shared/data/corpora (or BENCH_DATA) exactly as bench/rag_scale.py does: its titles reused
-   with a number, bodies drawn from its real paragraphs (real text, synthetic documents).
+1. Makes a collection of DOCUMENTS (default 2,000) documents: first the 383 distinct real records
+   of ../shared/data/corpora (or BENCH_DATA; all four sample sizes of the three tasks, deduplicated
+   as bench/rag_quality.py does), the articles bench/rag_questions.jsonl asks about; then, since
+   only those exist here, documents made from their real paragraphs as bench/rag_scale.py makes
+   its collection (a real title with a number, a body of FILLER_CHARS real paragraphs drawn at
+   random: real text, synthetic documents). The calls ask the 186 questions of
+   bench/rag_questions.jsonl (two thirds Chinese, one third English about Chinese articles, keyword
+   and question style, as agents ask), in that order, round and round.
 2. Starts PostgreSQL 16 with pgvector (the binaries of the PyPI package `pgserver`, durable
    settings: fsync on) and indexes the collection once into it, and once into the SQLite store,
-   with the default embedders (wordllama chunk vectors, the e5 document index): build time and
-   index size per store, then warm rag_search p50/p95 per store in this process.
+   with the default engine (jieba BM25 with CC-CEDICT query translation; USE chunk vectors, each
+   store embedding every chunk itself): build time and index size per store, then warm rag_search
+   p50/p95 per store in this process.
 3. Starts two `tool-rag --transport http --stateless` replicas on the PostgreSQL store and Debian's
    HAProxy in front (servers/rag/haproxy.cfg with Docker's DNS replaced by the loopback replicas),
    and drives the same CALLS (default 2,000) rag_search calls through the real Streamable HTTP
    protocol (an `initialize` per client, then JSON-RPC `tools/call` POSTs to /mcp) at CONCURRENCY
    (default 50) clients: first with HAProxy sending to one replica, then to both.
 4. Prints calls/s, p50 and p95 per replica count and the ratio, failures, where the CPU went
-   (replicas, PostgreSQL, HAProxy, this load generator, everything else on the machine), whether
+   (replicas, PostgreSQL, HAProxy, this load generator, everything else on the machine; of the
+   replicas' share, the USE query encoder's, from its CPU time per question measured here), whether
    every answer to a query was identical across replicas and phases, and whether it was identical
    to the SQLite store's answer.
 
-Each replica runs e5 with one OpenMP thread (OMP_NUM_THREADS=1), as a replica per core should:
-with the default thread count, two e5 encoders on 2 busy cores spin against each other.
+Each replica runs with one BLAS thread (OMP_NUM_THREADS=1; USE pins itself to one as well), as a
+replica per core should: two replicas with two threads each on 2 busy cores spin against each other.
 Bounded: CALLS per phase, a 60 s limit per call, PHASE_LIMIT seconds per phase; everything started
 is stopped at the end. Run: `BENCH_DATA=/path/to/corpora .venv/bin/python bench/scale_out.py
 [documents] [--calls N] [--concurrency N]`.
@@ -56,6 +63,7 @@ os.environ["TOOLSUITE_RAG_BUILDER"] = "thread"  # the builds are timed in this p
 os.environ.pop("TOOLSUITE_RAG_STORE", None)
 
 PHASE_LIMIT = 900.0
+FILLER_CHARS = 2500  # characters per made document, about the full collections' average (30 M / 12,203)
 CALL_TIMEOUT = 60.0
 PROTOCOL = "2025-11-25"
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -176,6 +184,7 @@ class Phase:
     answers: dict[str, set[str]] = field(default_factory=dict)
     results: dict[str, set[str]] = field(default_factory=dict)
     texts: dict[str, set[str]] = field(default_factory=dict)
+    answered: dict[str, int] = field(default_factory=dict)  # calls answered, per question
     cpu: dict[str, float] = field(default_factory=dict)
     served: dict[str, int] = field(default_factory=dict)
 
@@ -238,6 +247,7 @@ async def drive(url: str, calls: list[str], concurrency: int, phase: Phase) -> N
                 phase.results.setdefault(query, set()).add(json.dumps(result["structuredContent"]["results"],
                                                                       sort_keys=True, ensure_ascii=False))
                 phase.texts.setdefault(query, set()).add(result["content"][-1]["text"])
+                phase.answered[query] = phase.answered.get(query, 0) + 1
 
         started = time.perf_counter()
         await asyncio.gather(*(one_client(worker) for worker in range(concurrency)))
@@ -282,7 +292,7 @@ def build(service: Any, path: Path) -> tuple[float, float]:
     collection.wait_for_vectors(timeout=3600)
     collection.builds.join(60)
     state = collection.state()
-    if not (state.dense_complete and state.document_index_complete):
+    if not state.dense_complete:
         raise RuntimeError(f"the vectors did not complete: {state} {collection.vector_error}")
     return lexical, time.perf_counter() - started
 
@@ -326,10 +336,15 @@ def main() -> None:
     from tests.pg_server import LocalPostgres
 
     path = WORK / "collection.json"
-    chars, queries = rag_scale.make_collection(path, args.documents, args.documents * 2500)
-    print(f"collection: {args.documents:,} documents, {chars:,} characters, {path.stat().st_size / 2**20:.1f} MB, "
-          f"made from the real records of {rag_scale.DATA} as bench/rag_scale.py makes its collection "
-          "(real titles and paragraphs, recombined)")
+    real, chars = make_collection(path, args.documents)
+    questions = [json.loads(line) for line in (REPO / "bench" / "rag_questions.jsonl").read_text(
+        encoding="utf-8").splitlines() if line.strip()]
+    queries = [q["query"] for q in questions]
+    english = sum(q["lang"] == "en" for q in questions)
+    print(f"collection: {args.documents:,} documents ({real} distinct real records of {rag_scale.DATA}, "
+          f"{args.documents - real:,} made of their paragraphs as bench/rag_scale.py makes its collection), "
+          f"{chars:,} characters, {path.stat().st_size / 2**20:.1f} MB; questions: the {len(queries)} of "
+          f"bench/rag_questions.jsonl ({len(queries) - english} Chinese, {english} English)")
     calls = [queries[i % len(queries)] for i in range(args.calls)]
     started: list[subprocess.Popen[bytes]] = []
     server = LocalPostgres(durable=True)
@@ -356,7 +371,39 @@ def main() -> None:
         shutil.rmtree(WORK, ignore_errors=True)
 
 
+def make_collection(path: Path, documents: int) -> tuple[int, int]:
+    """The distinct real records, then documents made of their paragraphs up to `documents`:
+    (real records, characters of all bodies)."""
+    import hashlib
+    import random
+
+    import rag_scale
+
+    records: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for name in sorted(rag_scale.DATA.glob("*/long_context_sampled_*.json")):
+        for record in json.loads(name.read_text(encoding="utf-8")):
+            title = (record.get("title") or "").strip()
+            body = str(record.get("page_body") or "")
+            key = hashlib.sha256((title + body[:200]).encode()).hexdigest()
+            if key not in seen:
+                seen.add(key)
+                records.append({"title": title, "page_body": body})
+    real = len(records)
+    rng = random.Random(11)
+    titles, paragraphs = rag_scale.real_text()
+    for number in range(max(0, documents - real)):
+        body: list[str] = []
+        wanted = int(FILLER_CHARS * rng.uniform(0.3, 1.7))
+        while sum(len(p) for p in body) < wanted:
+            body.append(rng.choice(paragraphs))
+        records.append({"title": f"{rng.choice(titles)} ({number})", "page_body": "\n".join(body)})
+    path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    return real, sum(len(r["page_body"]) for r in records)
+
+
 SQLITE_ANSWERS: dict[str, tuple[str, str]] = {}
+ENCODER_CPU: dict[str, float] = {}  # CPU seconds of one USE query encoding, per cross-lingual question
 
 
 def report_stores(path: Path, url: str, queries: list[str]) -> None:
@@ -365,7 +412,7 @@ def report_stores(path: Path, url: str, queries: list[str]) -> None:
     from servers.rag.service import RagService
     from servers.rag.sqlite_store import SqliteBackend
 
-    print("\n== one index, two stores (this process; wordllama chunk vectors + the e5 document index) ==")
+    print("\n== one index, two stores (this process; BM25 with dictionary translation, USE chunk vectors) ==")
     rows = []
     for name, backend in (("SQLite", SqliteBackend()), ("PostgreSQL", PostgresBackend(url))):
         service = RagService(backend)
@@ -388,6 +435,7 @@ def report_stores(path: Path, url: str, queries: list[str]) -> None:
         print(f"{name}: {state.documents:,} documents, {state.chunks:,} chunks")
         if name == "PostgreSQL":
             hnsw_report(service, collection, path, queries)
+            encoder_cost(collection, queries, state.cjk_share)
         backend_close = getattr(backend, "close", None)
         if backend_close:
             backend_close()
@@ -410,7 +458,7 @@ def hnsw_report(service: Any, collection: Any, path: Path, queries: list[str]) -
     for mode in ("exact", "hnsw"):
         os.environ["TOOLSUITE_RAG_PG_EXACT_ROWS"] = "0" if mode == "hnsw" else str(10**9)
         for query in distinct:
-            vector = search.chunk_query_vector(collection, query)
+            vector = search.query_vector(collection, query)
             started = time.perf_counter()
             rankings[mode].append(collection.store.nearest(vector, search.CANDIDATES))
             timings[mode].append(time.perf_counter() - started)
@@ -427,8 +475,20 @@ def hnsw_report(service: Any, collection: Any, path: Path, queries: list[str]) -
           f"{len(distinct)}")
 
 
+def encoder_cost(collection: Any, queries: list[str], cjk_share: float) -> None:
+    """CPU seconds the USE encoder takes per question the engine embeds (those in another language
+    than the collection; same-language questions are ranked lexically and never embedded)."""
+    from servers.rag import search
+
+    for query in dict.fromkeys(queries):
+        if search.cross_lingual(query, cjk_share):
+            begun = time.process_time()
+            search.query_vector(collection, query)
+            ENCODER_CPU[query] = time.process_time() - begun
+
+
 def warm(replicas: list[int], queries: list[str]) -> None:
-    """Load each replica's models (jieba, wordllama, e5) before anything is timed."""
+    """Load each replica's engines (jieba, the dictionary, USE) before anything is timed."""
     import httpx
 
     for port in replicas:
@@ -465,10 +525,16 @@ def report(phases: list[Phase], args: argparse.Namespace, queries: list[str]) ->
         line = ", ".join(f"{p} {phase.cpu[p]:.1f} s ({phase.cpu[p] / capacity:.0%})" for p in parts)
         other = max(0.0, phase.cpu["machine"] - ours)
         idle = max(0.0, capacity - phase.cpu["machine"])
+        encoder = sum(ENCODER_CPU.get(q, 0.0) * count for q, count in phase.answered.items())
+        encoded = sum(count for q, count in phase.answered.items() if q in ENCODER_CPU)
         print(f"  {phase.replicas} replica{'s' if phase.replicas > 1 else ''}, {phase.wall:.1f} s: {line}, "
               f"other processes on the machine {other:.1f} s ({other / capacity:.0%}), idle {idle:.1f} s "
               f"({idle / capacity:.0%}); per call: replicas {phase.cpu['replicas'] / len(phase.latencies) * 1000:.0f}"
               f" ms, PostgreSQL {phase.cpu['postgres'] / len(phase.latencies) * 1000:.1f} ms")
+        print(f"    of the replicas' CPU, the USE query encoder about {encoder:.1f} s ({encoder / capacity:.0%} of the "
+              f"cores): {encoded:,} calls asked across languages x its CPU time per question measured in this "
+              f"process (mean {statistics.mean(ENCODER_CPU.values()) * 1000:.0f} ms)" if ENCODER_CPU else
+              "    no question was embedded (none across languages)")
     distinct = list(dict.fromkeys(queries))
     answered = {q for phase in phases for q in phase.answers}
     same_everywhere = sum(1 for q in answered if len({a for phase in phases for a in phase.answers.get(q, ())}) == 1
