@@ -1,8 +1,8 @@
 """What tool-rag's engine needs from the place a collection's index is kept.
 
 `sqlite_store` implements it over one SQLite file and memory-mapped vector files (one machine);
-`pg_store` over a schema of a PostgreSQL database with pgvector (tables, a tsvector column under a
-GIN index, vector columns under HNSW indexes, advisory locks), shared by replicas on any number of
+`pg_store` over a schema of a PostgreSQL database with pgvector (tables, packed posting lists under
+a B-tree, a vector column under an HNSW index, advisory locks), shared by replicas on any number of
 machines. `backends` picks one from TOOLSUITE_RAG_STORE. The engine never writes SQL: it chunks and
 tokenizes, hands the store whole batches, and asks it for rankings and rows; both stores rank with
 the same BM25 over the same terms, so they return the same citations and text.
