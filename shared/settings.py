@@ -111,8 +111,8 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
              "replica shares (stateless replicas behind a load balancer). Connected on first use; errors show it "
              "with the password hidden.", secret=True),
     Variable("TOOLSUITE_RAG_PG_EXACT_ROWS", "100000",
-             "With the PostgreSQL store: up to this many chunk (or document) vectors of an index, each server "
-             "process ranks a copy of them exactly, as the SQLite store does (about 100 MB for 100,000 chunks); "
+             "With the PostgreSQL store: up to this many chunk vectors of an index, each server process ranks a "
+             "copy of them exactly, as the SQLite store does (about 200 MB for 100,000 512-d USE vectors); "
              "above, the HNSW index in the database answers (approximate)."),
     Variable("TOOLSUITE_TOOL_TIMEOUT", "1200", "Hard server-side limit for one tool call, in seconds."),
     Variable("TOOLSUITE_MODEL_TIMEOUT", "120", "Seconds one remote model request may take."),
