@@ -71,6 +71,8 @@ PACKAGES: tuple[SystemPackage, ...] = (
     SystemPackage("flite", "flite", "flite", (), "test",
                   "speaks the held-out English voices bench/transcribe.py measures word error rates on",
                   _command("flite")),
+    SystemPackage("espeak-ng", "espeak-ng", "espeak-ng", (), "test",
+                  "speaks the narration of the synthetic videos bench/video.py transcribes", _command("espeak-ng")),
     SystemPackage("make", "make", "make", (), "test", "runs `make test` in .ci/run", _command("make")),
 )
 

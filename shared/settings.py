@@ -49,7 +49,7 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
              "Largest tool result, in tokens (cl100k, so Chinese counts correctly)."),
     Variable("TOOLSUITE_CACHE_DIR", "`$XDG_CACHE_HOME/toolsuite` (`~/.cache/toolsuite`)",
              "Where derived data (indexes, conversions, transcripts) is kept."),
-    Variable("TOOLSUITE_OUTPUT_DIR", "`./toolsuite-output`",
+    Variable("TOOLSUITE_OUTPUT_DIR", "`toolsuite-output` in the first allowed root",
              "Host folder where files copied out of tool-python sandboxes are written."),
     Variable("TOOLSUITE_SANDBOX_ISOLATION", "bwrap",
              "`bwrap` (namespaces, the default) or `process` (a plain limited process: weaker, see tool-python)."),
@@ -231,7 +231,8 @@ def _role_variables(role: str) -> tuple[Variable, ...]:
         Variable(f"{PREFIX}{role}_MODEL", "",
                  f"Model name of {purpose}." + (
                      " With the local backend: one faster-whisper model name or folder for every recording "
-                     "(default: unset, the language policy picks a bundled model)." if role == "TRANSCRIBE" else ""),
+                     "(default: unset, the language policy picks a bundled model); with the openai backend, default "
+                     "`whisper-1`." if role == "TRANSCRIBE" else ""),
                  (f"{stem}_MODEL_NAME", f"{stem}_MODEL"),
                  host_aliases=tuple(h.model for h in hosts if h.model)),
     )

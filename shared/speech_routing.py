@@ -2,8 +2,8 @@
 
 `TOOLSUITE_TRANSCRIBE_POLICY`:
 - `auto` (default): the multilingual Whisper base transcribes every language when it is installed
-  (on English it erred less than tiny.en on 3 of 4 synthetic voices, and tiny.en missed 17.9 % of
-  the words of one of them); without it, the English-only tiny.en, with a note that other
+  (on English it erred less than tiny.en on 2 of 4 synthetic voices and as little on one, and
+  tiny.en missed 23.1 % of the words of one of them); without it, the English-only tiny.en, with a note that other
   languages cannot be transcribed.
 - `fast`: the language is detected first (multilingual model, first 30 s of speech); English goes
   to tiny.en (about twice as fast), every other language to base.

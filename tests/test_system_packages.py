@@ -58,7 +58,7 @@ def test_root_installs_only_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(system_packages, "install", fake_install)
     assert system_packages.main(["--for", "test"]) == 0
     assert calls == [["bubblewrap", "libseccomp2", "tesseract-ocr", "tesseract-ocr-chi-sim", "docker-compose",
-                      "haproxy", "flite"]]
+                      "haproxy", "flite", "espeak-ng"]]
     assert system_packages.main(["--for", "test"]) == 0  # idempotent: nothing left to install
     assert len(calls) == 1
 
