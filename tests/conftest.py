@@ -96,3 +96,30 @@ def vision(monkeypatch: pytest.MonkeyPatch, model_role: Callable[..., FakeOpenAI
     """A vision model role pointing at the fake server, without retries."""
     monkeypatch.setenv("TOOLSUITE_MODEL_RETRIES", "0")
     return model_role("VISION", "fake-vision")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """One real PostgreSQL with pgvector for the session (tests/pg_server.py). Missing `pgserver`
+    skips these tests on a developer's machine and fails them on CI, where they must run."""
+    from tests import pg_server
+
+    if not pg_server.available():
+        message = "pgserver is not installed (pip install -e '.[dev]'): the PostgreSQL store is not tested"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = pg_server.LocalPostgres().start()
+    yield server
+    server.cleanup()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def pg_url(postgres_server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh database with pgvector, named in TOOLSUITE_RAG_STORE for this test."""
+    url = postgres_server.create_database(f"test_{os.getpid()}_{next(_databases)}")
+    monkeypatch.setenv("TOOLSUITE_RAG_STORE", url)
+    return url

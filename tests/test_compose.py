@@ -102,6 +102,7 @@ def test_scale_profile_runs_stateless_rag_replicas_behind_haproxy_with_postgres(
     assert command[0] == "tool-rag" and "--stateless" in command and command[command.index("--transport") + 1] == "http"
     env = replica["environment"]
     assert re.fullmatch(r"postgresql://toolsuite:[^@]+@postgres:5432/toolsuite", env["TOOLSUITE_RAG_STORE"])
+    assert env["OMP_NUM_THREADS"] == "1"  # one BLAS thread per replica: the replicas use the cores
     assert env["TOOLSUITE_HTTP_TOKENS"] == TOKEN_DIGEST
     assert env["TOOLSUITE_HTTP_PUBLIC_URL"] == "http://127.0.0.1:8100/mcp"
     assert "ports" not in replica and "container_name" not in replica  # callers go through the balancer

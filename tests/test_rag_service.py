@@ -29,7 +29,6 @@ from servers.rag.store import (
     StoredChunk,
     StoredDocument,
     UpdateProgress,
-    VectorKind,
 )
 from shared import budget
 from shared.errors import Cancelled, InputError, TimedOut
@@ -247,6 +246,8 @@ def test_the_thread_limit_for_numpy_is_set_when_the_engine_loads_numpy_not_on_im
 class MemoryStore:
     """The store interface over plain Python objects; lexical ranking by how many query terms match."""
 
+    shared = False
+
     def __init__(self) -> None:
         self.entries: dict[str, DocumentEntry] = {}
         self.chunk_rows: list[tuple[str, int, str, set[str]]] = []  # (document key, chunk index, text, terms)
@@ -279,8 +280,8 @@ class MemoryStore:
     def state(self) -> IndexState:
         chunks = sum(len(self.entries[key].chunks) for key in self.order)
         return IndexState(documents=len(self.order), chunks=chunks, lexical_complete=self.mark is not None,
-                          pending_documents=0, dense_vectors=0, dense_complete=False, document_vectors=0,
-                          document_index_complete=False, cjk_share=self.meta["cjk_share"],
+                          pending_documents=0, dense_vectors=0, dense_complete=False,
+                          cjk_share=self.meta["cjk_share"],
                           build_seconds=self.meta["build_seconds"], updated_documents=self.meta["updated"])
 
     def source(self) -> SourceMark | None:
@@ -289,7 +290,8 @@ class MemoryStore:
     def document_keys(self) -> set[str]:
         return set(self.entries)
 
-    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress) -> None:
+    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress,
+                      placed: Sequence[tuple[int, str]] = ()) -> None:
         for document in batch:
             self.entries[document.key] = document
             for chunk in document.chunks:
@@ -308,10 +310,10 @@ class MemoryStore:
         self.mark = publication.source
         self.meta.update(build_seconds=publication.seconds, updated=publication.new_documents)
 
-    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[int, str, str]]:
+    def texts_to_embed(self, limit: int) -> list[tuple[int, str, str]]:
         return []
 
-    def add_vectors(self, kind: VectorKind, rows: Sequence[int], vectors: Any) -> None:
+    def add_vectors(self, rows: Sequence[int], vectors: Any) -> None:
         raise AssertionError("no vectors without an embedder")
 
     def builder_status(self) -> BuilderStatus:
@@ -352,7 +354,7 @@ class MemoryStore:
         scored = [(len(set(terms) & row[3]), -i) for i, row in enumerate(self.chunk_rows)]
         return [-i for score, i in sorted(scored, reverse=True) if score][:limit]
 
-    def nearest(self, kind: VectorKind, vector: Any, limit: int) -> list[int]:
+    def nearest(self, vector: Any, limit: int) -> list[int]:
         return []
 
     def best_chunks(self, documents: Sequence[int], vector: Any | None) -> dict[int, int]:

@@ -17,6 +17,10 @@ the notes, and the next builder is started no sooner than RETRY_AFTER seconds la
 
 TOOLSUITE_RAG_BUILDER=thread builds in a thread of the server process instead, for hosts that keep
 one server process and for tests that replace an embedder in the process.
+
+With the PostgreSQL store the vector lock is an advisory lock of the shared database, so one
+builder runs per index whichever machine started it, and a builder that dies lets go of it at once:
+the next call on any replica starts another, which carries on from the last committed batch.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from typing import TYPE_CHECKING
 from servers.rag import embedders, indexing
 from servers.rag.store import BuilderStatus, SourceMark, Store
 from shared import cache, settings
-from shared.errors import TimedOut, leaf_exception, redact
+from shared.errors import TimedOut, ToolFailure, leaf_exception, redact
 
 if TYPE_CHECKING:
     from servers.rag.collection import Collection
@@ -236,18 +240,26 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: stopping.set())
 
+    from servers.rag import backends
     from servers.rag.collection import index_key
-    from servers.rag.sqlite_store import SqliteBackend
 
     source = Path(args.source)
-    backend = SqliteBackend()
-    if index_key(source, backend) != args.key:
-        log.warning("the settings changed since this builder was started for %s; nothing to do", source.name)
-        return 0
-    store = backend.peek(args.key)
-    if store is None:
-        return 0
-    outcome = serve(store, source, embedders.choice(), stopping)
+    backend = backends.backend()  # the store the starting process uses: same environment, same setting
+    try:
+        if index_key(source, backend) != args.key:
+            log.warning("the settings changed since this builder was started for %s; nothing to do", source.name)
+            return 0
+        store = backend.peek(args.key)
+        if store is None:
+            return 0
+        outcome = serve(store, source, embedders.choice(), stopping)
+    except ToolFailure as exc:  # e.g. the database went away: the next call starts another builder
+        log.warning("vector builder for %s stops: %s", source.name, exc)
+        return 1
+    finally:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
     log.info("vector builder for %s: %s", source.name, outcome)
     return 0
 

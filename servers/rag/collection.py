@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from servers.rag import builder, chunker, embedders, indexing, tokens
+from servers.rag import backends, builder, chunker, embedders, indexing, tokens
 from servers.rag.indexing import SourceIncomplete
 from servers.rag.store import IndexState, Store, StoreBackend
 from shared import cache
@@ -92,11 +92,19 @@ class Collection:
 class OpenCollections:
     """The collections this process has open (bounded), so every call reuses the open index."""
 
-    def __init__(self, backend: StoreBackend, capacity: int = 4) -> None:
-        self.backend = backend
+    def __init__(self, backend: StoreBackend | None = None, capacity: int = 4) -> None:
+        self._backend = backend
         self.capacity = capacity
         self._open: dict[str, Collection] = {}
         self._lock = threading.Lock()
+
+    @property
+    def backend(self) -> StoreBackend:
+        """The given backend, else the one TOOLSUITE_RAG_STORE names, resolved at the first call that
+        needs an index: a bad setting is that call's error, never a server that does not start."""
+        if self._backend is None:
+            self._backend = backends.backend()
+        return self._backend
 
     def get(self, source: Path) -> Collection:
         key = index_key(source, self.backend)

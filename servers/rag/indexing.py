@@ -7,10 +7,14 @@ version or the new one, and citations of unchanged records stay valid). Reading 
 hashing them takes about a second; the chunking and tokenizing it saves is what took a first build
 40 s. `build_vectors` embeds whatever chunks have no vector yet, so a build interrupted at any point,
 or extended by an update, carries on where it stopped.
+
+With a shared store (PostgreSQL, used by replicas on several machines) one process builds and the
+others do not queue behind it: they answer from what it has committed so far and say so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 import time
@@ -30,7 +34,7 @@ from servers.rag.store import (
     UpdateProgress,
 )
 from shared import cjk
-from shared.errors import Cancelled, InputError
+from shared.errors import Cancelled, InputError, TimedOut
 from shared.worker import ProgressFn
 
 BATCH_DOCS = 200
@@ -39,6 +43,7 @@ BATCH_DOCS = 200
 VECTOR_BATCH = 256
 SAMPLE_CHARS = 2000  # of each body, for the collection's share of Chinese text
 READ_ATTEMPTS = 3  # reads of a file that keeps changing while it is read, before taking the last one
+SHARED_POLL = 0.5  # seconds between looks at a shared store another process is building
 
 
 class SourceIncomplete(InputError):
@@ -72,11 +77,15 @@ def up_to_date(store: Store, source: Path) -> bool:
 def _read(store: Store, source: Path, progress: ProgressFn | None,
           cancel: threading.Event | None) -> tuple[list[str], int, int]:
     """Read the file once, taking in the records whose content is new: (keys by position, records
-    read, new documents). Raises `SourceIncomplete` when the file does not parse to the end."""
+    read, new documents). Raises `SourceIncomplete` when the file does not parse to the end.
+    During a first build each batch also carries the positions of the records read since the last
+    one, so a shared store can answer from them while the build goes on."""
     held = store.document_keys()
+    first_build = store.source() is None
     order: list[str] = []
     seen: dict[str, int] = {}
     batch: list[DocumentEntry] = []
+    placed_from = 0
     new = 0
     records = iter_records(source)
     while True:
@@ -99,13 +108,18 @@ def _read(store: Store, source: Path, progress: ProgressFn | None,
         batch.append(entry(key, record.title, record.url, record.body))
         new += 1
         if len(batch) >= BATCH_DOCS:
-            store.add_documents(batch, UpdateProgress(len(order), new))
+            store.add_documents(batch, UpdateProgress(len(order), new), _placed(order, placed_from, first_build))
             batch = []
+            placed_from = len(order)
             if progress is not None:
                 progress(len(order), None, f"read {len(order)} records, indexed {new} new or changed")
     if batch:
-        store.add_documents(batch, UpdateProgress(len(order), new))
+        store.add_documents(batch, UpdateProgress(len(order), new), _placed(order, placed_from, first_build))
     return order, len(order), new
+
+
+def _placed(order: list[str], start: int, first_build: bool) -> list[tuple[int, str]]:
+    return list(enumerate(order[start:], start=start)) if first_build else []
 
 
 def update(store: Store, source: Path, *, progress: ProgressFn | None = None,
@@ -118,7 +132,10 @@ def update(store: Store, source: Path, *, progress: ProgressFn | None = None,
     never published: `SourceIncomplete` is raised and the previous version stays searchable."""
     if up_to_date(store, source):
         return False
-    with store.build_lock(wait, cancel):
+    lock = _build_lock_or_none(store, wait, cancel) if store.shared else store.build_lock(wait, cancel)
+    if lock is None:
+        return False
+    with lock:
         started = time.perf_counter()
         for _attempt in range(READ_ATTEMPTS):
             before = SourceMark.of(source)
@@ -136,6 +153,29 @@ def update(store: Store, source: Path, *, progress: ProgressFn | None = None,
         return True
 
 
+def _build_lock_or_none(store: Store, wait: float,
+                        cancel: threading.Event | None) -> contextlib.AbstractContextManager[None] | None:
+    """The build lock of a shared store, or None when another process holds it and something is
+    searchable already: replicas do not queue behind one build, they answer from what it has
+    committed (the previous version during an update, the batches so far during a first build) and
+    the notes say so. With nothing searchable yet, the call waits for the first batch or the lock."""
+    deadline = time.monotonic() + wait
+    while True:
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(store.build_lock(0, cancel))
+            return stack
+        except TimedOut:
+            if store.state().documents > 0:
+                return None
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("the call was cancelled while another process was building this collection's "
+                                "index") from None
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(SHARED_POLL)
+
+
 def build_vectors(store: Store, load: Callable[[], Embedder | None], stop: Callable[[], bool] = lambda: False,
                   on_batch: Callable[[int], None] | None = None) -> bool:
     """Vectors (of the title and the chunk's text) for every chunk that has none. The embedder is
@@ -143,7 +183,7 @@ def build_vectors(store: Store, load: Callable[[], Embedder | None], stop: Calla
     model. Returns False when `stop` asked it to stop before the end."""
     model: Embedder | None = None
     limit = VECTOR_BATCH
-    while rows := store.texts_to_embed("chunks", limit):
+    while rows := store.texts_to_embed(limit):
         if stop():
             return False
         if model is None:
@@ -154,7 +194,7 @@ def build_vectors(store: Store, load: Callable[[], Embedder | None], stop: Calla
             # its pipeline does not drain at every step.
             limit = max(limit, getattr(model, "rows_per_call", limit))
         texts = [f"{title}\n{text}" for _row, title, text in rows]
-        store.add_vectors("chunks", [row for row, _title, _text in rows], model.embed(texts))
+        store.add_vectors([row for row, _title, _text in rows], model.embed(texts))
         if on_batch is not None:
             on_batch(len(rows))
     return True

@@ -114,7 +114,7 @@ def lexical_ranking(store: Store, query: str, chunks: int, added: Sequence[str] 
 def first_unembedded(store: Store) -> int | None:
     """The first chunk id without a vector: vectors are added in chunk-id order, so every chunk from
     there on has none (None when all have one)."""
-    rows = store.texts_to_embed("chunks", 1)
+    rows = store.texts_to_embed(1)
     return rows[0][0] if rows else None
 
 
@@ -153,7 +153,7 @@ def query_vector(collection: Collection, query: str) -> Any:
 
 def dense_ranking(collection: Collection, query: str, limit: int = CANDIDATES) -> list[int]:
     """Chunk ids by cosine similarity of their vectors to the query's, among chunks that have one."""
-    return collection.store.nearest("chunks", query_vector(collection, query), limit)
+    return collection.store.nearest(query_vector(collection, query), limit)
 
 
 def fuse(rankings: Sequence[tuple[list[int], float]], k: int = RRF_K) -> dict[int, float]:

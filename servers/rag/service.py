@@ -23,10 +23,9 @@ from servers.rag import discovery, embedders, translation
 from servers.rag import search as searching
 from servers.rag.collection import Collection, OpenCollections
 from servers.rag.search import Passage
-from servers.rag.sqlite_store import SqliteBackend
 from servers.rag.store import IndexState, SourceMark, StoreBackend
 from shared import budget, settings
-from shared.errors import InputError
+from shared.errors import InputError, ToolFailure
 from shared.inputs import display_path
 from shared.worker import ProgressFn
 
@@ -177,7 +176,10 @@ def _notes(collection: Collection, state: IndexState, warning: str | None) -> li
     if warning:
         notes.append(f"the collection file cannot be read whole now ({warning}); answers come from its last complete "
                      f"version ({state.documents} documents), and a later call takes the file in once it is complete")
-    if state.pending_documents:
+    if not state.lexical_complete:
+        notes.append(f"another process is building this collection's index: {state.documents} records are "
+                     "searchable so far and these results come from them only; later calls see the rest")
+    elif state.pending_documents:
         notes.append(f"another call is adding {state.pending_documents} new or changed records to the index; until it "
                      "is done, answers come from the version before them")
     if collection.vector_error:
@@ -243,7 +245,8 @@ def _index_label(lexical: bool, up_to_date: bool, semantic: float | None, buildi
 
 class RagService:
     def __init__(self, backend: StoreBackend | None = None, capacity: int = 4) -> None:
-        self.collections = OpenCollections(backend or SqliteBackend(), capacity)
+        # The backend TOOLSUITE_RAG_STORE names is resolved at the first call that needs an index.
+        self.collections = OpenCollections(backend, capacity)
 
     def _open(self, source: Path, progress: ProgressFn | None,
               cancel: threading.Event | None) -> tuple[Collection, Readiness]:
@@ -351,8 +354,11 @@ class RagService:
         skip = [Path(os.path.realpath(settings.cache_dir()))]
         walk = discovery.walk(starts, roots, skip)
         count_until = time.monotonic() + discovery.COUNT_SECONDS
-        entries = [self._entry(candidate, roots, count_until) for candidate in walk.found]
+        store_errors: list[str] = []
+        entries = [self._entry(candidate, roots, count_until, store_errors) for candidate in walk.found]
         notes = []
+        if store_errors:
+            notes.append(f"index states are unknown: {store_errors[0]}")
         if walk.stopped:
             notes.append(f"the search stopped after {walk.stopped} ({walk.entries:,} entries looked at): pass a "
                          "folder to look further in one place")
@@ -362,10 +368,18 @@ class RagService:
         shown = display_path(folder) if folder is not None else ", ".join(str(root) for root in roots)
         return CollectionList(folder=shown, collections=entries, entries_scanned=walk.entries, notes=notes)
 
-    def _entry(self, candidate: discovery.Candidate, roots: list[Path], count_until: float) -> CollectionEntry:
+    def _entry(self, candidate: discovery.Candidate, roots: list[Path], count_until: float,
+               store_errors: list[str]) -> CollectionEntry:
         path = Path(os.path.realpath(candidate.path))
-        store, embedder = self.collections.peek(path)
-        state = store.state() if store is not None else None
+        store = state = None
+        embedder = "none"
+        if not store_errors:  # an unreachable store is asked once per listing, not once per collection
+            try:
+                store, embedder = self.collections.peek(path)
+                state = store.state() if store is not None else None
+            except ToolFailure as exc:  # the listing comes from the files alone
+                store_errors.append(str(exc))
+                store = state = None
         lexical = bool(state and state.lexical_complete)
         current = lexical and store is not None and store.source() == SourceMark.of(path)
         documents = state.documents if state is not None and current else None

@@ -22,10 +22,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from servers.rag import vector_rank
 from servers.rag.numeric import numpy
 from servers.rag.store import (
     BuilderStatus,
@@ -36,7 +36,6 @@ from servers.rag.store import (
     StoredChunk,
     StoredDocument,
     UpdateProgress,
-    VectorKind,
 )
 from shared import cache
 from shared.errors import Cancelled, TimedOut
@@ -61,17 +60,8 @@ _CHUNK_COLUMNS = ("SELECT c.id, p.position, c.chunk_index, d.title, c.text FROM 
 _IN_BATCH = 500  # ids per `IN (...)` list, well under SQLite's variable limit
 
 
-@dataclass(frozen=True)
-class _VectorFile:
-    file: str
-    rows_key: str
-    dim_key: str
-
-
-_VECTOR_FILES: dict[str, _VectorFile] = {
-    "chunks": _VectorFile("vectors.f32", "dense_rows", "dense_dim"),
-    "documents": _VectorFile("documents.f32", "doc_rows", "doc_dim"),
-}
+_VECTOR_FILE = "vectors.f32"  # row i = chunk i; its row count and dimension are the meta keys below
+_ROWS_KEY, _DIM_KEY = "dense_rows", "dense_dim"
 _BUILDER_KEYS = ("builder_pid", "builder_heartbeat", "builder_error", "builder_error_at")
 
 
@@ -97,14 +87,16 @@ def _held(path: Path) -> bool:
 class SqliteStore:
     """An open index: one SQLite connection per thread, the vectors memory-mapped."""
 
+    shared = False  # one machine: a call waits for another process's build (see indexing.update)
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.db_path = folder / "index.sqlite"
         self._local = threading.local()
-        self._mapped: dict[str, tuple[int, Any]] = {}
+        self._mapped: tuple[int, Any] | None = None  # (rows, the chunk vectors mapped)
         # What a ranking needs to skip rows of content that left the collection, per generation.
-        self._live: dict[str, tuple[tuple[int, int], Any, Any]] = {}
-        self._covered: dict[tuple[str, int, int], int] = {}
+        self._live: tuple[tuple[int, int], Any] | None = None
+        self._covered: dict[tuple[int, int], int] = {}
         self._cache_lock = threading.Lock()
 
     def db(self) -> sqlite3.Connection:
@@ -181,23 +173,19 @@ class SqliteStore:
 
     # -- state ------------------------------------------------------------------------------------
 
-    def _rows(self, meta: dict[str, str], kind: VectorKind) -> int:
-        return int(meta.get(_VECTOR_FILES[kind].rows_key) or 0)
+    def _rows(self, meta: dict[str, str]) -> int:
+        return int(meta.get(_ROWS_KEY) or 0)
 
-    def _count_covered(self, kind: VectorKind, generation: int, rows: int) -> int:
-        """Searchable rows that have a vector: counted once per (generation, rows)."""
-        key = (kind, generation, rows)
+    def _count_covered(self, generation: int, rows: int) -> int:
+        """Searchable chunks that have a vector: counted once per (generation, rows)."""
+        key = (generation, rows)
         with self._cache_lock:
             if key in self._covered:
                 return self._covered[key]
-        if kind == "chunks":
-            query = "SELECT COUNT(*) FROM chunks c JOIN positions p ON p.doc_id = c.doc_id WHERE c.id < ?"
-        else:
-            query = "SELECT COUNT(*) FROM positions WHERE doc_id < ?"
-        count = int(self.db().execute(query, (rows,)).fetchone()[0])
+        count = int(self.db().execute("SELECT COUNT(*) FROM chunks c JOIN positions p ON p.doc_id = c.doc_id "
+                                      "WHERE c.id < ?", (rows,)).fetchone()[0])
         with self._cache_lock:
-            self._covered = {k: v for k, v in self._covered.items() if k[0] != kind}
-            self._covered[key] = count
+            self._covered = {key: count}
         return count
 
     def state(self) -> IndexState:
@@ -205,15 +193,13 @@ class SqliteStore:
         generation = int(meta.get("generation") or 0)
         documents = int(self.db().execute("SELECT COUNT(*) FROM positions").fetchone()[0])
         chunks = int(meta.get("live_chunks") or 0)
-        dense = self._count_covered("chunks", generation, self._rows(meta, "chunks"))
-        leads = self._count_covered("documents", generation, self._rows(meta, "documents"))
+        dense = self._count_covered(generation, self._rows(meta))
         published = meta.get("source") is not None
         updating = int(meta.get("update_new") or 0) if self.updating() else 0
         build = meta.get("build_seconds")
         return IndexState(documents=documents, chunks=chunks, lexical_complete=published,
                           pending_documents=updating, dense_vectors=dense,
                           dense_complete=published and dense >= chunks,
-                          document_vectors=leads, document_index_complete=published and leads >= documents,
                           cjk_share=float(meta.get("cjk_share") or 0), build_seconds=float(build) if build else None,
                           updated_documents=int(meta.get("updated_documents") or 0))
 
@@ -225,7 +211,8 @@ class SqliteStore:
     def document_keys(self) -> set[str]:
         return {row[0] for row in self.db().execute("SELECT key FROM docs")}
 
-    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress) -> None:
+    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress,
+                      placed: Sequence[tuple[int, str]] = ()) -> None:
         with self._write() as connection:
             meta = dict(connection.execute("SELECT key, value FROM meta WHERE key IN ('next_doc', 'next_chunk')"))
             next_doc, next_chunk = int(meta.get("next_doc") or 0), int(meta.get("next_chunk") or 0)
@@ -291,26 +278,21 @@ class SqliteStore:
                            build_seconds=round(publication.seconds, 3), updated_documents=publication.new_documents,
                            generation=generation + 1, update_read=None, update_new=None)
 
-    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[int, str, str]]:
-        done = self._rows(self._meta(), kind)
-        if kind == "chunks":
-            query = ("SELECT c.id, d.title, c.text FROM chunks c JOIN docs d ON d.id = c.doc_id "
-                     "WHERE c.id >= ? ORDER BY c.id LIMIT ?")
-        else:
-            query = ("SELECT d.id, d.title, COALESCE(c.text, '') FROM docs d LEFT JOIN chunks c "
-                     "ON c.doc_id = d.id AND c.chunk_index = 0 WHERE d.id >= ? ORDER BY d.id LIMIT ?")
+    def texts_to_embed(self, limit: int) -> list[tuple[int, str, str]]:
+        done = self._rows(self._meta())
+        query = ("SELECT c.id, d.title, c.text FROM chunks c JOIN docs d ON d.id = c.doc_id "
+                 "WHERE c.id >= ? ORDER BY c.id LIMIT ?")
         return [(row, title or "", text) for row, title, text in self.db().execute(query, (done, limit)).fetchall()]
 
-    def add_vectors(self, kind: VectorKind, rows: Sequence[int], vectors: Any) -> None:
+    def add_vectors(self, rows: Sequence[int], vectors: Any) -> None:
         np = numpy()
-        spec = _VECTOR_FILES[kind]
         meta = self._meta()
-        done = self._rows(meta, kind)
+        done = self._rows(meta)
         array = np.asarray(vectors, dtype=np.float32)
         dim = int(array.shape[1])
-        if done and int(meta.get(spec.dim_key) or dim) != dim:
+        if done and int(meta.get(_DIM_KEY) or dim) != dim:
             raise RuntimeError(f"the embedder now returns {dim}-dimensional vectors where the index has "
-                               f"{meta[spec.dim_key]}")
+                               f"{meta[_DIM_KEY]}")
         parts: list[bytes] = []
         expected = done
         for row, vector in zip(rows, array, strict=True):
@@ -320,12 +302,12 @@ class SqliteStore:
                 parts.append(bytes((row - expected) * dim * 4))
             parts.append(vector.tobytes())
             expected = row + 1
-        with open(self.folder / spec.file, "ab") as out:
+        with open(self.folder / _VECTOR_FILE, "ab") as out:
             out.truncate(done * dim * 4)  # drop a batch a crash left half-written
             out.write(b"".join(parts))
             out.flush()
         with self._write() as connection:
-            self._set_meta(connection, **{spec.rows_key: expected, spec.dim_key: dim})
+            self._set_meta(connection, **{_ROWS_KEY: expected, _DIM_KEY: dim})
 
     def builder_status(self) -> BuilderStatus:
         meta = self._meta()
@@ -390,73 +372,48 @@ class SqliteStore:
                                  (expression, limit)).fetchall()
         return [row[0] for row in rows]
 
-    def _vectors(self, kind: VectorKind) -> Any:
-        spec = _VECTOR_FILES[kind]
+    def _vectors(self) -> Any:
         meta = self._meta()
-        rows = self._rows(meta, kind)
+        rows = self._rows(meta)
         if rows == 0:
             return None
-        mapped = self._mapped.get(kind)
+        mapped = self._mapped
         if mapped is None or mapped[0] != rows:
             np = numpy()
-            dim = int(meta[spec.dim_key])
-            mapped = (rows, np.memmap(self.folder / spec.file, dtype=np.float32, mode="r", shape=(rows, dim)))
-            self._mapped[kind] = mapped
+            dim = int(meta[_DIM_KEY])
+            mapped = (rows, np.memmap(self.folder / _VECTOR_FILE, dtype=np.float32, mode="r", shape=(rows, dim)))
+            self._mapped = mapped
         return mapped[1]
 
-    def _searchable(self, kind: VectorKind, rows: int) -> tuple[Any, Any]:
-        """(mask of rows < `rows` whose content is searchable, row -> position for documents)."""
+    def _searchable(self, rows: int) -> Any:
+        """The mask of chunk rows < `rows` whose content is searchable."""
         np = numpy()
         generation = int(self._meta().get("generation") or 0)
         with self._cache_lock:
-            known = self._live.get(kind)
+            known = self._live
         if known is not None and known[0] == (generation, rows):
-            return known[1], known[2]
+            return known[1]
         mask = np.zeros(rows, dtype=bool)
-        position_of = None
-        if kind == "chunks":
-            ids = [r[0] for r in self.db().execute("SELECT c.id FROM chunks c JOIN positions p ON p.doc_id = c.doc_id "
-                                                   "WHERE c.id < ?", (rows,))]
-            mask[np.asarray(ids, dtype=np.int64)] = True
-        else:
-            pairs = self.db().execute("SELECT doc_id, position FROM positions WHERE doc_id < ?", (rows,)).fetchall()
-            position_of = np.full(rows, -1, dtype=np.int64)
-            if pairs:
-                table = np.asarray(pairs, dtype=np.int64)
-                mask[table[:, 0]] = True
-                position_of[table[:, 0]] = table[:, 1]
+        ids = [r[0] for r in self.db().execute("SELECT c.id FROM chunks c JOIN positions p ON p.doc_id = c.doc_id "
+                                               "WHERE c.id < ?", (rows,))]
+        mask[np.asarray(ids, dtype=np.int64)] = True
         with self._cache_lock:
-            self._live[kind] = ((generation, rows), mask, position_of)
-        return mask, position_of
+            self._live = ((generation, rows), mask)
+        return mask
 
-    def nearest(self, kind: VectorKind, vector: Any, limit: int) -> list[int]:
-        matrix = self._vectors(kind)
+    def nearest(self, vector: Any, limit: int) -> list[int]:
+        matrix = self._vectors()
         if matrix is None:
             return []
-        np = numpy()
-        mask, position_of = self._searchable(kind, matrix.shape[0])
-        count = min(limit, int(mask.sum()))
-        if count <= 0:
-            return []
-        scores = np.where(mask, matrix @ vector, -np.inf)
-        top = np.argpartition(-scores, count - 1)[:count]
-        best = [int(i) for i in top[np.argsort(-scores[top])]]
-        return best if position_of is None else [int(position_of[row]) for row in best]
+        return vector_rank.nearest_rows(matrix, self._searchable(matrix.shape[0]), vector, limit)
 
     def best_chunks(self, documents: Sequence[int], vector: Any | None) -> dict[int, int]:
         if not documents:
             return {}
         rows = self.db().execute(f"SELECT c.id, p.position FROM chunks c JOIN positions p ON p.doc_id = c.doc_id "
                                  f"WHERE p.position IN ({_marks(documents)}) ORDER BY c.id", list(documents)).fetchall()
-        matrix = self._vectors("chunks") if vector is not None else None
-        covered = matrix.shape[0] if matrix is not None else 0
-        best: dict[int, tuple[tuple[int, float], int]] = {}
-        for chunk_id, doc in rows:
-            # Chunks with a vector first, by similarity; otherwise the document's earliest chunk.
-            score = (1, float(matrix[chunk_id] @ vector)) if chunk_id < covered else (0, -float(chunk_id))
-            if doc not in best or score > best[doc][0]:
-                best[doc] = (score, chunk_id)
-        return {doc: chunk_id for doc, (_score, chunk_id) in best.items()}
+        matrix = self._vectors() if vector is not None else None
+        return vector_rank.best_chunks(rows, matrix, vector)
 
 
 class SqliteBackend:

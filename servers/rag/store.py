@@ -1,17 +1,19 @@
 """What tool-rag's engine needs from the place a collection's index is kept.
 
-`sqlite_store` implements it over one SQLite file and memory-mapped vector files; a PostgreSQL +
-pgvector store can implement the same methods (tables, a tsvector column, vector columns, advisory
-locks). The engine never writes SQL: it chunks and tokenizes, hands the store whole batches, and
-asks it for rankings and rows.
+`sqlite_store` implements it over one SQLite file and memory-mapped vector files (one machine);
+`pg_store` over a schema of a PostgreSQL database with pgvector (tables, packed posting lists under
+a B-tree, a vector column under an HNSW index, advisory locks), shared by replicas on any number of
+machines. `backends` picks one from TOOLSUITE_RAG_STORE. The engine never writes SQL: it chunks and
+tokenizes, hands the store whole batches, and asks it for rankings and rows; both stores rank with
+the same BM25 over the same terms, so they return the same citations and text.
 
 One index follows one collection file as it changes. Documents are kept by their content (a key
 made from the record's title, url and body), not by their place in the file: an update adds the
 records whose content is new, drops the ones that are gone and rewrites the table of positions
 (the record's place in the file, which is what agents cite as its Document Index) in one step, so
 unchanged records keep their chunks and their vectors. Chunk ids and document ids are handed out
-once and never reused: row i of the chunk vectors is always chunk i, row i of the document vectors
-document i, and rows of content that left the collection are simply never returned again.
+once and never reused: row i of the chunk vectors is always chunk i, and rows of content that left
+the collection are simply never returned again.
 
 Resuming relies on two promises every store keeps: `add_documents` commits a batch together with
 the progress it is given, and `add_vectors` records the rows it appended in the same step as the
@@ -26,10 +28,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-# Chunk vectors (row i = the chunk whose id is i) or document vectors (row i = the document whose id is i).
-VectorKind = Literal["chunks", "documents"]
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -45,9 +44,6 @@ class IndexState:
                                  "when it finishes; until then the previous version is served)."})
     dense_vectors: int = field(metadata={"description": "Chunks that have a vector for semantic search."})
     dense_complete: bool
-    document_vectors: int = field(
-        metadata={"description": "Documents whose lead is in the cross-lingual document index."})
-    document_index_complete: bool
     cjk_share: float = field(metadata={"description": "Share of Chinese characters in the collection's text."})
     build_seconds: float | None = field(
         metadata={"description": "How long the last lexical build or update took, in seconds."})
@@ -150,6 +146,10 @@ class BuilderStatus:
 class Store(Protocol):
     """One collection's index."""
 
+    # Used by replicas on other machines too: a call that finds another process building does not
+    # wait for it but answers from what is committed (`indexing.update`). False for the SQLite store.
+    shared: bool
+
     # -- updating ---------------------------------------------------------------------------------
 
     def build_lock(self, wait: float, cancel: threading.Event | None = None) -> AbstractContextManager[None]:
@@ -181,8 +181,12 @@ class Store(Protocol):
         """Keys of every document the store holds, searchable or taken in by an unfinished update."""
         ...
 
-    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress) -> None:
-        """Documents, chunks and their terms; not searchable until `publish` puts them in place."""
+    def add_documents(self, batch: Sequence[DocumentEntry], progress: UpdateProgress,
+                      placed: Sequence[tuple[int, str]] = ()) -> None:
+        """Documents, chunks and their terms; not searchable until `publish` puts them in place.
+        `placed` ((position, key) of the records read since the last batch) comes only during a first
+        build: a shared store may make those records searchable at once, in the same transaction, so
+        other replicas answer from them while the build goes on; the SQLite store ignores it."""
         ...
 
     def note_progress(self, progress: UpdateProgress) -> None: ...
@@ -196,12 +200,12 @@ class Store(Protocol):
         index records the source version it now reflects."""
         ...
 
-    def texts_to_embed(self, kind: VectorKind, limit: int) -> list[tuple[int, str, str]]:
-        """(row, title, text) of the next rows without a vector, in row order: chunks with their text,
-        documents with their first chunk's text. Rows of content that is gone are skipped."""
+    def texts_to_embed(self, limit: int) -> list[tuple[int, str, str]]:
+        """(chunk id, title, text) of the next chunks without a vector, in id order (row i of the chunk
+        vectors is chunk i). Chunks of content that is gone are skipped."""
         ...
 
-    def add_vectors(self, kind: VectorKind, rows: Sequence[int], vectors: Any) -> None:
+    def add_vectors(self, rows: Sequence[int], vectors: Any) -> None:
         """Append the vectors of `rows` (increasing, from `texts_to_embed`; a float32 array with one
         row each). Skipped rows are filled with zeros, which no ranking returns."""
         ...
@@ -234,8 +238,8 @@ class Store(Protocol):
         """Chunk ids matching any of the terms, best BM25 first."""
         ...
 
-    def nearest(self, kind: VectorKind, vector: Any, limit: int) -> list[int]:
-        """Searchable chunk ids, or document positions, by cosine similarity to `vector`, best first,
+    def nearest(self, vector: Any, limit: int) -> list[int]:
+        """Searchable chunk ids by cosine similarity to `vector`, best first,
         among those that have a vector (the caller decides whether enough of them do)."""
         ...
 
