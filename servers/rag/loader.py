@@ -3,8 +3,9 @@
 `content`, else `page_body`, else `text`; `title` and `url` are optional.
 
 Every byte is measured before a parser sees it (shared/bounds.py): records are flat objects, so
-nesting past MAX_DEPTH levels, or one value (string or JSON Lines line) past MAX_VALUE_BYTES, is
-refused with a message instead of letting the parser recurse or allocate without bound."""
+nesting past MAX_DEPTH levels, a string or JSON Lines line past MAX_VALUE_BYTES, or a number past
+bounds.MAX_JSON_NUMBER characters is refused with a message naming it, instead of letting the
+parser recurse or allocate without bound."""
 
 from __future__ import annotations
 
