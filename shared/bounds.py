@@ -50,6 +50,8 @@ class JsonDepthMeter:
         self._bare_bytes = 0  # of the number or literal that the last piece ended in
 
     def feed(self, piece: bytes) -> int:
+        if not piece:  # the end of the stream: nothing to measure (and an escape stays pending)
+            return self.deepest
         start = 0
         if self._in_string:
             start = 1 if self._escaped else 0

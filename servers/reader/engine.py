@@ -195,7 +195,7 @@ def _pdf_document(item: LocalInput, digest: str, pages_spec: str | None, mode: s
         skipped: list[int] = []
         all_cached = True
         coverage = _Coverage(window) if window is not None else None
-        converted = wanted
+        converted, complete = wanted, True
         for done, number in enumerate(wanted, start=1):
             if stop is not None:
                 stop.check("the conversion")
@@ -219,7 +219,7 @@ def _pdf_document(item: LocalInput, digest: str, pages_spec: str | None, mode: s
             if progress is not None:
                 progress(done, len(wanted), f"page {number} of {total}")
             if coverage is not None and done < len(wanted) and coverage.add(texts):
-                converted = wanted[:done]
+                converted, complete = wanted[:done], False
                 break
         notes = []
         if skipped:
@@ -229,7 +229,7 @@ def _pdf_document(item: LocalInput, digest: str, pages_spec: str | None, mode: s
         return Document(markdown="\n\n".join(texts), format="pdf", mime="application/pdf", label=item.label,
                         size_bytes=item.size, title=metadata.get("title") or None, total_pages=total,
                         pages=converted, ocr_pages=ocr_pages, notes=notes, cached=all_cached,
-                        complete=converted is wanted)
+                        complete=complete)
     finally:
         document.close()
 
