@@ -69,8 +69,11 @@ async def main() -> None:
     root, cache = make_root(base)
     fake = FakeOpenAI().start()
     run = HostRun(root, cache, fake.base_url, fake)
+    from shared import transcription
+
     print(f"per call, seconds; host = new process per call (spawn to exit), median of {RUNS}; "
-          f"session = one process kept open\n")
+          f"session = one process kept open; speech: local model {transcription.local_model_name()} "
+          f"(policy {transcription.policy()})\n")
     print(f"{'server':20s} {'tool':34s} {'host list':>9s} {'host call':>9s} {'sess 1st':>9s} "
           f"{'sess warm':>9s} {'host/warm':>9s}")
     try:

@@ -4,11 +4,15 @@
   markitdown's `convert` on the same file, seconds and the ratio ours/markitdown;
 - a generated 200-page text PDF with a ruled table every tenth page: pages/s for each path
   (target: at least 200 pages/s on the fast path);
+- a generated 10,000-page PDF, uncached: the first part of convert_to_markdown when every page is
+  converted first (before) and when pages are converted only until the part is covered (now), side
+  by side, with the next part and a check that both give the same text;
 - OCR: seconds per A4 page and character error rate on rendered pages whose text is known, and on
   ../shared/data/images/table_fields.png (gold text transcribed by hand), for each engine
   (target: an A4 page under 3 s);
 - peak RSS.
-Caches are emptied before every timed conversion. Run: `.venv/bin/python bench/reader.py`.
+Caches are emptied before every timed conversion. Run: `.venv/bin/python bench/reader.py`
+(`... bench/reader.py huge` runs only the 10,000-page section).
 """
 
 from __future__ import annotations
@@ -73,6 +77,21 @@ def make_long_pdf(path: Path, pages: int = 200) -> None:
     document.close()
 
 
+def make_repeated_pdf(path: Path, pages: int, block: int = 100) -> None:
+    """`pages` pages: make_long_pdf's first `block` pages copied over and over (making 10,000 pages one
+    by one takes minutes here)."""
+    import pymupdf
+
+    make_long_pdf(path.with_suffix(".block.pdf"), block)
+    source = pymupdf.open(path.with_suffix(".block.pdf"))
+    document = pymupdf.open()
+    while document.page_count < pages:
+        document.insert_pdf(source, to_page=min(block, pages - document.page_count) - 1)
+    document.save(path, garbage=1)
+    document.close()
+    source.close()
+
+
 def make_scanned_page_png(dpi: int = 200) -> bytes:
     import pymupdf
 
@@ -97,7 +116,38 @@ def convert(path: str, **options):
         return engine.convert(item, **options)
 
 
+def huge_pdf(pages: int = 10_000) -> None:
+    """The first part of a huge uncached PDF: whole conversion (before) against page-lazy (now)."""
+    from servers.reader import engine
+    from servers.reader.server import _content_budget
+    from shared import budget
+
+    print(f"\n== generated {pages:,}-page PDF, uncached: the first part of convert_to_markdown ==")
+    path = WORK / "huge.pdf"
+    _, made = timed(make_repeated_pdf, path, pages)
+    window = engine.Window(0, None, _content_budget())  # a call with the default output budget
+    clear_cache()
+    whole, before = timed(convert, str(path))
+    first_before = budget.page_of(whole.markdown, 0, None, window.max_tokens)
+    clear_cache()
+    lazy, now = timed(convert, str(path), window=window)
+    first_now = budget.page_of(lazy.markdown, 0, None, window.max_tokens)
+    following = engine.Window(first_now.end_index, None, window.max_tokens)
+    _, next_part = timed(convert, str(path), window=following)
+    same = first_now.text == first_before.text and first_now.end_index == first_before.end_index
+    print(f"(PDF made in {made:.1f} s; part = {window.max_tokens:,} tokens, {first_now.end_index:,} characters)")
+    print(f"{'':44s} {'seconds':>8s} {'pages converted':>16s}")
+    print(f"{'before: every page, then the part cut':44s} {before:8.2f} {len(whole.pages or []):16,d}")
+    print(f"{'now: pages until the part is covered':44s} {now:8.2f} {len(lazy.pages or []):16,d}")
+    print(f"{'now: the next part (start_index=end)':44s} {next_part:8.2f} {'(cached + new)':>16s}")
+    print(f"same first part: {'yes' if same else 'NO'}; before/now time: {before / now:.0f}x")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["huge"]:
+        huge_pdf()
+        shutil.rmtree(WORK, ignore_errors=True)
+        return
     from markitdown import MarkItDown
 
     from shared import ocr
@@ -175,6 +225,7 @@ def main() -> None:
     converted, seconds = timed(convert, str(scanned))
     print(f"scanned 3-page PDF through convert_to_markdown (auto engine): {seconds / 3:.2f} s per page, OCR pages "
           f"{converted.ocr_pages}")
+    huge_pdf()
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of this process: {peak:.0f} MB")

@@ -83,7 +83,7 @@ def measure(name: str, seconds: float, fps: int, cuts: list[float]) -> None:
     shown = {CAPTIONS[i % len(CAPTIONS)] for i in range(len(cuts) + 1)}  # make_video cycles the captions
     read = " ".join(t.text for t in timeline.screen_text).upper()
     ocr_recall = sum(1 for caption in shown if caption in read) / len(shown)
-    spoken = " ".join(segment["text"] for segment in timeline.transcript)
+    spoken = " ".join(segment.text for segment in timeline.transcript)
     print(f"  cuts: precision {precision:.2f}, recall {recall:.2f}, worst offset {worst:.2f} s "
           "(target: all within 0.5 s)")
     print(f"  on-screen captions read: {ocr_recall:.0%} of {len(shown)}; transcript WER "
@@ -103,6 +103,7 @@ def main() -> None:
         return
     ocr.engine()
     transcription.whisper()  # engines loaded once per process, as in a running server
+    print(f"speech: policy {transcription.policy()}, local model {transcription.local_model_name()}")
     measure("video-60s", 60, 25, [7.3, 15.0, 22.6, 31.2, 38.0, 46.5, 53.9])
     measure("video-10min", 600, 10, [round(30 + i * 57.3, 1) for i in range(10)])
     shutil.rmtree(WORK, ignore_errors=True)

@@ -9,27 +9,126 @@ callers can refuse or degrade with a clear message first.
 
 from __future__ import annotations
 
-import itertools
 import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from shared.errors import InputError
 
 # ---- JSON nesting -----------------------------------------------------------------------------------
 
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # strings may hold brackets; they do not nest
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+# Strings may hold brackets; they do not nest. `"` and `\\` never occur inside a multi-byte UTF-8
+# sequence, so the bytes can be scanned without decoding them.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"')  # the end of a string begun in an earlier piece
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_BARE_RUN = re.compile(rb'[^\s\[\]{},:"]*')  # bytes of a number or literal (or of garbage)
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
-def json_depth(text: str) -> int:
+def _ends_in_escape(inside: bytes) -> bool:
+    """Whether a piece that ends inside a string leaves a backslash waiting for its escaped byte."""
+    return (len(inside) - len(inside.rstrip(b"\\"))) % 2 == 1
+
+
+class JsonDepthMeter:
+    """The nesting of a JSON stream measured piece by piece as it arrives (well-formed or not), without
+    parsing it: `deepest` levels so far, and the bytes of the longest string (`longest_string`) and
+    number or literal (`longest_bare`) that span pieces (a streaming parser buffers a whole value
+    before handing it on)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.deepest = 0
+        self.longest_string = 0
+        self.longest_bare = 0
+        self._in_string = False
+        self._escaped = False
+        self._string_bytes = 0  # of the string still open at the end of the last piece
+        self._bare_bytes = 0  # of the number or literal that the last piece ended in
+
+    def feed(self, piece: bytes) -> int:
+        if not piece:  # the end of the stream: nothing to measure (and an escape stays pending)
+            return self.deepest
+        start = 0
+        if self._in_string:
+            start = 1 if self._escaped else 0
+            end = _STRING_REST.match(piece, start) if b'"' in piece else None  # `in` is a fast scan
+            if end is None:
+                self._still_inside(piece[start:])
+                return self.deepest
+            self._in_string, self._escaped, self._string_bytes = False, False, 0
+            start = end.end()
+        outside = _JSON_STRING.sub(b"", piece[start:] if start else piece)
+        # A string that does not end in this piece is all that is left after its first remaining quote
+        # (no whole string can be found inside it: it holds no unescaped quote).
+        opened = outside.find(b'"')
+        if opened != -1:
+            self._in_string = True
+            self._still_inside(outside[opened:])
+            outside = outside[:opened]
+        self._measure_bare(outside, ends_in_string=opened != -1)
+        for step in _NOT_BRACKET.sub(b"", outside):
+            self.depth += _STEP[step]
+            self.deepest = max(self.deepest, self.depth)
+        return self.deepest
+
+    def _still_inside(self, inside: bytes) -> None:
+        self._escaped = _ends_in_escape(inside)
+        self._string_bytes += len(inside)
+        self.longest_string = max(self.longest_string, self._string_bytes)
+
+    def _measure_bare(self, outside: bytes, ends_in_string: bool) -> None:
+        head = _BARE_RUN.match(outside).end()
+        self.longest_bare = max(self.longest_bare, self._bare_bytes + head)
+        if head == len(outside) and not ends_in_string:  # the whole piece goes on with the same value
+            self._bare_bytes += head
+        else:
+            self._bare_bytes = 0 if ends_in_string else _BARE_RUN.match(outside[::-1]).end()
+
+
+def json_depth(text: str | bytes) -> int:
     """The deepest nesting of arrays and objects in `text` (well-formed or not), without parsing it."""
-    if not any(ch in text for ch in "[{"):
+    data = text if isinstance(text, bytes) else text.encode("utf-8", errors="surrogatepass")
+    if b"[" not in data and b"{" not in data:
         return 0
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    return max(itertools.accumulate(map(_STEP.__getitem__, brackets), initial=0))
+    return JsonDepthMeter().feed(data)
+
+
+MAX_JSON_NUMBER = 4096  # characters of a number or literal (true, false, null): none is longer
+
+
+class CappedJsonStream:
+    """A binary file as a streaming JSON parser (ijson) reads it, each piece measured before the parser
+    sees it: deeper nesting than `max_depth`, a longer string than `max_string` bytes or a longer number
+    than MAX_JSON_NUMBER raises InputError naming `what`. ijson builds a path string per level for every
+    event, so its memory grows with the square of the depth (20,000 levels took 1 GB), and it buffers a
+    whole value, in time that grows with the square of its length (a 16 MB string took 0.7 s)."""
+
+    def __init__(self, handle: BinaryIO, what: str, *, max_depth: int, max_string: int) -> None:
+        self.handle, self.what, self.max_depth, self.max_string = handle, what, max_depth, max_string
+        self.meter = JsonDepthMeter()
+
+    def read(self, size: int = -1) -> bytes:
+        piece = self.handle.read(size)
+        self.meter.feed(piece)
+        check_json_depth(self.meter.deepest, self.max_depth, self.what)
+        if self.meter.longest_string > self.max_string:
+            raise InputError(f"{self.what} holds a string of more than {self.max_string // 2**20} MB; "
+                             f"the limit is {self.max_string // 2**20} MB a string")
+        if self.meter.longest_bare > MAX_JSON_NUMBER:
+            raise InputError(f"{self.what} holds a number or literal of more than {MAX_JSON_NUMBER:,} "
+                             "characters (refused before parsing)")
+        return piece
+
+
+def check_json_depth(depth: int, max_depth: int, what: str) -> None:
+    if depth > max_depth:
+        raise InputError(f"{what} nests arrays and objects more than {max_depth} levels deep; the limit is "
+                         f"{max_depth} (refused before parsing: deep nesting makes JSON parsers recurse or "
+                         "allocate without bound)")
 
 
 # ---- ZIP central directory ----------------------------------------------------------------------------

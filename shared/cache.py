@@ -12,11 +12,10 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from shared import callscope, settings
+from shared import callscope, scratch, settings
 
 _HASH_CHUNK = 1 << 20
 
@@ -47,7 +46,7 @@ def write_atomic(destination: Path, data: bytes, *, durable: bool = False) -> No
     """Write-then-rename: readers never see a partial file, even if this process dies mid-write.
     `durable` also fsyncs, for data that must survive a power cut (derived caches need not)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=destination.parent)
+    handle, temporary = scratch.new_file(".tmp-", folder=destination.parent)
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
@@ -55,9 +54,9 @@ def write_atomic(destination: Path, data: bytes, *, durable: bool = False) -> No
                 out.flush()
                 os.fsync(out.fileno())
         os.replace(temporary, destination)
+        scratch.forget(temporary)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        scratch.remove(temporary)
         raise
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import binascii
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from shared import scratch
 from shared.errors import InputError
 
 STEP = 1 << 20  # characters decoded at a time
@@ -125,7 +125,7 @@ def write_to_file(uri: str, cap: int) -> Path:
     percent = uri.find("%", start) != -1
     slices = _slices(uri, start, percent)
     pieces = _base64_pieces(uri, start, percent) if is_base64 else (_percent_decode(piece) for piece in slices)
-    handle, name = tempfile.mkstemp(prefix="toolsuite-data-")
+    handle, name = scratch.new_file("toolsuite-data-")
     size = 0
     try:
         with os.fdopen(handle, "wb") as out:
@@ -135,6 +135,6 @@ def write_to_file(uri: str, cap: int) -> Path:
                     raise _too_large(cap)
                 out.write(piece)
     except BaseException:
-        os.unlink(name)
+        scratch.remove(name)
         raise
     return Path(name)

@@ -12,18 +12,16 @@ the fetch when its tool call is cancelled or times out (`shared.fetch_net`).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import os
 import socket
 import ssl
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
 
-from shared import settings
+from shared import scratch, settings
 from shared.errors import InputError, RemoteError, TimedOut
 from shared.fetch_decode import ACCEPT_ENCODING, Decoder
 
@@ -52,8 +50,7 @@ class FetchedFile:
     content_type: str | None
 
     def remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        scratch.remove(self.path)
 
 
 def _allow_list() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
@@ -209,7 +206,7 @@ def _stream_body(url: str, response, headers: dict[str, str], limits: FetchLimit
         raise InputError(f"the URL's body is {int(declared) / 2**20:.1f} MB, over the {cap_mb} cap "
                          "(TOOLSUITE_MAX_DOWNLOAD_MB)")
     decoder = Decoder(headers.get("content-encoding"))
-    handle, name = tempfile.mkstemp(prefix="toolsuite-fetch-", suffix=suffix)
+    handle, name = scratch.new_file("toolsuite-fetch-", suffix)
     received = size = 0
 
     def write(pieces, out) -> None:
@@ -230,6 +227,6 @@ def _stream_body(url: str, response, headers: dict[str, str], limits: FetchLimit
                 write(decoder.feed(raw), out)
             write(decoder.finish(), out)
     except BaseException:
-        os.unlink(name)
+        scratch.remove(name)
         raise
     return FetchedFile(url=url, path=Path(name), size=size, content_type=headers.get("content-type"))

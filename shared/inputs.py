@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from shared import beneath, filekind, settings
+from shared import beneath, filekind, scratch, settings
 from shared.errors import InputError
 from shared.fetch import FetchLimits, fetch_to_file
 from shared.mime import FileType, sniff_file
@@ -267,18 +267,16 @@ def _held_temporary(name: Path) -> Iterator[tuple[int, Path]]:
     try:
         fd = os.open(name, _READ_FLAGS | beneath.O_NOFOLLOW)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
+        scratch.remove(name)
         raise
     if _proc_fd_usable():
-        os.unlink(name)
+        scratch.remove(name)
     try:
         yield fd, fd_path(fd, name)
     finally:
         os.close(fd)
         if not _proc_fd_usable():
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
+            scratch.remove(name)
 
 
 def _sniff(path: Path, label: str) -> FileType:

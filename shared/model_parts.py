@@ -25,12 +25,12 @@ import importlib.util
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from shared import scratch
 from shared.cache import exclusive, file_digest
 from shared.errors import NotConfigured
 
@@ -141,7 +141,7 @@ def _corrupt(packaged: PackagedFile, what: str, found: str) -> ModelCorrupt:
 
 def _build(model: SplitModel, root: Path, what: str) -> None:
     """Write the folder into a temporary place beside its destination, verify it, rename it into place."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{model.folder}-", dir=root))
+    staging = scratch.new_folder(f".{model.folder}-", root)
     try:
         total = hashlib.sha256()
         with open(staging / model.joined_name, "wb") as out:
@@ -173,8 +173,7 @@ def _build(model: SplitModel, root: Path, what: str) -> None:
                             f"({exc.strerror or type(exc).__name__}); set TOOLSUITE_MODELS_DIR to a writable folder "
                             "with 150 MB free") from None
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        scratch.remove(staging)  # gone already when it was renamed into place
 
 
 def ready(model: SplitModel, root: Path) -> Path | None:

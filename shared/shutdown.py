@@ -7,8 +7,9 @@ it is; and a plain exit would not do either, because the SDK reads stdin in a th
 SIGTERM: `stopping` is set and every piece of work registered with `work()` gets its cancel flag
 set (engines check it between batches, as they do for a cancelled call), the work in flight has a
 short grace to reach its next commit, and the process exits with status 0. Nothing is left behind:
-the threads end with the process, and the only thing meant to outlive it (tool-rag's detached
-vector builder) runs in a session of its own.
+the temporary files of work still running (a download half written) are removed through their
+registry (shared/scratch.py), the threads end with the process, and the only thing meant to outlive
+it (tool-rag's detached vector builder) runs in a session of its own.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+
+from shared import scratch
 
 log = logging.getLogger("toolsuite.shutdown")
 
@@ -65,7 +68,9 @@ def install(grace: float = GRACE) -> None:
 def _exit_when_idle(grace: float) -> None:
     with _idle:
         finished = _idle.wait_for(lambda: not _cancels, timeout=grace)
-    log.info("SIGTERM: exiting%s", "" if finished else f" (work still running after {grace:.0f} s is dropped)")
+    removed = scratch.remove_all()  # os._exit skips the finally blocks that would remove them
+    log.info("SIGTERM: exiting%s%s", "" if finished else f" (work still running after {grace:.0f} s is dropped)",
+             f"; removed {removed} temporary files of unfinished work" if removed else "")
     for stream in (sys.stderr, sys.stdout):
         with contextlib.suppress(Exception):
             stream.flush()

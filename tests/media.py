@@ -49,3 +49,31 @@ def make_video(path: Path, *, seconds: float = 12.0, fps: int = 10, size: tuple[
             for packet in audio_stream.encode(None):
                 container.mux(packet)
     return path
+
+
+def mp3_shorter_in_its_header(path: Path, *, seconds: float = 8.0, declared_share: float = 0.75) -> Path:
+    """A 440 Hz MP3 whose Xing header declares only `declared_share` of its frames: the container's
+    duration is shorter than what decodes (as real files whose last timestamp passes their duration)."""
+    import struct
+
+    import av
+    import numpy as np
+
+    rate = 16000
+    samples = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+    with av.open(str(path), "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=rate)
+        stream.layout = "mono"
+        for start in range(0, len(samples), 1152):
+            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1152], format="fltp", layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    data = bytearray(path.read_bytes())
+    at = max(data.find(b"Xing"), data.find(b"Info"))
+    (frames,) = struct.unpack(">I", data[at + 8:at + 12])  # present: the muxer sets the frame-count flag
+    data[at + 8:at + 12] = struct.pack(">I", int(frames * declared_share))
+    path.write_bytes(data)
+    return path

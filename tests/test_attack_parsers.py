@@ -5,11 +5,13 @@ a parser recurses, allocates or crashes without bound, or if its failure reaches
 Covered (tool-reader): JSON, XML and HTML nested to 100,000 levels (and exactly at the limits),
 XML with too many elements or entity declarations, ZIPs with huge file tables and unreadable
 members, Office and EPUB containers holding bombs, images whose declared size is a decompression
-bomb.
+bomb. tool-rag: collection files nested 200,000 levels deep (array, `{"documents": ...}`, JSON Lines,
+and exactly at the limit), strings and numbers past their caps.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import tracemalloc
 from pathlib import Path
@@ -17,6 +19,8 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
+from servers.rag import loader
+from servers.rag.server import build as build_rag
 from servers.reader import formats
 from servers.reader.server import build
 from tests import hostile_files
@@ -160,6 +164,69 @@ async def test_an_image_over_the_pixel_cap_is_refused_before_decoding(root: Path
     result, text = await _read("big.png")
     assert result.is_error and "megapixels (decompression bomb guard)" in text, text
     assert time.monotonic() - started < 3
+
+
+# ---- tool-rag collections ----------------------------------------------------------------------------
+
+_DEEP = b"[" * 200_000 + b"]" * 200_000
+DEEP_COLLECTIONS = {
+    "array.json": _DEEP,
+    "documents.json": b'{"documents": ' + _DEEP + b"}",
+    "objects.json": b"[" + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"]",
+    "first-line.jsonl": b'{"content": ' + _DEEP + b"}\n",
+    "second-line.jsonl": b'{"content": "fine"}\n{"content": ' + _DEEP + b"}\n",
+}
+
+
+async def _stats(name: str):
+    return await call_once(build_rag(), "rag_document_stats", {"json_path": name})
+
+
+@pytest.mark.parametrize("name", sorted(DEEP_COLLECTIONS))
+async def test_a_deeply_nested_collection_is_refused_before_parsing(root: Path, name: str, monkeypatch):
+    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
+    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
+    (root / name).write_bytes(DEEP_COLLECTIONS[name])
+    tracemalloc.start()
+    try:
+        result, text = await _stats(name)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert_no_crash(text)
+    assert result.is_error and f"more than {loader.MAX_DEPTH} levels deep" in text, text
+    assert peak < 64 * 2**20, peak  # unbounded, 200,000 levels took 5.8 GB
+
+
+async def test_a_collection_at_the_depth_limit_is_indexed(root: Path, monkeypatch):
+    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
+    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
+    # The array and the record are two levels; brackets and escaped quotes inside strings do not nest.
+    nested = "[" * (loader.MAX_DEPTH - 2) + "]" * (loader.MAX_DEPTH - 2)
+    record = {"title": 'brackets [[{ and \\" quotes', "content": "depth limit " + "[[[{{{" * 30_000, "meta": nested}
+    (root / "at.json").write_text(json.dumps([record]))
+    (root / "over.json").write_text(json.dumps([{**record, "meta": [json.loads(nested)]}]))
+    at, at_text = await _stats("at.json")
+    over, over_text = await _stats("over.json")
+    assert not at.is_error and "Documents: 1" in at_text, at_text
+    assert over.is_error and f"more than {loader.MAX_DEPTH} levels deep" in over_text, over_text
+
+
+@pytest.mark.parametrize(("name", "data", "expected"), [
+    ("string.json", b'[{"content": "' + b"x" * (loader.MAX_VALUE_BYTES + 2**20) + b'"}]',
+     "a string of more than 16 MB"),
+    ("number.json", b'[{"content": ' + b"1" * (8 * 2**20) + b"}]", "a number or literal of more than"),
+    ("line.jsonl", b'{"content": "a"}\n{"content": "' + b"x" * (loader.MAX_VALUE_BYTES + 10) + b'"}\n',
+     "line 2 of the JSON Lines file is over 16 MB"),
+])
+async def test_a_collection_value_past_its_cap_is_refused(root: Path, name: str, data: bytes, expected: str,
+                                                                  monkeypatch):
+    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
+    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
+    (root / name).write_bytes(data)
+    result, text = await _stats(name)
+    assert_no_crash(text)
+    assert result.is_error and expected in text, text
 
 
 # ---- the server keeps serving ---------------------------------------------------------------------

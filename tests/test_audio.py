@@ -195,15 +195,35 @@ async def test_wire_remote_transcription_backend_posts_the_file(speech, monkeypa
     assert sent.path == "/v1/audio/transcriptions" and b"fake-whisper" in sent.body and b"OggS" in sent.body
 
 
-async def test_transcription_reports_progress_per_segment(speech):
+@pytest.mark.parametrize(("build", "tool"), [(build_transcribe, "audio_transcription"),
+                                           (build_enhanced, "audio_quick_transcription")])
+async def test_progress_never_passes_a_header_duration_shorter_than_the_audio(root: Path, build, tool: str):
+    from tests.media import mp3_shorter_in_its_header
+
+    mp3_shorter_in_its_header(root / "short.mp3")  # the header says about 6 s; 8 s decode
+    updates: list[tuple[float, float | None]] = []
+
+    async def on_progress(done, total, _message):
+        updates.append((done, total))
+
+    async with Client(build(), mode="legacy") as client:
+        result = await client.call_tool(tool, {"audio_path_or_url": "short.mp3"}, progress_callback=on_progress)
+    assert not result.is_error, result.content[0].text
+    assert updates and updates[-1][1] == pytest.approx(5.9, abs=0.2), updates
+    assert all(done <= total for done, total in updates), updates  # issue 14 saw 28.0/27.8
+    assert [done for done, _ in updates] == sorted(done for done, _ in updates)
+
+
+@pytest.mark.parametrize(("build", "tool"), [(build_transcribe, "audio_transcription"),
+                                           (build_enhanced, "audio_quick_transcription")])
+async def test_transcription_reports_progress_per_segment(speech, build, tool: str):
     updates: list[tuple[float, float | None, str | None]] = []
 
     async def on_progress(done, total, message):
         updates.append((done, total, message))
 
-    async with Client(build_transcribe(), mode="legacy") as client:
-        result = await client.call_tool("audio_transcription", {"audio_path_or_url": "speech.ogg"},
-                                        progress_callback=on_progress)
+    async with Client(build(), mode="legacy") as client:
+        result = await client.call_tool(tool, {"audio_path_or_url": "speech.ogg"}, progress_callback=on_progress)
     assert not result.is_error
     assert updates and updates[-1][1] == pytest.approx(5.78, abs=0.2)
     assert "transcribed" in (updates[-1][2] or "")

@@ -76,3 +76,19 @@ def test_engine_modules_never_reach_the_mcp_sdk():
               if (chain := reaches_sdk(module)) is not None}
     assert not chains, "\n".join(" -> ".join(chain) for chain in chains.values())
     assert all(_is_mcp_facing(module) for module in modules if _within(direct[module], SDK))
+
+
+def test_named_temporary_files_are_made_only_through_the_registry():
+    """A named temporary made past shared/scratch.py would outlive a server stopped with SIGTERM
+    (shutdown ends the process with os._exit, which runs no finally blocks)."""
+    named = {"mkstemp", "mkdtemp", "NamedTemporaryFile", "TemporaryDirectory"}
+    offenders = []
+    for module, path in _modules().items():
+        if module == "shared.scratch":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in named:
+                offenders.append(f"{module}:{node.lineno} {node.attr}")
+            elif isinstance(node, ast.ImportFrom) and node.module == "tempfile":
+                offenders += [f"{module}:{node.lineno} {a.name}" for a in node.names if a.name in named]
+    assert not offenders, offenders

@@ -43,6 +43,47 @@ async def test_pdf_has_page_markers_headings_tables_and_ocr(root: Path):
     assert text.rstrip().endswith("characters]") and "end of document" in text
 
 
+async def test_a_long_pdf_is_converted_only_as_far_as_the_part_returned(root: Path, monkeypatch):
+    import os
+
+    from servers.reader import engine
+    from shared import budget
+    from shared.inputs import open_input
+
+    monkeypatch.setenv("TOOLSUITE_MAX_OUTPUT_TOKENS", "2000")  # about 40 of these pages a part
+    documents.text_pdf(root / "many.pdf", pages=150, with_table=False, scanned_page=False)
+    with open_input("many.pdf") as item:
+        whole = engine.convert(item).markdown  # every page, as a call without a window converts them
+    cache = Path(os.environ["TOOLSUITE_CACHE_DIR"]) / "reader"
+    for folder in cache.iterdir():  # the reference conversion must not serve the calls below
+        for page in folder.iterdir():
+            page.unlink()
+    async with Client(build()) as client:
+        parts = [await client.call_tool("convert_to_markdown", {"uri": "many.pdf"})]
+        converted_by_first = sum(1 for _ in cache.rglob("p*.md"))
+        while (nxt := parts[-1].structured_content["next_start_index"]) is not None:
+            parts.append(await client.call_tool("convert_to_markdown", {"uri": "many.pdf", "start_index": nxt}))
+    first = parts[0].structured_content
+    assert first["complete"] is False and 1 < len(first["pages_returned"]) < 60, first["pages_returned"]
+    assert converted_by_first == len(first["pages_returned"])
+    assert "read so far" in parts[0].content[0].text and first["total_pages"] == 150
+    # Each part is the very window the whole document gives, and together they are the whole document.
+    for part in parts:
+        data = part.structured_content
+        expected = budget.page_of(whole, data["start_index"], None, _reader_budget())
+        assert data["markdown"] == expected.text and data["end_index"] == expected.end_index
+    assert "".join(part.structured_content["markdown"] for part in parts) == whole
+    last = parts[-1].structured_content
+    assert len(parts) >= 3 and last["complete"] is True and last["pages_returned"] == list(range(1, 151))
+    assert "end of document" in parts[-1].content[0].text
+
+
+def _reader_budget() -> int:
+    from servers.reader.server import _content_budget
+
+    return _content_budget()
+
+
 async def test_pdf_page_ranges_and_paging_with_continuation(root: Path):
     documents.text_pdf(root / "long.pdf", pages=6, scanned_page=False)
     async with Client(build()) as client:
@@ -52,12 +93,15 @@ async def test_pdf_page_ranges_and_paging_with_continuation(root: Path):
         second = await client.call_tool("convert_to_markdown",
                                         {"uri": "long.pdf", "start_index": nxt, "max_chars": 200})
         whole = await client.call_tool("convert_to_markdown", {"uri": "long.pdf"})
+        again = await client.call_tool("convert_to_markdown", {"uri": "long.pdf", "start_index": nxt})
     assert picked.structured_content["pages_returned"] == [2, 3, 5]
     assert "<!-- page 1 -->" not in picked.content[0].text and "<!-- page 5 -->" in picked.content[0].text
     assert nxt == 200 and f"start_index={nxt}" in first.content[0].text
     full = whole.structured_content["markdown"]
     assert first.structured_content["markdown"] + second.structured_content["markdown"] == full[:400]
-    assert second.structured_content["cached"] is True
+    # The first part converted only the pages it needed; the pages read once come from the cache.
+    assert first.structured_content["complete"] is False and whole.structured_content["complete"] is True
+    assert again.structured_content["cached"] is True and again.structured_content["markdown"] == full[nxt:]
 
 
 async def test_document_info_plans_reads(root: Path):

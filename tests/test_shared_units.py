@@ -142,3 +142,42 @@ def test_an_output_model_must_show_every_field_of_its_engine_type():
         mirrors(Reading, leave_out={"raw": "binary", "other": "gone"})(Shown)
     checked = mirrors(Reading, leave_out={"raw": "binary, not for agents"})(Shown)
     assert from_engine(checked, Reading(1.5, "s", b"x"), source="a.wav") == Shown(value=1.5, unit="s", source="a.wav")
+
+
+def test_json_nesting_measured_piece_by_piece_matches_the_whole():
+    import json
+    import random
+
+    from shared.bounds import JsonDepthMeter
+
+    rng = random.Random(7)
+    # Strings full of brackets, escaped quotes and trailing backslashes, split at every kind of byte.
+    leaves = ['a[b{', 'q"\\"[{', "\\\\", 'x\\\\"]', "中文[", "\\", 12345, True, None]
+
+    def value(depth: int) -> object:
+        if depth > 6 or rng.random() < 0.3:
+            return rng.choice(leaves)
+        if rng.random() < 0.5:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {f"k[{i}\\": value(depth + 1) for i in range(rng.randint(0, 3))}
+
+    def nesting(item: object) -> int:
+        children = item if isinstance(item, list) else list(item.values()) if isinstance(item, dict) else None
+        return 0 if children is None else 1 + max(map(nesting, children), default=0)
+
+    for _ in range(500):
+        item = value(0)
+        data = json.dumps(item, ensure_ascii=False).encode()
+        meter, at = JsonDepthMeter(), 0
+        while at < len(data):
+            size = rng.randint(1, 7)
+            meter.feed(data[at:at + size])
+            at += size
+        assert (meter.deepest, meter.depth) == (nesting(item), 0), data
+    long_string = json.dumps(["x" * 300_000, 1]).encode()
+    number = b"[" + b"7" * 300_000 + b"]"
+    for data, field in ((long_string, "longest_string"), (number, "longest_bare")):
+        meter = JsonDepthMeter()
+        for at in range(0, len(data), 65536):
+            meter.feed(data[at:at + 65536])
+        assert 300_000 - 65536 <= getattr(meter, field) <= 300_000 and meter.deepest == 1

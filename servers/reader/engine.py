@@ -3,7 +3,9 @@
 Knows nothing about MCP. Conversions are cached under `TOOLSUITE_CACHE_DIR/reader`, keyed by the
 file's SHA-256 and the converter version (and mode), so paging through a long document converts it
 once. PDFs are cached page by page: a call for pages 40-45 converts (and OCRs) only those, and an
-interrupted conversion keeps the pages it finished.
+interrupted conversion keeps the pages it finished. A call that says which part of the Markdown it
+returns (a `Window`) converts pages only until that part is covered; the next part's call reads
+those pages from the cache and converts on from there.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from servers.reader import formats, pdf
-from shared import cache, settings
+from shared import budget, cache, settings
 from shared.errors import InputError
 from shared.inputs import LocalInput
 from shared.mime import FileType
@@ -63,6 +65,47 @@ class Document(Described):
     notes: list[str] = field(default_factory=list)
     cached: bool = False
     seconds: float = 0.0
+    complete: bool = True  # False: conversion stopped once the call's window was covered (PDFs)
+
+
+# Tokens converted past a window's end before conversion stops: the tokenizer's cut then falls where
+# it falls in the whole text (its last few tokens can merge with what follows).
+TOKEN_MARGIN = 64
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of the Markdown a call returns, as `budget.page_of` cuts it."""
+
+    start_index: int = 0
+    max_chars: int | None = None
+    max_tokens: int | None = None  # None: the output budget
+
+
+class _Coverage:
+    """Whether the PDF pages converted so far already hold a call's whole window and a little more,
+    so that cutting the window from them gives what cutting it from the whole document would."""
+
+    def __init__(self, window: Window) -> None:
+        self.window = window
+        self.limit = settings.max_output_tokens() if window.max_tokens is None else window.max_tokens
+        self.length = 0  # characters of the pages so far, joined as the document joins them
+        self.tokens = 0  # tokens past start_index, counted page by page (a page is counted once)
+
+    def add(self, texts: list[str]) -> bool:
+        """Take in the page just appended to `texts`; True once the window is covered."""
+        joined_at = self.length + (2 if self.length else 0)  # "\n\n" between pages
+        self.length = joined_at + len(texts[-1])
+        after = self.length - self.window.start_index
+        if after <= 0:
+            return False
+        if self.window.max_chars is not None and after > self.window.max_chars:
+            return True
+        self.tokens += budget.count_tokens(texts[-1][max(self.window.start_index - joined_at, 0):]) + 1
+        if self.tokens <= self.limit + TOKEN_MARGIN:
+            return False
+        # Pages counted apart can differ from the joined text by a token a page: confirm on the text.
+        return budget.count_tokens("\n\n".join(texts)[self.window.start_index:]) > self.limit + TOKEN_MARGIN
 
 
 def max_input_bytes() -> int:
@@ -140,7 +183,7 @@ def _whole_document(item: LocalInput, name: str, digest: str) -> Document:
 
 
 def _pdf_document(item: LocalInput, digest: str, pages_spec: str | None, mode: str,
-                  progress: ProgressFn | None, stop: StopFlag | None) -> Document:
+                  progress: ProgressFn | None, stop: StopFlag | None, window: Window | None) -> Document:
     document = pdf.open_pdf(item.path)
     try:
         total = document.page_count
@@ -151,6 +194,8 @@ def _pdf_document(item: LocalInput, digest: str, pages_spec: str | None, mode: s
         ocr_pages: list[int] = []
         skipped: list[int] = []
         all_cached = True
+        coverage = _Coverage(window) if window is not None else None
+        converted, complete = wanted, True
         for done, number in enumerate(wanted, start=1):
             if stop is not None:
                 stop.check("the conversion")
@@ -173,6 +218,9 @@ def _pdf_document(item: LocalInput, digest: str, pages_spec: str | None, mode: s
             texts.append(text)
             if progress is not None:
                 progress(done, len(wanted), f"page {number} of {total}")
+            if coverage is not None and done < len(wanted) and coverage.add(texts):
+                converted, complete = wanted[:done], False
+                break
         notes = []
         if skipped:
             notes.append(f"{len(skipped)} scanned pages were not OCRed in this call (at most {ocr_budget} per "
@@ -180,14 +228,16 @@ def _pdf_document(item: LocalInput, digest: str, pages_spec: str | None, mode: s
         metadata = document.metadata or {}
         return Document(markdown="\n\n".join(texts), format="pdf", mime="application/pdf", label=item.label,
                         size_bytes=item.size, title=metadata.get("title") or None, total_pages=total,
-                        pages=wanted, ocr_pages=ocr_pages, notes=notes, cached=all_cached)
+                        pages=converted, ocr_pages=ocr_pages, notes=notes, cached=all_cached,
+                        complete=complete)
     finally:
         document.close()
 
 
 def convert(item: LocalInput, pages: str | None = None, mode: str = "fast", progress: ProgressFn | None = None,
-            stop: StopFlag | None = None) -> Document:
-    """The opened input as Markdown (PDFs: the pages asked for), from the cache when it was converted before."""
+            stop: StopFlag | None = None, window: Window | None = None) -> Document:
+    """The opened input as Markdown (PDFs: the pages asked for), from the cache when it was converted before.
+    With a `window`, a PDF's pages are converted only as far as that part of the Markdown needs."""
     if mode not in ("fast", "layout"):
         raise InputError(f"mode must be 'fast' or 'layout', not {mode!r}")
     started = time.perf_counter()
@@ -195,7 +245,7 @@ def convert(item: LocalInput, pages: str | None = None, mode: str = "fast", prog
     name = format_name(item.file_type)
     digest = cache.file_digest(item.path)
     if name == "pdf":
-        document = _pdf_document(item, digest, pages, mode, progress, stop)
+        document = _pdf_document(item, digest, pages, mode, progress, stop, window)
     else:
         if pages and pages.strip() not in ("1", "1-1"):
             raise InputError(f"pages applies to PDFs only; this file is {name}: use start_index/max_chars")

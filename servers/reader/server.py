@@ -26,9 +26,11 @@ class ConvertOutput(BaseModel):
     mime: str
     title: str | None
     total_pages: int | None = Field(description="Pages in the whole PDF (PDFs only).")
-    pages_returned: list[int] | None = Field(description="The PDF pages converted in this call.")
+    pages_returned: list[int] | None = Field(description="The PDF pages whose Markdown this call read (all "
+                                             "the pages asked for, unless complete is false).")
     ocr_pages: list[int] = Field(description="Pages whose text came from OCR.")
-    total_chars: int = Field(description="Characters of Markdown for the pages asked for.")
+    total_chars: int = Field(description="Characters of Markdown for the pages asked for (complete is true), "
+                             "or for the pages read so far (complete is false).")
     start_index: int
     end_index: int
     next_start_index: int | None = Field(description="Pass as start_index to read on; null at the end.")
@@ -36,6 +38,8 @@ class ConvertOutput(BaseModel):
     notes: list[str]
     cached: bool = Field(description="True when the conversion came from the cache.")
     seconds: float
+    complete: bool = Field(description="False when a long PDF was converted only as far as this part needs; "
+                           "reading on (next_start_index) converts further.")
 
 
 @mirrors(engine.Info, leave_out={"label": "shown as source"})
@@ -79,11 +83,13 @@ async def convert_to_markdown(
     with the next start_index to ask for; `pages` picks PDF pages. Cite PDF content as [file.pdf, page N].
     Use document_info first to plan reads of a long document.
     """
+    window = engine.Window(start_index, max_chars, _content_budget())
+
     def work(item: LocalInput, job: Job) -> engine.Document:
-        return engine.convert(item, pages=pages, mode=mode, progress=job.progress, stop=job.stop)
+        return engine.convert(item, pages=pages, mode=mode, progress=job.progress, stop=job.stop, window=window)
 
     document, _label = await worker.run_on_input(uri, work, progress=Progress(ctx))
-    page = budget.page_of(document.markdown, start_index, max_chars, max_tokens=_content_budget())
+    page = budget.page_of(document.markdown, window.start_index, window.max_chars, max_tokens=window.max_tokens)
     footer = _footer(document, page)
     data = from_engine(ConvertOutput, document, source=document.label, pages_returned=document.pages,
                        total_chars=page.total_chars, start_index=page.start_index, end_index=page.end_index,
@@ -104,6 +110,9 @@ def _footer(document: engine.Document, page: budget.Page) -> str:
         shown = document.pages or []
         span = f"pages {shown[0]}-{shown[-1]}" if len(shown) > 1 else f"page {shown[0]}" if shown else "no pages"
         where = f"{span} of {document.total_pages}; "
+    if not document.complete:  # the pages past these are converted when the agent reads on
+        return (f"[{where}read so far: characters {page.start_index}-{page.end_index} of {page.total_chars}; "
+                f"call convert_to_markdown again with start_index={page.end_index} for the next part]")
     if page.has_more:
         return (f"[{where}characters {page.start_index}-{page.end_index} of {page.total_chars}; call "
                 f"convert_to_markdown again with start_index={page.end_index} for the next part]")

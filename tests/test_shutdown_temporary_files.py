@@ -1,0 +1,62 @@
+"""A stdio server asked to stop (SIGTERM, as agent hosts send after every call) while a URL is still
+downloading leaves no temporary file behind: the real server process, a body trickling from a server
+on 127.0.0.1, the signal sent mid-download, then the process's temporary folder is looked at."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+
+from tests import hostile_cases as hostile
+from tests.conftest import BIN
+from tests.sigterm_stdio import SigtermStdio
+
+pytestmark = pytest.mark.anyio
+
+
+def _server_env(root: Path, tmp_path: Path, temporary: Path) -> dict[str, str]:
+    inherited = {k: os.environ[k] for k in ("HOME", "PATH", "LANG") if k in os.environ}
+    return {**inherited, "TMPDIR": str(temporary), "TOOLSUITE_ROOTS": str(root),
+            "TOOLSUITE_CACHE_DIR": str(tmp_path / "cache"), "TOOLSUITE_ALLOWED_HOSTS": "127.0.0.1"}
+
+
+async def _wait_for(check, seconds: float) -> object:
+    deadline = time.monotonic() + seconds
+    while not (found := check()) and time.monotonic() < deadline:
+        await anyio.sleep(0.05)
+    return found
+
+
+@pytest.mark.parametrize(("server", "tool", "argument"), [
+    ("tool-reader", "convert_to_markdown", "uri"),
+    ("tool-transcribe", "audio_transcription", "audio_path_or_url"),
+])
+async def test_sigterm_during_a_download_leaves_no_temporary_file(root: Path, tmp_path: Path, server: str,
+                                                                  tool: str, argument: str):
+    temporary = tmp_path / "server-tmp"
+    temporary.mkdir()
+    transport = SigtermStdio([str(BIN / server)], _server_env(root, tmp_path, temporary))
+    with hostile.hostile_site_process(trickle_interval=0.1, trickle_for=30) as base:
+        async with Client(transport) as client, anyio.create_task_group() as group:
+            async def call() -> None:
+                with contextlib.suppress(Exception):  # the server goes away mid-call, as it is told to
+                    await client.call_tool(tool, {argument: f"{base}/trickle-body"})
+
+            group.start_soon(call)
+            downloading = await _wait_for(lambda: list(temporary.iterdir()), 20)
+            assert downloading, transport.stderr_text()[-2000:]  # the body is being written to a file
+            await anyio.sleep(0.3)  # a few more bytes arrive: the download is under way, not starting
+            assert transport.process is not None
+            transport.process.send_signal(signal.SIGTERM)
+            exited = await _wait_for(lambda: transport.process.returncode is not None, 10)
+            group.cancel_scope.cancel()
+    assert exited, transport.stderr_text()[-2000:]
+    assert transport.process.returncode == 0, transport.stderr_text()[-2000:]
+    assert list(temporary.iterdir()) == [], (downloading, transport.stderr_text()[-2000:])
