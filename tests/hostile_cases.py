@@ -16,7 +16,7 @@ import threading
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,6 +220,12 @@ def open_descriptors() -> dict[str, int]:
 
 def temporary_files(folder: Path) -> list[str]:
     return sorted(name for name in os.listdir(folder) if name.startswith(("toolsuite-", "tmp")))
+
+
+def children_since(before: list[int]) -> Callable[[], list[int]]:
+    """A check for this process's children that were not there in `before` (such as a database a
+    fixture started for the whole session)."""
+    return lambda: [pid for pid in child_processes() if pid not in before]
 
 
 def settle(check: Any, seconds: float = 5.0) -> Any:

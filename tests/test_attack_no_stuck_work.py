@@ -205,16 +205,17 @@ def test_a_helper_program_is_killed_the_moment_its_call_ends():
     from shared import callscope, children
     from shared.errors import Cancelled, TimedOut
 
+    before = hostile.child_processes()
     flag = callscope.StopFlag()
     threading.Timer(0.3, flag.stop, args=(callscope.CANCELLED,)).start()
     started = time.monotonic()
     with callscope.active(flag), pytest.raises(Cancelled):
         children.run(["sh", "-c", "sleep 30 & sleep 30"], timeout=60)
     assert time.monotonic() - started < 2
-    assert hostile.settle(hostile.child_processes, 2) == []
+    assert hostile.settle(hostile.children_since(before), 2) == []
     with callscope.active(callscope.StopFlag(time.monotonic() + 0.3)), pytest.raises(TimedOut):
         children.run(["sleep", "30"], timeout=60)  # the call's deadline is nearer than the program's own limit
-    assert hostile.settle(hostile.child_processes, 2) == []
+    assert hostile.settle(hostile.children_since(before), 2) == []
 
 
 def test_hashing_stops_when_its_call_ends(root: Path):
@@ -238,8 +239,9 @@ async def test_ocr_by_tesseract_leaves_no_child_when_its_call_times_out(root: Pa
     monkeypatch.setenv("TOOLSUITE_TOOL_TIMEOUT", "1")
     noise = np.random.default_rng(1).integers(0, 255, (2400, 2400, 3), dtype=np.uint8)
     Image.fromarray(noise).save(root / "noise.png")
+    before = hostile.child_processes()
     async with Client(BY_NAME["tool-reader"].build()) as client:
         result = await client.call_tool("convert_to_markdown", {"uri": "noise.png"})
         assert result.is_error and "did not finish within 1 s" in result.content[-1].text, result.content[-1].text
-        assert hostile.settle(hostile.child_processes, 2) == []
+        assert hostile.settle(hostile.children_since(before), 2) == []
         assert hostile.settle(hostile.busy_threads, 3) == []
