@@ -202,6 +202,7 @@ class Phase:
     replica_cpu: list[float] = field(default_factory=list)
     threads: list[int] = field(default_factory=list)
     connections: int = 0  # TCP connections the load generator opened to HAProxy
+    retries: int = 0
 
     def fail(self, kind: str) -> None:
         self.failures[kind] = self.failures.get(kind, 0) + 1
@@ -380,8 +381,7 @@ def run_phase(replica_ports: list[int], processes: dict[str, list[int]], calls: 
             phase.haproxy.setdefault(server, []).append((int(match.group(3)),
                                                          int(match.group(6)) - int(match.group(2))))
             phase.server_conns.setdefault(server, []).append(int(match.group(8)))
-            if int(match.group(9)):
-                phase.fail("retried by HAProxy (not a failure: answered)")
+            phase.retries += int(match.group(9))  # HAProxy's retries of this call (503 busy, no connection)
     return phase
 
 
@@ -632,6 +632,8 @@ def report(phases: list[Phase], args: argparse.Namespace, queries: list[str]) ->
                   f"{percentile(waits, 0.95):.0f} ms, open calls mean {statistics.mean(phase.server_conns[server]):.1f}"
                   f", CPU {phase.replica_cpu[number]:.1f} s ({phase.replica_cpu[number] / phase.wall:.0%} of a core), "
                   f"{phase.threads[number]} threads")
+        print(f"  {phase.replicas} replica{'s' if phase.replicas > 1 else ''}: HAProxy retried {phase.retries} "
+              f"calls; the load generator opened {phase.connections} connections for {args.concurrency} clients")
     print("\nwhere the CPU went (CPU seconds, and the share of the 2 cores over the phase):")
     for phase in phases:
         capacity = 2 * phase.wall
