@@ -18,8 +18,12 @@ What it does, on this machine and on loopback only:
    HAProxy in front (servers/rag/haproxy.cfg with Docker's DNS replaced by the loopback replicas),
    and drives the same CALLS (default 2,000) rag_search calls through the real Streamable HTTP
    protocol (an `initialize` per client, then JSON-RPC `tools/call` POSTs to /mcp) at CONCURRENCY
-   (default 50) clients: first with HAProxy sending to one replica, then to both.
-4. Prints calls/s, p50 and p95 per replica count and the ratio, failures, where the CPU went
+   (default 50) clients: first with HAProxy sending to one replica, then to both. Each client keeps
+   one HTTP/1.1 keep-alive connection and writes its requests by hand (`Connection`): httpx cost
+   this process 3-5 ms of CPU per call on the replicas' own two cores, more than the rest of the
+   path outside the replicas; the requests and the server are the same as with any MCP client.
+4. Prints calls/s, p50 and p95 per replica count and the ratio, failures, per replica HAProxy's
+   timings, open calls, CPU and threads, where the CPU went
    (replicas, PostgreSQL, HAProxy, this load generator, everything else on the machine; of the
    replicas' share, the USE query encoder's, from its CPU time per question measured here), whether
    every answer to a query was identical across replicas and phases, and whether it was identical
@@ -165,6 +169,12 @@ def cpu_seconds(pids: list[int], with_children: bool = False) -> float:
     return total
 
 
+def thread_count(pid: int) -> int:
+    import psutil
+
+    return psutil.Process(pid).num_threads()
+
+
 def machine_busy() -> float:
     """CPU seconds all cores spent doing anything but idle, since boot."""
     import psutil
@@ -187,6 +197,12 @@ class Phase:
     answered: dict[str, int] = field(default_factory=dict)  # calls answered, per question
     cpu: dict[str, float] = field(default_factory=dict)
     served: dict[str, int] = field(default_factory=dict)
+    haproxy: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # per server: (Tw, Tr) ms
+    server_conns: dict[str, list[int]] = field(default_factory=dict)  # per server: its connections at log time
+    replica_cpu: list[float] = field(default_factory=list)
+    threads: list[int] = field(default_factory=list)
+    connections: int = 0  # TCP connections the load generator opened to HAProxy
+    retries: int = 0
 
     def fail(self, kind: str) -> None:
         self.failures[kind] = self.failures.get(kind, 0) + 1
@@ -204,54 +220,132 @@ def _body(text: str) -> dict[str, Any]:
     return json.loads(data[-1])
 
 
-async def drive(url: str, calls: list[str], concurrency: int, phase: Phase) -> None:
-    import httpx
+class Connection:
+    """One keep-alive HTTP/1.1 connection speaking Streamable HTTP MCP by hand.
 
+    httpx cost this process 3-5 ms of CPU per call, on the same two cores as the replicas; this
+    costs a fraction of that. The server sees the same requests as from any client: POST /mcp with
+    the JSON-RPC message, the Accept header both transports need, the protocol version header; it
+    answers with JSON or one Server-Sent Event, chunked or not, and both are read here.
+    """
+
+    def __init__(self, host: str, port: int, path: str) -> None:
+        self.host, self.port, self.path = host, port, path
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.opened = 0
+
+    async def post(self, message: dict[str, Any], version: str | None) -> tuple[int, str]:
+        if self.writer is None or self.reader is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.opened += 1
+        body = json.dumps(message, ensure_ascii=False).encode()
+        head = (f"POST {self.path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
+                f"accept: {HEADERS['accept']}\r\ncontent-type: application/json\r\n"
+                + (f"mcp-protocol-version: {version}\r\n" if version else "")
+                + f"content-length: {len(body)}\r\n\r\n")
+        try:
+            self.writer.write(head.encode() + body)
+            return await self._response()
+        except BaseException:
+            self.close()  # a half-read answer leaves the connection unusable
+            raise
+
+    async def _response(self) -> tuple[int, str]:
+        assert self.reader is not None
+        lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            data = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    while await self.reader.readuntil(b"\r\n") != b"\r\n":
+                        pass  # trailers
+                    break
+                parts.append((await self.reader.readexactly(size + 2))[:-2])
+            data = b"".join(parts)
+        elif status in (202, 204):
+            data = b""
+        else:
+            data = await self.reader.read()  # the server ends the answer by closing
+            self.close()
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return status, data.decode()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def drive(url: str, calls: list[str], concurrency: int, phase: Phase) -> None:
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
     queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
     for number, query in enumerate(calls):
         queue.put_nowait((number, query))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     deadline = time.monotonic() + PHASE_LIMIT
-    async with httpx.AsyncClient(limits=limits, timeout=CALL_TIMEOUT) as client:
+    answered: list[tuple[str, dict[str, Any]]] = []
+    connections = [Connection(where.hostname or "127.0.0.1", where.port or 80, where.path)
+                   for _ in range(concurrency)]
 
-        async def one_client(worker: int) -> None:
-            # A real client's start: initialize, then the initialized notification, then tool calls.
-            answer = await client.post(url, headers=HEADERS, json=_rpc(0, "initialize", {
-                "protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": f"bench-{worker}",
-                                                                              "version": "1"}}))
-            answer.raise_for_status()
-            headers = {**HEADERS, "mcp-protocol-version": PROTOCOL}
-            await client.post(url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-            while not queue.empty() and time.monotonic() < deadline:
-                number, query = queue.get_nowait()
-                request = _rpc(number + 1, "tools/call", {"name": "rag_search", "arguments": {
-                    "query": query, "json_path": "collection.json", "top_k": 10}})
-                started = time.perf_counter()
-                try:
-                    response = await client.post(url, headers=headers, json=request)
-                except httpx.HTTPError as exc:
-                    phase.fail(type(exc).__name__)
-                    continue
-                elapsed = time.perf_counter() - started
-                if response.status_code != 200:
-                    phase.fail(f"HTTP {response.status_code}")
-                    continue
-                body = _body(response.text)
-                result = body.get("result")
-                if result is None or result.get("isError"):
-                    phase.fail("error result")
-                    continue
-                phase.latencies.append(elapsed)
-                phase.answers.setdefault(query, set()).add(json.dumps(result["structuredContent"], sort_keys=True,
-                                                                      ensure_ascii=False))
-                phase.results.setdefault(query, set()).add(json.dumps(result["structuredContent"]["results"],
-                                                                      sort_keys=True, ensure_ascii=False))
-                phase.texts.setdefault(query, set()).add(result["content"][-1]["text"])
-                phase.answered[query] = phase.answered.get(query, 0) + 1
+    async def one_client(worker: int) -> None:
+        connection = connections[worker]
+        # A real client's start: initialize, then the initialized notification, then tool calls.
+        status, _ = await asyncio.wait_for(connection.post(_rpc(0, "initialize", {
+            "protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": f"bench-{worker}",
+                                                                          "version": "1"}}), None), CALL_TIMEOUT)
+        if status != 200:
+            raise RuntimeError(f"initialize answered HTTP {status}")
+        await asyncio.wait_for(connection.post({"jsonrpc": "2.0", "method": "notifications/initialized"},
+                                               PROTOCOL), CALL_TIMEOUT)
+        while not queue.empty() and time.monotonic() < deadline:
+            number, query = queue.get_nowait()
+            request = _rpc(number + 1, "tools/call", {"name": "rag_search", "arguments": {
+                "query": query, "json_path": "collection.json", "top_k": 10}})
+            started = time.perf_counter()
+            try:
+                status, text = await asyncio.wait_for(connection.post(request, PROTOCOL), CALL_TIMEOUT)
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as exc:
+                phase.fail(type(exc).__name__)
+                continue
+            elapsed = time.perf_counter() - started
+            if status != 200:
+                phase.fail(f"HTTP {status}")
+                continue
+            result = _body(text).get("result")  # parsed as any client parses it
+            if result is None or result.get("isError"):
+                phase.fail("error result")
+                continue
+            phase.latencies.append(elapsed)
+            answered.append((query, result))
 
-        started = time.perf_counter()
+    started = time.perf_counter()
+    try:
         await asyncio.gather(*(one_client(worker) for worker in range(concurrency)))
+    finally:
         phase.wall = time.perf_counter() - started
+        for connection in connections:
+            connection.close()
+    phase.connections = sum(c.opened for c in connections)
+    # The identical-answers check, after the clock: no client does it, so it is not load.
+    for query, result in answered:
+        phase.answers.setdefault(query, set()).add(json.dumps(result["structuredContent"], sort_keys=True,
+                                                              ensure_ascii=False))
+        phase.results.setdefault(query, set()).add(json.dumps(result["structuredContent"]["results"],
+                                                              sort_keys=True, ensure_ascii=False))
+        phase.texts.setdefault(query, set()).add(result["content"][-1]["text"])
+        phase.answered[query] = phase.answered.get(query, 0) + 1
     left = queue.qsize()
     if left:
         phase.fail(f"not sent within {PHASE_LIMIT:.0f} s")
@@ -266,18 +360,28 @@ def run_phase(replica_ports: list[int], processes: dict[str, list[int]], calls: 
     try:
         groups = {**processes, "haproxy": [balancer.pid]}
         before = {name: cpu_seconds(pids, name == "postgres") for name, pids in groups.items()}
+        replica_before = {pid: cpu_seconds([pid]) for pid in processes["replicas"]}
         client_before = sum(os.times()[:2])
         machine_before = machine_busy()
         asyncio.run(drive(f"http://127.0.0.1:{port}/mcp", calls, concurrency, phase))
         phase.cpu = {name: cpu_seconds(pids, name == "postgres") - before[name] for name, pids in groups.items()}
+        phase.replica_cpu = [cpu_seconds([pid]) - replica_before[pid] for pid in processes["replicas"]]
+        phase.threads = [thread_count(pid) for pid in processes["replicas"]]
         phase.cpu["load generator"] = sum(os.times()[:2]) - client_before
         phase.cpu["machine"] = machine_busy() - machine_before
     finally:
         stop(balancer)
     for line in log.read_text(errors="replace").splitlines():
-        match = re.search(r" tool-rag/(r\d+) ", line)
+        match = re.search(r" tool-rag/(r\d+) (-?\d+)/(-?\d+)/(-?\d+)/(-?\d+)/(-?\d+) (\d+) .*? "
+                          r"\d+/\d+/\d+/(\d+)/\+?(\d+) \d+/\d+ ", line)
         if match and '"POST /mcp' in line:
-            phase.served[match.group(1)] = phase.served.get(match.group(1), 0) + 1
+            server = match.group(1)
+            phase.served[server] = phase.served.get(server, 0) + 1
+            # httplog timers (ms): Tw queued in HAProxy; Ta - TR from the request read to the answer's end
+            phase.haproxy.setdefault(server, []).append((int(match.group(3)),
+                                                         int(match.group(6)) - int(match.group(2))))
+            phase.server_conns.setdefault(server, []).append(int(match.group(8)))
+            phase.retries += int(match.group(9))  # HAProxy's retries of this call (503 busy, no connection)
     return phase
 
 
@@ -517,6 +621,19 @@ def report(phases: list[Phase], args: argparse.Namespace, queries: list[str]) ->
               f"{', '.join(f'{k} {v:,}' for k, v in sorted(phase.served.items()))}"
               + (f"  ({phase.failures})" if failures else ""))
     print(f"ratio, 2 replicas / 1: {rates[1] / rates[0]:.2f}x (target >= 1.6x)")
+    print("\nper replica (HAProxy's log: Tw queued in HAProxy, Ta - TR from HAProxy having the request to the "
+          "answer's end; the replica's open calls from HAProxy when each call ended; its CPU and threads):")
+    for phase in phases:
+        for number, server in enumerate(sorted(phase.haproxy)):
+            timers = phase.haproxy[server]
+            waits, answers = [t[0] for t in timers], [t[1] for t in timers]
+            print(f"  {phase.replicas} replica{'s' if phase.replicas > 1 else ''}, {server}: Ta-TR p50 "
+                  f"{statistics.median(answers):.0f} ms p95 {percentile(answers, 0.95):.0f} ms, Tw p95 "
+                  f"{percentile(waits, 0.95):.0f} ms, open calls mean {statistics.mean(phase.server_conns[server]):.1f}"
+                  f", CPU {phase.replica_cpu[number]:.1f} s ({phase.replica_cpu[number] / phase.wall:.0%} of a core), "
+                  f"{phase.threads[number]} threads")
+        print(f"  {phase.replicas} replica{'s' if phase.replicas > 1 else ''}: HAProxy retried {phase.retries} "
+              f"calls; the load generator opened {phase.connections} connections for {args.concurrency} clients")
     print("\nwhere the CPU went (CPU seconds, and the share of the 2 cores over the phase):")
     for phase in phases:
         capacity = 2 * phase.wall
