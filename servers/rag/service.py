@@ -14,7 +14,7 @@ import dataclasses
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -46,22 +46,10 @@ class IndexSummary:
 
 
 @dataclass(frozen=True)
-class CollectionStats:
+class CollectionStats(IndexState):
+    """The index's state as the store keeps it, and what this process knows about the collection."""
+
     source_file: str
-    documents: int
-    chunks: int
-    lexical_complete: bool = field(
-        metadata={"description": "Every record of the collection, as last read completely, is searchable."})
-    pending_documents: int = field(
-        metadata={"description": "New or changed records an update of the index is taking in right now (searchable "
-                                 "when it finishes; until then the previous version is served)."})
-    dense_vectors: int = field(metadata={"description": "Chunks that have a vector for semantic search."})
-    dense_complete: bool
-    cjk_share: float = field(metadata={"description": "Share of Chinese characters in the collection's text."})
-    build_seconds: float | None = field(
-        metadata={"description": "How long the last lexical build or update took, in seconds."})
-    updated_documents: int = field(
-        metadata={"description": "Records the last update took in (new or changed content); 0 for a first build."})
     embedder: str = field(metadata={"description": "What makes the chunk vectors: use (multilingual USE), "
                                                    "openai (the EMBEDDING endpoint) or none."})
     dictionary: str = field(metadata={"description": "English -> Chinese query translation: CC-CEDICT, or off and "
@@ -254,11 +242,8 @@ class RagService:
         warning = collection.build(progress=progress, cancel=cancel)
         state = collection.state()
         stats = CollectionStats(
-            source_file=display_path(source), documents=state.documents, chunks=state.chunks,
-            lexical_complete=state.lexical_complete, pending_documents=state.pending_documents,
-            dense_vectors=state.dense_vectors, dense_complete=state.dense_complete, cjk_share=state.cjk_share,
-            build_seconds=state.build_seconds, updated_documents=state.updated_documents,
-            embedder=collection.embedder, dictionary=_dictionary_state(),
+            **{item.name: getattr(state, item.name) for item in fields(IndexState)},
+            source_file=display_path(source), embedder=collection.embedder, dictionary=_dictionary_state(),
             dense_error=collection.vector_error, vector_builder=_builder_state(collection, state),
             source_warning=warning)
         return collection, Readiness(stats, _notes(collection, state, warning))
