@@ -18,6 +18,9 @@ from pathlib import Path
 
 _lock = threading.Lock()
 _live: set[str] = set()
+# Files written under their final name inside a folder held open by descriptor (tool-python's output
+# folder): removed relative to that descriptor, never by a path a swapped symlink could redirect.
+_live_in_folders: set[tuple[int, str]] = set()
 
 
 def new_file(prefix: str, suffix: str = "", folder: str | Path | None = None) -> tuple[int, str]:
@@ -48,14 +51,33 @@ def remove(name: str | Path) -> None:
     _delete(str(name))
 
 
+def writing_in_folder(folder: int, name: str) -> None:
+    """`name` inside the open folder `folder` is being written and is not whole until
+    `written_in_folder` says so; the caller keeps `folder` open until then."""
+    with _lock:
+        _live_in_folders.add((folder, name))
+
+
+def written_in_folder(folder: int, name: str) -> None:
+    """The file is whole (or its writer removed it)."""
+    with _lock:
+        _live_in_folders.discard((folder, name))
+
+
 def remove_all() -> int:
-    """Remove every temporary still registered (on the way out); returns how many were there."""
+    """Remove every temporary and half-written file still registered (on the way out); returns how
+    many were there."""
     with _lock:
         names = list(_live)
         _live.clear()
+        in_folders = list(_live_in_folders)
+        _live_in_folders.clear()
     for name in names:
         _delete(name)
-    return len(names)
+    for folder, name in in_folders:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=folder)
+    return len(names) + len(in_folders)
 
 
 def _delete(name: str) -> None:

@@ -60,3 +60,36 @@ async def test_sigterm_during_a_download_leaves_no_temporary_file(root: Path, tm
     assert exited, transport.stderr_text()[-2000:]
     assert transport.process.returncode == 0, transport.stderr_text()[-2000:]
     assert list(temporary.iterdir()) == [], (downloading, transport.stderr_text()[-2000:])
+
+
+def test_a_sandbox_file_half_copied_into_the_output_folder_goes_with_the_shutdown_sweep(tmp_path: Path,
+                                                                                       monkeypatch):
+    """download_file_from_sandbox_to_local writes under the file's final name in the output folder,
+    so the sweep SIGTERM runs (scratch.remove_all) must remove a copy it cuts short, and only that."""
+    from servers.python import files, outputs
+    from shared import scratch
+
+    monkeypatch.setenv("TOOLSUITE_ROOTS", str(tmp_path))
+    folder = tmp_path / "toolsuite-output"
+    folder.mkdir()
+    source = tmp_path / "result.csv"
+    source.write_bytes(b"x" * 100_000)
+    seen: dict[str, object] = {}
+
+    def copy_cut_short_by_sigterm(_source: int, target: int, _max_bytes: int) -> int:
+        os.write(target, b"x" * 1_000)
+        seen["during"] = sorted(os.listdir(folder))
+        seen["swept"] = scratch.remove_all()
+        seen["after"] = sorted(os.listdir(folder))
+        return 1_000
+
+    with monkeypatch.context() as patched:
+        patched.setattr(files, "copy_capped", copy_cut_short_by_sigterm)
+        with outputs.OutputFolder(folder) as out, source.open("rb") as handle:
+            out.save(handle.fileno(), "result.csv", 10**6)
+    assert seen == {"during": ["result.csv"], "swept": 1, "after": []}
+
+    with outputs.OutputFolder(folder) as out, source.open("rb") as handle:
+        out.save(handle.fileno(), "result.csv", 10**6)
+    assert scratch.remove_all() == 0, "a whole copy is not the sweep's"
+    assert (folder / "result.csv").read_bytes() == b"x" * 100_000

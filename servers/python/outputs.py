@@ -18,7 +18,7 @@ from pathlib import Path
 
 from servers.python import files
 from servers.python.results import SandboxError
-from shared import settings
+from shared import scratch, settings
 from shared.cjk import HAN
 from shared.errors import InputError
 from shared.inputs import display_path
@@ -85,6 +85,7 @@ class OutputFolder:
             target, used = self.create(name)
         except OSError as exc:
             raise SandboxError(f"could not create a file in the output folder ({exc.strerror})") from None
+        scratch.writing_in_folder(self.fd, used)  # a SIGTERM mid-copy removes the part written
         try:
             copied = files.copy_capped(source, target, max_bytes)
         except BaseException as exc:
@@ -93,6 +94,8 @@ class OutputFolder:
             if isinstance(exc, OSError):
                 raise SandboxError(f"could not write {self.shown(used)} ({exc.strerror})") from None
             raise
+        finally:
+            scratch.written_in_folder(self.fd, used)
         os.close(target)
         return self.shown(used), copied
 
