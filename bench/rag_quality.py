@@ -169,22 +169,10 @@ def reference_ranking(vectors, owners: list[int], query_vector) -> list[int]:
 def partial(dense: list[int], lexical: list[int], has_vector: Callable[[int], bool], impute: bool) -> list[int]:
     """A vector ranking over chunks of which only some have a vector: the others are absent (naive),
     or take their lexical rank among them (impute, as the engine does past 99 %)."""
+    from servers.rag import search
+
     ranked = [c for c in dense if has_vector(c)]
-    if not impute:
-        return ranked
-    missing = [(r, c) for r, c in enumerate(lexical) if not has_vector(c)]
-    merged: list[int] = []
-    following = iter(ranked)
-    waiting = 0
-    while True:
-        if waiting < len(missing) and missing[waiting][0] <= len(merged):
-            merged.append(missing[waiting][1])
-            waiting += 1
-            continue
-        nxt = next(following, None)
-        if nxt is None:
-            return merged + [c for _r, c in missing[waiting:]]
-        merged.append(nxt)
+    return search.at_lexical_rank(ranked, lexical, has_vector) if impute else ranked
 
 
 def engine_ranks(service: Any, path: Path, qs: list[dict]) -> tuple[list[list[int]], list[float]]:

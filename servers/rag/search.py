@@ -20,7 +20,7 @@ its lexical rank in the vector ranking, so new records are not pushed down.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,7 +123,13 @@ def with_unembedded(dense: list[int], lexical: list[int], first_missing: int | N
     record appended since the vectors were built is not pushed down for lack of one."""
     if first_missing is None:
         return dense
-    missing = [(rank, chunk_id) for rank, chunk_id in enumerate(lexical) if chunk_id >= first_missing]
+    return at_lexical_rank(dense, lexical, lambda chunk_id: chunk_id < first_missing)
+
+
+def at_lexical_rank(dense: list[int], lexical: list[int], has_vector: Callable[[int], bool]) -> list[int]:
+    """`dense` (chunks that have a vector) with every lexical candidate that has none inserted at its
+    lexical rank."""
+    missing = [(rank, chunk_id) for rank, chunk_id in enumerate(lexical) if not has_vector(chunk_id)]
     merged: list[int] = []
     ranked = iter(dense)
     waiting = 0
