@@ -240,9 +240,12 @@ def rank(collection: Collection, query: str) -> Fused:
             log.warning("query embedding failed: %s", _failure(exc))
             notes.append(f"the question could not be embedded ({_failure(exc)}); these results are lexical only")
         else:
-            if not state.dense_complete:
-                dense = with_unembedded(dense, lexical, first_unembedded(store))
-                notes.append(unembedded_note(state))
+            # Read again: the builder may have added vectors since `state` was read (a small collection
+            # completes within the call), and the note must count what this ranking used.
+            first_missing = None if state.dense_complete else first_unembedded(store)
+            if first_missing is not None:
+                dense = with_unembedded(dense, lexical, first_missing)
+                notes.append(unembedded_note(collection.state()))
     return Fused(scores=fuse([(lexical, 1.0), (dense, weight)]), lexical=lexical, dense=dense,
                  best_possible=(1.0 + (weight if dense else 0.0)) / (RRF_K + 1), notes=notes, added_terms=added)
 
