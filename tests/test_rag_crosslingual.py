@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from servers.rag import embedders, indexing, search, translation
+from servers.rag import search, translation
 from servers.rag.server import build
 from servers.rag.service import RagService
 from shared.lazy import LazyEngine
+from tests.rag_stand_ins import embed_in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -122,10 +123,7 @@ class GatedEmbedder:
 @pytest.fixture
 def gated(monkeypatch) -> Any:
     model = GatedEmbedder()
-    monkeypatch.setenv("TOOLSUITE_RAG_BUILDER", "thread")  # the stand-in lives in this process
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "openai")  # any embedder but none: `get` is replaced
-    monkeypatch.setattr(embedders, "get", lambda name: model)
-    monkeypatch.setattr(indexing, "VECTOR_BATCH", 8)
+    embed_in_process(monkeypatch, model, batch=8)
     yield model
     model.open.set()  # never leave a builder thread waiting
 

@@ -32,6 +32,7 @@ from servers.rag.store import (
 )
 from shared import budget
 from shared.errors import Cancelled, InputError, TimedOut
+from tests.rag_stand_ins import embed_in_process
 from tests.test_rag import DOCS
 
 LONG = {"title": "长文档", "url": "https://example.org/long",
@@ -197,11 +198,7 @@ class TinyEmbedder:
 
 
 def test_chunk_vectors_take_their_dimension_from_the_model(collection, monkeypatch):
-    from servers.rag import embedders
-
-    monkeypatch.setenv("TOOLSUITE_RAG_BUILDER", "thread")  # the replaced embedder lives in this process
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "openai")
-    monkeypatch.setattr(embedders, "get", lambda name: TinyEmbedder())
+    embed_in_process(monkeypatch, TinyEmbedder())
     service = RagService()
     service.ready(collection)
     service.collections.get(collection).wait_for_vectors(timeout=60)

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from servers.rag import embedders, indexing
+from servers.rag import indexing
 from servers.rag.server import build
 from servers.rag.service import RagService
+from tests.rag_stand_ins import embed_in_process
 
 pytestmark = pytest.mark.anyio
 
@@ -177,10 +178,7 @@ class CountingEmbedder:
 @pytest.fixture
 def counting(monkeypatch) -> CountingEmbedder:
     model = CountingEmbedder()
-    monkeypatch.setenv("TOOLSUITE_RAG_BUILDER", "thread")  # the stand-in lives in this process
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "openai")  # any embedder but none: `get` is replaced
-    monkeypatch.setattr(embedders, "get", lambda name: model)
-    monkeypatch.setattr(indexing, "VECTOR_BATCH", 8)
+    embed_in_process(monkeypatch, model, batch=8)
     return model
 
 
