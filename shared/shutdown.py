@@ -23,9 +23,11 @@ import threading
 from collections.abc import Iterator
 
 from shared import scratch
+from shared.callscope import StopFlag
 
 log = logging.getLogger("toolsuite.shutdown")
 
+STOPPING = "stopped: the server is shutting down"
 GRACE = 2.0  # seconds the work in flight may take to reach its next commit
 stopping = threading.Event()
 _idle = threading.Condition()
@@ -58,7 +60,10 @@ def install(grace: float = GRACE) -> None:
         stopping.set()
         with _idle:
             for cancel in _cancels:
-                cancel.set()
+                if isinstance(cancel, StopFlag):
+                    cancel.stop(STOPPING)  # its stop callbacks too: helper programs are killed with it
+                else:
+                    cancel.set()
         # Waiting here would hold the event loop, which the work may need to report its progress.
         threading.Thread(target=_exit_when_idle, args=(grace,), name="shutdown", daemon=True).start()
 

@@ -29,7 +29,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from shared import callscope
+from shared import callscope, shutdown
 from shared.callscope import CANCELLED, TIME_LIMIT, StopFlag
 from shared.errors import ToolFailure
 from shared.inputs import LocalInput, open_input
@@ -67,7 +67,7 @@ async def run(work: Callable[[Job], T], *, progress: ProgressFn | None = None) -
     job = Job(progress, StopFlag(_deadline()))
 
     def bounded() -> T:
-        with callscope.active(job.stop):
+        with callscope.active(job.stop), shutdown.work(job.stop):
             try:
                 return work(job)
             except ToolFailure as exc:

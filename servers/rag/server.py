@@ -20,7 +20,7 @@ from servers.rag.service import (
     Readiness,
     SearchResult,
 )
-from shared import shutdown, worker
+from shared import worker
 from shared.budget import Page
 from shared.errors import InputError
 from shared.inputs import resolve_local_path
@@ -56,16 +56,10 @@ T = TypeVar("T")
 
 
 async def in_worker(ctx: Context | None, work: Callable[[Job], T]) -> T:
-    """Run an engine call in a worker thread with progress (`shared.worker`). When the call is
-    cancelled or runs out of time, or the process is asked to stop (SIGTERM), the job's stop flag is
-    set, so indexing stops at its next batch; the call itself reports the cancellation or the
-    timeout."""
-
-    def run(job: Job) -> T:
-        with shutdown.work(job.stop):
-            return work(job)
-
-    return await worker.run(run, progress=Progress(ctx))
+    """Run an engine call in a worker thread with progress (`shared.worker`, which sets the job's stop
+    flag when the call is cancelled, runs out of time or the process gets SIGTERM: indexing stops at
+    its next batch)."""
+    return await worker.run(work, progress=Progress(ctx))
 
 
 def notes_lines(notes: list[str]) -> list[str]:
