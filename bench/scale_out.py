@@ -540,9 +540,7 @@ def report_stores(path: Path, url: str, queries: list[str]) -> None:
         if name == "PostgreSQL":
             hnsw_report(service, collection, path, queries)
             encoder_cost(collection, queries, state.cjk_share)
-        backend_close = getattr(backend, "close", None)
-        if backend_close:
-            backend_close()
+        backend.close()
     print(f"{'store':12s} {'lexical build':>14s} {'with vectors':>13s} {'index size':>11s} {'warm p50':>9s} "
           f"{'warm p95':>9s}")
     for name, lexical, total, size, p50, p95 in rows:

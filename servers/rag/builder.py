@@ -257,9 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("vector builder for %s stops: %s", source.name, exc)
         return 1
     finally:
-        close = getattr(backend, "close", None)
-        if close is not None:
-            close()
+        backend.close()
     log.info("vector builder for %s: %s", source.name, outcome)
     return 0
 

@@ -72,9 +72,10 @@ class Collection:
         state = state or self.state()
         return self.embedder != "none" and not state.dense_complete
 
-    def dense_ready(self) -> bool:
-        """Whether the chunk vectors cover enough of the collection to rank (see READY_SHARE)."""
-        state = self.state()
+    def dense_ready(self, state: IndexState | None = None) -> bool:
+        """Whether the chunk vectors cover enough of the collection to rank (see READY_SHARE), in
+        `state` when the caller has read it."""
+        state = state or self.state()
         return state.dense_complete or (state.chunks > 0 and state.dense_vectors >= READY_SHARE * state.chunks)
 
     def wait_for_vectors(self, timeout: float | None = None) -> None:

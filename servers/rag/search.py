@@ -70,7 +70,6 @@ class Passage:
 class Ranking:
     hits: list[Passage]
     notes: list[str]  # what the agent should know about how these were found
-    added_terms: list[str]  # Chinese headwords the dictionary added to the lexical query
 
 
 def cross_lingual(query: str, cjk_share: float) -> bool:
@@ -145,6 +144,18 @@ def at_lexical_rank(dense: list[int], lexical: list[int], has_vector: Callable[[
         merged.append(following)
 
 
+def semantic_off_note(reason: str) -> str:
+    return (f"semantic search is off ({reason}): a question in another language than the collection is matched "
+            "by dictionary translation only")
+
+
+def vectors_building_note(state: IndexState) -> str:
+    done = state.dense_vectors / state.chunks if state.chunks else 0.0
+    return (f"the semantic vectors are still being built in the background ({done:.0%} of {state.chunks:,} "
+            "chunks); until they are complete, a question in another language than the collection is matched "
+            "by dictionary translation only and may miss documents")
+
+
 def unembedded_note(state: IndexState) -> str:
     return (f"{state.chunks - state.dense_vectors} of {state.chunks} chunks (new or changed records) have no vector "
             "yet: they take their lexical rank among the vector matches until the background build reaches them")
@@ -205,7 +216,6 @@ class Fused:
     dense: list[int]
     best_possible: float  # the score of a chunk first in every ranking that counted
     notes: list[str]
-    added_terms: list[str]
 
 
 def rank(collection: Collection, query: str) -> Fused:
@@ -226,13 +236,9 @@ def rank(collection: Collection, query: str) -> Fused:
     if weight and collection.embedder == "none":
         reason = embedders.unavailable()
         if reason:
-            notes.append(f"semantic search is off ({reason}): a question in another language than the "
-                         "collection is matched by dictionary translation only")
-    elif weight and not collection.dense_ready():
-        done = state.dense_vectors / state.chunks if state.chunks else 0.0
-        notes.append(f"the semantic vectors are still being built in the background ({done:.0%} of "
-                     f"{state.chunks:,} chunks); until they are complete, a question in another language "
-                     "than the collection is matched by dictionary translation only and may miss documents")
+            notes.append(semantic_off_note(reason))
+    elif weight and not collection.dense_ready(state):
+        notes.append(vectors_building_note(state))
     elif weight:
         try:
             dense = dense_ranking(collection, query)
@@ -247,7 +253,7 @@ def rank(collection: Collection, query: str) -> Fused:
                 dense = with_unembedded(dense, lexical, first_missing)
                 notes.append(unembedded_note(collection.state()))
     return Fused(scores=fuse([(lexical, 1.0), (dense, weight)]), lexical=lexical, dense=dense,
-                 best_possible=(1.0 + (weight if dense else 0.0)) / (RRF_K + 1), notes=notes, added_terms=added)
+                 best_possible=(1.0 + (weight if dense else 0.0)) / (RRF_K + 1), notes=notes)
 
 
 def search(collection: Collection, query: str, *, top_k: int, diverse: bool, min_docs: int, max_per_doc: int,
@@ -266,4 +272,4 @@ def search(collection: Collection, query: str, *, top_k: int, diverse: bool, min
         needle = title_contains.lower()
         hits = [hit for hit in hits if needle in hit.title.lower()]
     chosen = diversify(hits, top_k, min_docs, max_per_doc) if diverse else hits[:top_k]
-    return Ranking(chosen, fused.notes, fused.added_terms)
+    return Ranking(chosen, fused.notes)

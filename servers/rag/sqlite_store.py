@@ -430,3 +430,6 @@ class SqliteBackend:
     def peek(self, key: str) -> SqliteStore | None:
         folder = cache.area("rag") / key
         return SqliteStore(folder) if (folder / "index.sqlite").is_file() else None
+
+    def close(self) -> None:
+        """Nothing to let go: each store holds its own SQLite connections."""

@@ -259,3 +259,7 @@ class StoreBackend(Protocol):
     def peek(self, key: str) -> Store | None:
         """The store of `key` if an index exists for it, without creating one."""
         ...
+
+    def close(self) -> None:
+        """Let go of what the backend holds for the whole process (database connections)."""
+        ...
