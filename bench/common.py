@@ -24,6 +24,11 @@ TABLE_GOLD = (
 )
 
 
+def folder_size(path: Path) -> int:
+    """Bytes in the files under `path` (an index on disk)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def normalise(text: str) -> str:
     table = str.maketrans({"（": "(", "）": ")", "：": ":", "，": ",", "。": ".", "、": ",", "’": "'", "‘": "'"})
     return "".join(text.translate(table).split())

@@ -36,6 +36,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+
+import common  # noqa: E402  (bench/ is on the path from here)
+
 DATA = Path(os.environ.get("BENCH_DATA") or REPO.parent / "shared" / "data" / "corpora")
 # BENCH_RAG_WORK reuses a folder of an earlier run (collection and index kept), to time searches again
 # without rebuilding for 18 minutes.
@@ -83,10 +86,6 @@ def make_collection(path: Path, documents: int, target_chars: int, write: bool =
                  (REPO / "bench" / "rag_questions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     queries = questions + [p[: rng.randint(6, 16)] for p in rng.sample(paragraphs, 200 - len(questions))]
     return total, queries
-
-
-def folder_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 APPENDED = 100
@@ -201,7 +200,7 @@ async def run(documents: int, only_incremental: bool) -> None:
                 print(f"background indexing failed: {stats['dense_error']}")
                 break
             await anyio_sleep(5)
-        size = folder_size(WORK / "cache")
+        size = common.folder_size(WORK / "cache")
         print(f"index size on disk: {size / 2**20:.0f} MB")
         for query in queries[:3] + queries[-3:]:  # warm: the dictionary and the encoder loaded
             await client.call_tool("rag_search", {"query": query, "json_path": path.name, "top_k": 10})

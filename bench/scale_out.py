@@ -58,6 +58,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+
+import common  # noqa: E402  (bench/ is on the path from here)
+
 WORK = Path(tempfile.mkdtemp(prefix="bench-scale-out-"))
 os.environ["BENCH_RAG_WORK"] = str(WORK)  # rag_scale makes its collection here, and nothing else
 os.environ["TOOLSUITE_ROOTS"] = str(WORK)
@@ -416,10 +419,6 @@ def postgres_size(backend: Any, schema: str) -> int:
         "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'", (schema,)).fetchone()[0]))
 
 
-def folder_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
 def main() -> None:
     import logging
 
@@ -524,7 +523,7 @@ def report_stores(path: Path, url: str, queries: list[str]) -> None:
         collection = service.collections.get(path)
         state = collection.state()
         if name == "SQLite":
-            size = folder_size(collection.store.folder)
+            size = common.folder_size(collection.store.folder)
         else:
             size = postgres_size(backend, collection.store.schema)
         warm_latencies(service, path, queries[:10])  # models loaded, caches filled
