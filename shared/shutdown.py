@@ -31,16 +31,17 @@ STOPPING = "stopped: the server is shutting down"
 GRACE = 2.0  # seconds the work in flight may take to reach its next commit
 stopping = threading.Event()
 _idle = threading.Condition()
-_cancels: set[threading.Event] = set()
+_cancels: set[StopFlag] = set()
 
 
 @contextlib.contextmanager
-def work(cancel: threading.Event) -> Iterator[None]:
-    """Blocking work that stops at its next batch when the process is asked to stop."""
+def work(cancel: StopFlag) -> Iterator[None]:
+    """Blocking work that stops at its next batch when the process is asked to stop (its stop
+    callbacks run too: helper programs are killed with it)."""
     with _idle:
         _cancels.add(cancel)
         if stopping.is_set():
-            cancel.set()
+            cancel.stop(STOPPING)
     try:
         yield
     finally:
@@ -60,10 +61,7 @@ def install(grace: float = GRACE) -> None:
         stopping.set()
         with _idle:
             for cancel in _cancels:
-                if isinstance(cancel, StopFlag):
-                    cancel.stop(STOPPING)  # its stop callbacks too: helper programs are killed with it
-                else:
-                    cancel.set()
+                cancel.stop(STOPPING)
         # Waiting here would hold the event loop, which the work may need to report its progress.
         threading.Thread(target=_exit_when_idle, args=(grace,), name="shutdown", daemon=True).start()
 
