@@ -110,11 +110,9 @@ def _footer(document: engine.Document, page: budget.Page) -> str:
         shown = document.pages or []
         span = f"pages {shown[0]}-{shown[-1]}" if len(shown) > 1 else f"page {shown[0]}" if shown else "no pages"
         where = f"{span} of {document.total_pages}; "
-    if not document.complete:  # the pages past these are converted when the agent reads on
-        return (f"[{where}read so far: characters {page.start_index}-{page.end_index} of {page.total_chars}; "
-                f"call convert_to_markdown again with start_index={page.end_index} for the next part]")
-    if page.has_more:
-        return (f"[{where}characters {page.start_index}-{page.end_index} of {page.total_chars}; call "
+    if page.has_more or not document.complete:  # an incomplete part: later pages convert when read on
+        so_far = "" if document.complete else "read so far: "
+        return (f"[{where}{so_far}characters {page.start_index}-{page.end_index} of {page.total_chars}; call "
                 f"convert_to_markdown again with start_index={page.end_index} for the next part]")
     return f"[{where}end of document: {page.total_chars} characters]"
 
