@@ -52,6 +52,12 @@ def setenv(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
 
 @pytest.fixture
+def lexical_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tool-rag without vectors: lexical search (with dictionary translation) only."""
+    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
+
+
+@pytest.fixture
 def root(tmp_path: Path) -> Path:
     return tmp_path / "root"
 

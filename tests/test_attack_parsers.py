@@ -183,9 +183,7 @@ async def _stats(name: str):
 
 
 @pytest.mark.parametrize("name", sorted(DEEP_COLLECTIONS))
-async def test_a_deeply_nested_collection_is_refused_before_parsing(root: Path, name: str, monkeypatch):
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
+async def test_a_deeply_nested_collection_is_refused_before_parsing(root: Path, name: str, lexical_only):
     (root / name).write_bytes(DEEP_COLLECTIONS[name])
     tracemalloc.start()
     try:
@@ -198,9 +196,7 @@ async def test_a_deeply_nested_collection_is_refused_before_parsing(root: Path, 
     assert peak < 64 * 2**20, peak  # unbounded, 200,000 levels took 5.8 GB
 
 
-async def test_a_collection_at_the_depth_limit_is_indexed(root: Path, monkeypatch):
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
+async def test_a_collection_at_the_depth_limit_is_indexed(root: Path, lexical_only):
     # The array and the record are two levels; brackets and escaped quotes inside strings do not nest.
     nested = "[" * (loader.MAX_DEPTH - 2) + "]" * (loader.MAX_DEPTH - 2)
     record = {"title": 'brackets [[{ and \\" quotes', "content": "depth limit " + "[[[{{{" * 30_000, "meta": nested}
@@ -220,9 +216,7 @@ async def test_a_collection_at_the_depth_limit_is_indexed(root: Path, monkeypatc
      "line 2 of the JSON Lines file is over 16 MB"),
 ])
 async def test_a_collection_value_past_its_cap_is_refused(root: Path, name: str, data: bytes, expected: str,
-                                                                  monkeypatch):
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-    monkeypatch.setenv("TOOLSUITE_RAG_DOC_EMBEDDER", "none")
+                                                                  lexical_only):
     (root / name).write_bytes(data)
     result, text = await _stats(name)
     assert_no_crash(text)

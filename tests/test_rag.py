@@ -34,11 +34,6 @@ def collection(root: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def lexical_only(monkeypatch):
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-
-
 async def test_search_keeps_the_reference_layout_and_citations(collection, lexical_only):
     async with Client(build()) as client:
         result = await client.call_tool("rag_search", {"query": "直播电商 平台责任", "json_path": "collection.json",

@@ -18,11 +18,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def lexical_only(monkeypatch):
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-
-
-@pytest.fixture
 def tree(root: Path, tmp_path: Path) -> Path:
     (root / "collection.json").write_text(json.dumps(DOCS, ensure_ascii=False), encoding="utf-8")
     (root / "wrapped.json").write_text(json.dumps({"documents": DOCS[:2]}, ensure_ascii=False), encoding="utf-8")

@@ -64,11 +64,6 @@ def write_lines(path: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
-@pytest.fixture
-def lexical_only(monkeypatch):
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-
-
 # Chinese and English questions: the English ones about Chinese text go through dictionary translation
 # (which asks the store which headwords it holds) and are fused with the USE chunk vectors.
 QUERIES = ["直播电商 平台责任", "Redis 持久化", "位置编码", "language model evaluation", "decorators closures",

@@ -40,11 +40,6 @@ LONG = {"title": "长文档", "url": "https://example.org/long",
 
 
 @pytest.fixture
-def lexical_only(monkeypatch):
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-
-
-@pytest.fixture
 def collection(root: Path) -> Path:
     path = root / "collection.json"
     path.write_text(json.dumps([*DOCS, LONG], ensure_ascii=False), encoding="utf-8")

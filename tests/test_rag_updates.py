@@ -35,11 +35,6 @@ def append_lines(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 @pytest.fixture
-def lexical_only(monkeypatch):
-    monkeypatch.setenv("TOOLSUITE_RAG_EMBEDDER", "none")
-
-
-@pytest.fixture
 def entries_made(monkeypatch) -> list[str]:
     """The content keys the engine chunks and tokenizes (new content only, after the first build)."""
     made: list[str] = []
