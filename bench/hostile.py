@@ -43,11 +43,6 @@ TOOL_SECONDS = 5.0
 HANG_SECONDS = TOOL_SECONDS + 5  # no answer by then is a hang
 SECRET = "the-outside-secret-8c1f"
 SITE_HOST = "127.0.0.3"  # the hostile site's address, the only one allow-listed: every other loopback is refused
-# Cases known to allocate without bound, run in a child process under an address-space cap instead of
-# here (where they would take the machine's memory). None today: tool-rag's collection loader, the
-# last one, now refuses deep nesting before parsing.
-CONTAINED: set[tuple[str, str]] = set()
-CHILD_MEMORY = 2 * 2**30
 
 REFUSE, ANY = "refuse", "any"
 
@@ -233,11 +228,9 @@ async def run() -> None:
             before = await quiet(clients, targets)
             warm = await one_round(clients, targets, cases)
             after = await quiet(clients, targets)
-    contained = contained_cases(cases, targets)
     print(f"targets (tool arguments taking a path or URL): {len(targets)}; corpus: {len(cases)} cases; "
           f"tool-python sandbox: {'real' if sandbox else 'none (upload checked against a bad id)'}")
-    rounds = [("round 1 (cold)", cold), ("round 2 (warm)", warm)]
-    for title, figures in rounds + ([("in a capped child", contained)] if CONTAINED else []):
+    for title, figures in (("round 1 (cold)", cold), ("round 2 (warm)", warm)):
         report(title, figures)
     print("counts                                 start -> before round 2 -> after round 2")
     for key in before:
@@ -263,8 +256,7 @@ async def one_round(clients: dict[str, Any], targets: list[Any], cases: list[Cas
     for target in targets:
         local_only = target.argument in ("json_path", "local_file_path")
         for case in cases:
-            if (case in slow or (not case.local and local_only) or (case.local and target.argument == "url")
-                    or (target.server, case.name) in CONTAINED):
+            if case in slow or (not case.local and local_only) or (case.local and target.argument == "url"):
                 continue
             await one(clients[target.server], target, case, figures)
     # Calls that can only end at the tool's time limit run together, as a busy host sends them.
@@ -273,48 +265,6 @@ async def one_round(clients: dict[str, Any], targets: list[Any], cases: list[Cas
             if target.argument not in ("json_path", "local_file_path"):
                 for case in slow:
                     group.start_soon(one, clients[target.server], target, case, figures)
-    figures.seconds = time.monotonic() - started
-    return figures
-
-
-_CONTAINED_CALL = r"""
-import anyio, json, resource, sys, time
-resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[1]), int(sys.argv[1])))
-from mcp import Client
-from servers.registry import BY_NAME
-async def main():
-    async with Client(BY_NAME[sys.argv[2]].build()) as client:
-        started = time.monotonic()
-        result = await client.call_tool(sys.argv[3], json.loads(sys.argv[4]))
-        print(json.dumps({"error": result.is_error, "text": result.content[-1].text[:300],
-                          "seconds": time.monotonic() - started}))
-anyio.run(main)
-"""
-
-
-def contained_cases(cases: list[Case], targets: list[Any]) -> Figures:
-    """The CONTAINED cases, each call in a child process under an address-space cap."""
-    import json
-
-    figures = Figures()
-    started = time.monotonic()
-    for target in targets:
-        for case in cases:
-            if (target.server, case.name) not in CONTAINED:
-                continue
-            figures.calls += 1
-            done = subprocess.run([sys.executable, "-c", _CONTAINED_CALL, str(CHILD_MEMORY), target.server,
-                                   target.tool, json.dumps(target.arguments(case.value))],
-                                  capture_output=True, text=True, cwd=REPO, timeout=HANG_SECONDS * 3)
-            where = f"{target.name} <- {case.name}"
-            if done.returncode != 0 or not done.stdout.strip():
-                figures.findings.append(f"CRASH {where} (exit {done.returncode}): {done.stderr[-160:]!r}")
-                continue
-            answer = json.loads(done.stdout.strip().splitlines()[-1])
-            if "out of memory" in answer["text"]:
-                figures.findings.append(f"MEMORY {where}: over {CHILD_MEMORY / 2**30:g} GB: {answer['text'][:120]!r}")
-            elif answer["error"]:
-                figures.refusals.append((answer["seconds"], where))
     figures.seconds = time.monotonic() - started
     return figures
 
