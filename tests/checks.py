@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
+import anyio
 from mcp import Client
 from mcp.server import MCPServer
 from mcp_types import CallToolResult
@@ -32,3 +35,12 @@ async def assert_clear_errors(client: Client, tool: str, argument: str, cases: d
         text = result.content[0].text
         assert result.is_error and expected in text, (value, text)
         assert "Traceback" not in text, (value, text)
+
+
+async def until(check: Callable[[], Any], seconds: float) -> Any:
+    """`check()` once it is truthy, or its last value after `seconds` (the async form of
+    hostile_cases.settle, for tests that must keep the event loop running while they wait)."""
+    deadline = time.monotonic() + seconds
+    while not (value := check()) and time.monotonic() < deadline:
+        await anyio.sleep(0.02)
+    return value

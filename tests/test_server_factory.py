@@ -19,6 +19,7 @@ from shared.errors import InputError, NotConfigured
 from shared.lazy import LazyEngine
 from shared.server import READ_ONLY_LOCAL, Image, Progress, ToolResult, add_tool, create_server
 from shared.text import decode
+from tests.checks import until
 
 pytestmark = pytest.mark.anyio
 
@@ -232,12 +233,6 @@ def build_engine_server(stopped: list[BaseException]):
     return server
 
 
-async def _until(condition, seconds: float = 3.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        await anyio.sleep(0.02)
-
-
 async def test_engine_work_stopped_by_the_time_limit_is_a_timeout_and_its_input_is_removed(tmp_path: Path,
                                                                                            monkeypatch):
     from shared.errors import TimedOut
@@ -247,10 +242,10 @@ async def test_engine_work_stopped_by_the_time_limit_is_a_timeout_and_its_input_
     async with Client(build_engine_server(stopped)) as client:
         result = await client.call_tool("loop", {"data_uri": "data:text/plain,hello"})
         assert result.is_error and "loop did not finish within 0.5 s" in result.content[0].text
-        await _until(lambda: bool(stopped))
+        await until(lambda: bool(stopped), 3)
     assert len(stopped) == 1 and isinstance(stopped[0], TimedOut)
     assert str(stopped[0]) == "the loop stopped at the tool's time limit"
-    await _until(lambda: not list(tmp_path.glob("toolsuite-data-*")))
+    await until(lambda: not list(tmp_path.glob("toolsuite-data-*")), 3)
     assert not list(tmp_path.glob("toolsuite-data-*"))
 
 
@@ -261,7 +256,7 @@ async def test_engine_work_cancelled_by_the_client_is_a_cancellation_not_a_timeo
     async with Client(build_engine_server(stopped), mode="legacy") as client:
         with anyio.move_on_after(0.3):
             await client.call_tool("long_loop", {"data_uri": "data:text/plain,hello"})
-        await _until(lambda: bool(stopped))
+        await until(lambda: bool(stopped), 3)
     assert len(stopped) == 1 and isinstance(stopped[0], Cancelled)
     assert str(stopped[0]) == "the loop cancelled by the client"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import anyio
@@ -15,6 +14,7 @@ import pytest
 from mcp import Client
 
 from tests import hostile_cases as hostile
+from tests.checks import until
 from tests.conftest import BIN
 from tests.sigterm_stdio import SigtermStdio
 
@@ -25,13 +25,6 @@ def _server_env(root: Path, tmp_path: Path, temporary: Path) -> dict[str, str]:
     inherited = {k: os.environ[k] for k in ("HOME", "PATH", "LANG") if k in os.environ}
     return {**inherited, "TMPDIR": str(temporary), "TOOLSUITE_ROOTS": str(root),
             "TOOLSUITE_CACHE_DIR": str(tmp_path / "cache"), "TOOLSUITE_ALLOWED_HOSTS": "127.0.0.1"}
-
-
-async def _wait_for(check, seconds: float) -> object:
-    deadline = time.monotonic() + seconds
-    while not (found := check()) and time.monotonic() < deadline:
-        await anyio.sleep(0.05)
-    return found
 
 
 @pytest.mark.parametrize(("server", "tool", "argument"), [
@@ -50,12 +43,12 @@ async def test_sigterm_during_a_download_leaves_no_temporary_file(root: Path, tm
                     await client.call_tool(tool, {argument: f"{base}/trickle-body"})
 
             group.start_soon(call)
-            downloading = await _wait_for(lambda: list(temporary.iterdir()), 20)
+            downloading = await until(lambda: list(temporary.iterdir()), 20)
             assert downloading, transport.stderr_text()[-2000:]  # the body is being written to a file
             await anyio.sleep(0.3)  # a few more bytes arrive: the download is under way, not starting
             assert transport.process is not None
             transport.process.send_signal(signal.SIGTERM)
-            exited = await _wait_for(lambda: transport.process.returncode is not None, 10)
+            exited = await until(lambda: transport.process.returncode is not None, 10)
             group.cancel_scope.cancel()
     assert exited, transport.stderr_text()[-2000:]
     assert transport.process.returncode == 0, transport.stderr_text()[-2000:]
