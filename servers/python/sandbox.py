@@ -287,14 +287,15 @@ class Sandbox:
     def _exchange(self, request: dict[str, Any], wall_seconds: float) -> dict[str, Any] | None:
         """Send one request and wait for its reply; None when the sandbox had to be ended (the
         reason is in `death_note` for the next call)."""
-        assert self.process is not None and self.process.stdin is not None
+        process = self.process  # another thread may end the sandbox (deleted, expired) while this waits
+        assert process is not None and process.stdin is not None
         request_id = secrets.token_hex(16)  # never reaches user code: only the supervisor sees it
         try:
-            self.process.stdin.write((json.dumps({**request, "id": request_id}) + "\n").encode())
-            self.process.stdin.flush()
+            process.stdin.write((json.dumps({**request, "id": request_id}) + "\n").encode())
+            process.stdin.flush()
         except (BrokenPipeError, OSError):
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(5)
+                process.wait(5)
             self.death_note = f"the previous call ended the sandbox ({self._describe_death()})"
             return None
         try:
@@ -308,9 +309,14 @@ class Sandbox:
             self._kill()
             self.death_note = "the sandbox sent a reply larger than allowed and was ended"
             return None
+        except OSError:
+            if self.process is process:
+                raise
+            self.death_note = "the sandbox was closed while this code ran"  # its reply pipe went with it
+            return None
         if reply is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(5)
+                process.wait(5)
             self.death_note = f"the previous call ended the sandbox ({self._describe_death()})"
         return reply
 
