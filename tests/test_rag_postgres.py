@@ -318,8 +318,10 @@ def test_the_detached_vector_builder_builds_into_postgresql(root: Path, pg_url: 
     counts = store.database.read(lambda c: c.execute(
         f"SELECT count(*), min(vector_dims(embedding)) FROM {store.schema}.chunk_vectors").fetchone())
     assert counts == (state.chunks, 512)  # USE's dimension
+    # The builder exits once done and clears its pid; this process sees the state row up to
+    # STATE_TTL late, so both are waited for.
     deadline = time.monotonic() + 30
-    while store.builder_running() and time.monotonic() < deadline:  # the builder exits once done
+    while (store.builder_running() or store.builder_status().pid is not None) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not store.builder_running() and store.builder_status().pid is None
 
