@@ -79,17 +79,27 @@ class LocalPostgres:
             self._account = pwd.getpwnam(UNPRIVILEGED)
             os.chmod(self.folder, 0o755)
             if not _reachable_by_others(install):
-                copy = self.folder / "pginstall"
-                shutil.copytree(install, copy, symlinks=True)
-                for entry in [copy, *copy.rglob("*")]:
-                    if not entry.is_symlink():
-                        entry.chmod(entry.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if entry.is_dir() or
-                                                                             entry.stat().st_mode & stat.S_IXUSR
-                                                                             else 0))
-                install = copy
+                install = self._copy_for_others(install)
         self.bin = install / "bin"
         self.process: subprocess.Popen[bytes] | None = None
         self._init()
+
+    def _copy_for_others(self, install: Path) -> Path:
+        """A copy of the binaries the unprivileged account can run. The wheel's programs find their
+        bundled libraries through RPATH $ORIGIN/../../../pgserver.libs, so that layout is kept."""
+        site = self.folder / "site"
+        copy = site / "pgserver" / "pginstall"
+        shutil.copytree(install, copy, symlinks=True)
+        libraries = install.parent.parent / "pgserver.libs"
+        if libraries.is_dir():
+            shutil.copytree(libraries, site / "pgserver.libs", symlinks=True)
+        for entry in [site, *site.rglob("*")]:
+            if entry.is_symlink():
+                continue
+            mode = entry.stat().st_mode
+            runnable = entry.is_dir() or mode & stat.S_IXUSR
+            entry.chmod(mode | stat.S_IROTH | (stat.S_IXOTH if runnable else 0))
+        return copy
 
     # -- processes --------------------------------------------------------------------------------
 
